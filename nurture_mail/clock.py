@@ -45,3 +45,19 @@ def parse_instant(text: str) -> datetime:
         return as_utc(datetime.fromisoformat(text.replace("Z", "+00:00")))
     except ValueError:
         raise ValueError(f"not an ISO-8601 instant: {text!r}") from None
+
+
+class ScaledClock:
+    """Time that runs ``speed`` times faster than real time from ``epoch`` (demos).
+
+    Every process given the same epoch and speed computes the same instant, so a web app,
+    workers and cron agree on "now" without talking to each other.
+    """
+
+    def __init__(self, epoch: datetime, speed: float) -> None:
+        self.epoch = as_utc(epoch)
+        self.speed = speed
+
+    def now(self) -> datetime:
+        real = datetime.now(timezone.utc)
+        return self.epoch + (real - self.epoch) * self.speed

@@ -67,6 +67,8 @@ class Config:
     smtp_timeout: int = 30
     retry_backoff_seconds: int = 60
     default_timezone: str = "UTC"
+    clock_speed: float = 1.0
+    clock_epoch: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -98,6 +100,8 @@ class Config:
             smtp_timeout=_int(env, "SMTP_TIMEOUT", cls.smtp_timeout),
             retry_backoff_seconds=_int(env, "RETRY_BACKOFF_SECONDS", cls.retry_backoff_seconds),
             default_timezone=env.get("DEFAULT_TIMEZONE", cls.default_timezone),
+            clock_speed=float(env.get("CLOCK_SPEED") or 1.0),
+            clock_epoch=env.get("CLOCK_EPOCH", ""),
         )
         values.update(overrides)
         return cls(**values).resolved()

@@ -99,12 +99,22 @@ def redis_url_of(connection: Redis) -> str:
     return f"redis://{kwargs.get('host', '127.0.0.1')}:{kwargs.get('port', 6379)}/{kwargs.get('db', 0)}"
 
 
+def clock_from_config(config: Config) -> Clock:
+    """The system clock, or an accelerated one when CLOCK_SPEED is set (demos)."""
+    if config.clock_speed == 1.0:
+        return SystemClock()
+    from .clock import ScaledClock, parse_instant
+
+    epoch = parse_instant(config.clock_epoch) if config.clock_epoch else SystemClock().now()
+    return ScaledClock(epoch, config.clock_speed)
+
+
 class Services:
     """Everything a view, job or command needs, built lazily from one Config."""
 
     def __init__(self, config: Config, clock: Clock | None = None, redis: Redis | None = None) -> None:
         self.config = config
-        self.clock: Clock = clock or SystemClock()
+        self.clock: Clock = clock or clock_from_config(config)
         self._redis = redis
 
     @cached_property

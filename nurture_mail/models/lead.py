@@ -5,7 +5,7 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import Enum, String
+from sqlalchemy import BigInteger, Enum, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base
@@ -62,7 +62,7 @@ class Lead(Base):
     # Firmographics
     industry_sic: Mapped[str | None] = mapped_column(String(8))
     industry_naics: Mapped[str | None] = mapped_column(String(8))
-    revenue: Mapped[int | None]
+    revenue: Mapped[int | None] = mapped_column(BigInteger)
     employees: Mapped[int | None]
     locations: Mapped[int | None]
     region: Mapped[str | None] = mapped_column(String(64))

@@ -1,0 +1,39 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test bench lint clean install browser
+
+$(STAMP): requirements.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -r requirements.txt
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## Start the whole platform on embedded defaults (SQLite, embedded Redis, SMTP capture inbox)
+run: $(STAMP)
+	$(PY) -m nurture_mail run --demo
+
+## Browser tests use Debian's chromium; install it when missing (root, as on CI machines)
+browser:
+	@command -v chromium >/dev/null 2>&1 || test -x /usr/bin/chromium || \
+	  { if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed: browser tests will be skipped"; \
+	    else echo "chromium missing and not root: browser tests will be skipped"; fi; }
+
+## Run the test suite (SQLite always; PostgreSQL and Redis services when reachable)
+test: $(STAMP) browser
+	$(PY) -m pytest -q
+
+## Benchmarks: print figures, compare with the practical limit
+bench: $(STAMP)
+	$(PY) bench/send_pipeline.py
+
+lint: $(STAMP)
+	$(PY) -m ruff check nurture_mail tests
+
+clean:
+	rm -rf $(VENV) instance .pytest_cache

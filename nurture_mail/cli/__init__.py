@@ -1,0 +1,18 @@
+"""``python -m nurture_mail …``: one click group, commands split by area."""
+from __future__ import annotations
+
+import click
+
+from .campaigns import sync_campaigns_command, preview_command
+from .leads import enroll_command, import_leads_command
+from .runtime import cron_command, init_command, run_command, tick_command, worker_command
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """nurture_mail: content-gap-aware email nurture campaigns."""
+
+
+for command in (init_command, sync_campaigns_command, import_leads_command, enroll_command, tick_command,
+                worker_command, cron_command, preview_command, run_command):
+    main.add_command(command)

@@ -1,0 +1,84 @@
+"""Runtime commands: migrate, scheduler tick, worker, cron, and ``run`` (everything at once)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import click
+
+from .. import services
+from ..clock import parse_instant
+from ..migrate import upgrade
+from ..nurture.tick import run_tick
+from .campaigns import sync_from_files
+from .common import make_app, with_app
+
+
+@click.command("init")
+@with_app
+def init_command() -> None:
+    """Create or migrate the database schema and sync campaigns/*.yaml."""
+    svc = services()
+    upgrade(svc.db)
+    click.echo(f"database ready: {_safe_url(svc.config.database_url)}")
+    result, problems = sync_from_files()
+    click.echo(f"campaigns: {len(result.created)} created, {len(result.updated)} updated, "
+               f"{len(result.unchanged)} unchanged")
+    if problems:
+        for problem in problems:
+            click.echo(f"error: {problem}", err=True)
+        raise click.ClickException(f"{len(problems)} error(s) in campaign files; those files were not synced")
+
+
+@click.command("tick")
+@click.option("--now", "now_text", help="Run the pass as of this ISO-8601 instant (default: the clock).")
+@click.option("--no-enqueue", is_flag=True, help="Queue deliveries in the database but enqueue no send job.")
+@with_app
+def tick_command(now_text: str | None, no_enqueue: bool) -> None:
+    """One scheduler pass: queue the next touch of every due enrollment."""
+    svc = services()
+    now = parse_instant(now_text) if now_text else svc.clock.now()
+    report = run_tick(svc, now, enqueue=not no_enqueue)
+    click.echo(f"tick at {now:%Y-%m-%d %H:%M:%S} UTC: {report.summary()}")
+
+
+@click.command("worker")
+@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
+@click.option("--name", help="Worker name (default: host and pid).")
+def worker_command(burst: bool, name: str | None) -> None:
+    """Run an RQ worker on the nurture queue (run several for more throughput)."""
+    from ..runtime import run_worker
+
+    run_worker(make_app(), burst=burst, name=name)
+
+
+@click.command("cron")
+def cron_command() -> None:
+    """Run RQ's cron scheduler, enqueueing the scheduler tick every TICK_INTERVAL seconds."""
+    from ..runtime import run_cron
+
+    run_cron(make_app())
+
+
+@click.command("run")
+@click.option("--demo/--no-demo", default=False,
+              help="Seed samples/leads.csv into the demo campaign and run the clock fast (see README).")
+@click.option("--speed", default=1800.0, show_default=True, help="With --demo: simulated seconds per real second.")
+@click.option("--host", default=None, help="Web host (default: from BASE_URL).")
+@click.option("--port", default=None, type=int, help="Web port (default: from BASE_URL).")
+def run_command(demo: bool, speed: float, host: str | None, port: int | None) -> None:
+    """Start everything on this machine: web, worker, cron, embedded Redis and SMTP capture."""
+    from ..runtime import run_platform
+
+    if demo and not os.environ.get("CLOCK_SPEED"):
+        os.environ["CLOCK_SPEED"] = str(speed)
+        os.environ.setdefault("TICK_INTERVAL", "2")
+    run_platform(demo=demo, host=host, port=port)
+
+
+def _safe_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password:
+        return url.replace(f":{parts.password}@", ":***@")
+    return url

@@ -1,0 +1,15 @@
+"""The periodic work, declared as data in one place (read by ``rq cron`` and by ``run``)."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import Config
+from .tick import scheduler_tick
+
+
+def cron_table(config: Config) -> list[dict[str, Any]]:
+    """Each entry is the keyword arguments of ``rq.cron.register``."""
+    return [
+        dict(func=scheduler_tick, queue_name=config.queue_name, interval=config.tick_interval,
+             job_timeout=600, result_ttl=600, name="nurture-scheduler-tick"),
+    ]

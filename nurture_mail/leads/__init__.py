@@ -1,0 +1,1 @@
+"""Lead intake: CSV import with row-by-row outcomes."""

@@ -1,0 +1,92 @@
+"""Turn a delivery (lead × step) into an OutgoingEmail: render context, subject, bodies, headers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Callable
+
+from ..config import Config
+from ..models import Campaign, Delivery, Lead, Link, Step
+from .mime import OutgoingEmail, message_id_for
+from .render import Renderer, link_function
+
+
+@dataclass(frozen=True)
+class LeadView:
+    """What templates may read of a lead; missing values are empty strings, never errors."""
+
+    email: str
+    first_name: str = ""
+    last_name: str = ""
+    title: str = ""
+    company: str = ""
+    fields: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return " ".join(p for p in (self.first_name, self.last_name) if p)
+
+    @classmethod
+    def of(cls, lead: Lead) -> "LeadView":
+        return cls(
+            email=lead.email, first_name=lead.first_name or "", last_name=lead.last_name or "",
+            title=lead.title or "", company=lead.company or "", fields=dict(lead.custom_fields or {}),
+        )
+
+
+@dataclass(frozen=True)
+class SenderView:
+    name: str
+    email: str
+    address: str
+
+
+class Composer:
+    """Builds each email of a batch; the renderer's compiled templates are shared across batches."""
+
+    def __init__(
+        self,
+        config: Config,
+        renderer: Renderer,
+        link_url: Callable[[Delivery, Link], str],
+        unsubscribe_url: Callable[[Delivery], str],
+        extra_headers: Callable[[Delivery], tuple[tuple[str, str], ...]] | None = None,
+    ) -> None:
+        self.config = config
+        self.renderer = renderer
+        self.link_url = link_url
+        self.unsubscribe_url = unsubscribe_url
+        self.extra_headers = extra_headers
+        self.sender = SenderView(config.sender_name, config.sender_email, config.sender_address)
+        self._secret = config.secret_key.encode()
+
+    def context(self, delivery: Delivery, lead: Lead, step: Step, campaign: Campaign) -> dict[str, Any]:
+        urls = {link.name: self.link_url(delivery, link) for link in self.links_of(step)}
+        return {
+            "lead": LeadView.of(lead),
+            "campaign": {"name": campaign.name, "slug": campaign.slug},
+            "step": {"key": step.key, "subject": step.subject},
+            "preheader": step.preheader or "",
+            "sender": self.sender,
+            "link": link_function(urls),
+            "unsubscribe_url": self.unsubscribe_url(delivery),
+        }
+
+    @staticmethod
+    def links_of(step: Step) -> list[Link]:
+        return list(step.links)
+
+    def compose(self, delivery: Delivery, lead: Lead, step: Step, campaign: Campaign, now: datetime) -> OutgoingEmail:
+        context = self.context(delivery, lead, step, campaign)
+        subject, html, text = self.renderer.render(step.html_template, step.text_template, step.subject, context)
+        headers: tuple[tuple[str, str], ...] = (("X-Nurture-Campaign", campaign.slug),)
+        if self.extra_headers is not None:
+            headers += self.extra_headers(delivery)
+        return OutgoingEmail(
+            from_addr=self.config.sender_email, from_name=self.config.sender_name,
+            to_addr=lead.email, to_name=LeadView.of(lead).name,
+            subject=subject, html=html, text=text,
+            message_id=message_id_for(delivery.id, self._secret, self.config.sender_domain),
+            date=now, reply_to=self.config.reply_to or None,
+            return_path=self.config.sender_email, extra_headers=headers,
+        )

@@ -1,0 +1,74 @@
+"""Put a lead into a campaign, declaring what the prospect already knows."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ..engine.schedule import next_in_window, zone
+from ..exceptions import InvalidInput, NotFound
+from ..models import Campaign, Enrollment, EnrollmentState, KnowledgeLevel, Lead, LeadStatus, Topic
+from .knowledge import raise_knowledge
+from .plans import plan_of
+
+
+def find_campaign(session: Session, slug: str) -> Campaign:
+    campaign = session.scalar(select(Campaign).where(Campaign.slug == slug))
+    if campaign is None:
+        known = ", ".join(session.scalars(select(Campaign.slug).order_by(Campaign.slug))) or "none"
+        raise NotFound(f"no campaign '{slug}' (campaigns: {known}); run sync-campaigns first?")
+    return campaign
+
+
+def find_lead(session: Session, email: str) -> Lead:
+    lead = session.scalar(select(Lead).where(Lead.email == email.strip().lower()))
+    if lead is None:
+        raise NotFound(f"no lead with email {email!r}")
+    return lead
+
+
+def enroll(
+    session: Session,
+    lead: Lead,
+    campaign: Campaign,
+    now: datetime,
+    *,
+    knows: Iterable[str] = (),
+    declared_by: str | None = None,
+    source: str = "sales",
+    default_timezone: str = "UTC",
+) -> Enrollment:
+    """Enroll (or re-activate) a lead; declared topics become ``known`` before the first choice."""
+    knows = list(dict.fromkeys(t.strip() for t in knows if t.strip()))
+    if knows:
+        existing = set(session.scalars(select(Topic.slug).where(Topic.slug.in_(knows))))
+        unknown = [t for t in knows if t not in existing]
+        if unknown:
+            raise InvalidInput(f"unknown topic(s): {', '.join(unknown)}", field="knows")
+        raise_knowledge(session, lead.id, knows, KnowledgeLevel.known, source, now,
+                        declared_by=declared_by, note=f"declared at enrollment in {campaign.slug}")
+    if not lead.can_receive:
+        raise InvalidInput(f"lead {lead.email} is {lead.status.value} and cannot be nurtured", field="email")
+    enrollment = session.scalar(
+        select(Enrollment).where(Enrollment.lead_id == lead.id, Enrollment.campaign_id == campaign.id)
+    )
+    plan = plan_of(campaign)
+    first_send = next_in_window(now, zone(lead.timezone, default_timezone), plan.window)
+    if enrollment is None:
+        enrollment = Enrollment(
+            lead_id=lead.id, campaign_id=campaign.id, state=EnrollmentState.active,
+            next_send_at=first_send, enrolled_at=now, enrolled_by=declared_by, touches_sent=0,
+        )
+        session.add(enrollment)
+    elif enrollment.state != EnrollmentState.active:
+        enrollment.state = EnrollmentState.active
+        enrollment.state_reason = None
+        enrollment.ended_at = None
+        enrollment.next_send_at = first_send
+    if lead.status in (LeadStatus.new, LeadStatus.recycled):
+        lead.status = LeadStatus.nurturing
+        lead.updated_at = now
+    session.flush()
+    return enrollment

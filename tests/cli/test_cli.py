@@ -1,0 +1,97 @@
+"""The documented CLI, run as a user runs it: ``python -m nurture_mail …`` in a subprocess."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from nurture_mail.extensions import redis_url_of
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def cli(tmp_path, redis, smtp_server):
+    env = dict(
+        os.environ,
+        INSTANCE_PATH=str(tmp_path / "instance"),
+        REDIS_URL=redis_url_of(redis),
+        SMTP_URL=f"smtp://127.0.0.1:{smtp_server.port}",
+        SECRET_KEY="cli-secret",
+    )
+    env.pop("DATABASE_URL", None)
+
+    def run(*args: str, ok: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "nurture_mail", *args], env={**env, **extra_env}, cwd=str(ROOT),
+                                capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        if ok:
+            assert result.returncode == 0, result.stderr
+        return result
+
+    return run
+
+
+def test_init_import_enroll_preview_tick_worker(cli, smtp_server, tmp_path):
+    out = cli("init").stdout
+    assert "database ready" in out and "1 created" in out
+    assert "0 created" in cli("init").stdout  # idempotent: migrations and sync run again safely
+
+    csv_file = tmp_path / "leads.csv"
+    csv_file.write_text(
+        "email,first_name,company,timezone,industry\n"
+        "ZOE@Acme.example,Zoë,Acme,America/New_York,fintech\n"
+        "not-an-email,Bad,Row,UTC,x\n"
+        "raj@core.example,Raj,Core,Mars/Olympus,retail\n"
+        "zoe@acme.example,,Acme Corp,,\n",
+        encoding="utf-8",
+    )
+    result = cli("import-leads", str(csv_file), "--source", "trade-show", "--campaign", "northwind-security")
+    assert "4 rows: 2 created, 1 updated, 1 rejected" in result.stdout
+    assert "2 enrolled in northwind-security" in result.stdout
+    assert "row 3, email:" in result.stderr  # the bad row says where and why
+    assert "row 4, timezone: unknown IANA zone 'Mars/Olympus'" in result.stderr
+    assert "row 5, duplicate of an earlier row" in result.stderr
+
+    preview = cli("preview", "zoe@acme.example", "northwind-security").stdout
+    assert "welcome" in preview and "upcoming:" in preview
+
+    cli("enroll", "raj@core.example", "northwind-security", "--knows", "cloud-risk-landscape")
+    bad = cli("enroll", "raj@core.example", "northwind-security", "--knows", "pricng", ok=False)
+    assert bad.returncode != 0 and "Error: knows: unknown topic(s): pricng" in bad.stderr
+    missing = cli("enroll", "nobody@x.example", "northwind-security", ok=False)
+    assert missing.returncode == 1 and missing.stderr.count("\n") == 1
+
+    # Monday 2026-03-02 15:00 UTC is 10:00 in New York; Raj has no valid zone (UTC: 15:00).
+    tick = cli("tick", "--now", "2026-03-02T15:00:00Z").stdout
+    assert "2 queued" in tick
+    cli("worker", "--burst")
+    received = {m.rcpt_tos[0]: m for m in smtp_server.store.list()}
+    assert set(received) == {"zoe@acme.example", "raj@core.example"}
+    assert "Zoë" in received["zoe@acme.example"].subject
+    # Raj declared he knows the welcome's topic: his first email is the next step.
+    assert received["raj@core.example"].subject != received["zoe@acme.example"].subject.replace("Zoë", "Raj")
+
+
+def test_errors_are_one_line_and_non_zero(cli, tmp_path):
+    cli("init")
+    result = cli("tick", "--now", "yesterday", ok=False)
+    assert result.returncode != 0 and "not an ISO-8601 instant" in result.stderr
+    result = cli("preview", "x@y.example", "nope", ok=False)
+    assert result.returncode != 0 and "Error:" in result.stderr
+
+
+def test_sync_campaigns_reports_every_error_with_its_location(tmp_path, cli):
+    cli("init")
+    campaigns = tmp_path / "campaigns"
+    campaigns.mkdir()
+    (campaigns / "broken.yaml").write_text(
+        "slug: broken\nname: Broken\ntopics:\n  - {slug: pricing, name: Pricing, stage: decision}\n"
+        "steps:\n  - key: one\n    subject: Hi\n    template: northwind-security/pricing\n    teaches: [pricng]\n",
+        encoding="utf-8",
+    )
+    result = cli("sync-campaigns", ok=False, CAMPAIGNS_DIR=str(campaigns))
+    assert result.returncode == 1
+    assert "campaigns/broken.yaml: steps[0].teaches: unknown topic 'pricng' (did you mean 'pricing'?)" in result.stderr
