@@ -115,7 +115,7 @@ class CampaignLoader:
         if not isinstance(data, dict):
             c.add("", "expected a mapping with slug, name, topics and steps")
             return None
-        for key in sorted(set(data) - CAMPAIGN_KEYS):
+        for key in sorted(set(data) - CAMPAIGN_KEYS, key=str):
             c.add(str(key), "unknown key" + _suggest(str(key), CAMPAIGN_KEYS))
         slug = self._slug(data.get("slug"), "slug", c)
         name = self._text(data.get("name"), "name", c)
@@ -139,8 +139,11 @@ class CampaignLoader:
         start, end, weekdays_only = self._window(data.get("send_window"), c)
         topics = self._topics(data.get("topics"), c)
         topic_slugs = {t.slug for t in topics}
+        before = len(c.problems)
         steps = self._steps(data.get("steps"), topic_slugs, {t.slug: t.stage for t in topics}, c)
-        if steps:
+        if steps and len(c.problems) == before:
+            # Only on otherwise valid steps: a step dropped for another error would look
+            # like a missing teacher.
             self._check_prerequisites(steps, c)
         for rule_key in ("exit", "handoff"):
             if data.get(rule_key) is not None and not isinstance(data.get(rule_key), dict):
@@ -161,12 +164,16 @@ class CampaignLoader:
         if not isinstance(raw, dict):
             c.add("send_window", "expected a mapping with start, end and weekdays_only")
             return start, end, weekdays_only
-        for key in sorted(set(raw) - WINDOW_KEYS):
+        for key in sorted(set(raw) - WINDOW_KEYS, key=str):
             c.add(f"send_window.{key}", "unknown key" + _suggest(str(key), WINDOW_KEYS))
         parsed = {}
         for key, default in (("start", start), ("end", end)):
             value = raw.get(key)
             if value is None:
+                parsed[key] = default
+                continue
+            if isinstance(value, bool):
+                c.add(f"send_window.{key}", f"expected a time like \"09:00\", got {value!r}")
                 parsed[key] = default
                 continue
             if isinstance(value, int):  # YAML reads an unquoted 09:00 as sexagesimal minutes
@@ -196,7 +203,7 @@ class CampaignLoader:
             if not isinstance(item, dict):
                 c.add(path, "expected a mapping with slug, name and stage")
                 continue
-            for key in sorted(set(item) - TOPIC_KEYS):
+            for key in sorted(set(item) - TOPIC_KEYS, key=str):
                 c.add(f"{path}.{key}", "unknown key" + _suggest(str(key), TOPIC_KEYS))
             slug = self._slug(item.get("slug"), f"{path}.slug", c)
             name = self._text(item.get("name"), f"{path}.name", c)
@@ -223,7 +230,7 @@ class CampaignLoader:
             if not isinstance(item, dict):
                 c.add(path, "expected a mapping with key, subject, template and teaches")
                 continue
-            for key in sorted(set(item) - STEP_KEYS):
+            for key in sorted(set(item) - STEP_KEYS, key=str):
                 c.add(f"{path}.{key}", "unknown key" + _suggest(str(key), STEP_KEYS))
             teaches = self._topic_list(item.get("teaches"), f"{path}.teaches", topics, c)
             requires = self._topic_list(item.get("requires"), f"{path}.requires", topics, c)
@@ -246,7 +253,7 @@ class CampaignLoader:
                 if not isinstance(alt, dict):
                     c.add(apath, "expected a mapping with key, subject and template")
                 else:
-                    for key in sorted(set(alt) - ALTERNATE_KEYS):
+                    for key in sorted(set(alt) - ALTERNATE_KEYS, key=str):
                         c.add(f"{apath}.{key}", "unknown key" + _suggest(str(key), ALTERNATE_KEYS))
                     alt_links = (
                         self._links(alt.get("links"), f"{apath}.links", topics, c)
@@ -329,7 +336,7 @@ class CampaignLoader:
             if not isinstance(item, dict):
                 c.add(lpath, "expected a mapping with name and url")
                 continue
-            for key in sorted(set(item) - LINK_KEYS):
+            for key in sorted(set(item) - LINK_KEYS, key=str):
                 c.add(f"{lpath}.{key}", "unknown key" + _suggest(str(key), LINK_KEYS))
             name = self._slug(item.get("name"), f"{lpath}.name", c)
             if name in names:
@@ -339,7 +346,10 @@ class CampaignLoader:
                 c.add(f"{lpath}.url", f"expected an absolute http(s) URL, got {url!r}")
                 url = None
             topic = item.get("topic")
-            if topic is not None and topic not in topics:
+            if topic is not None and not isinstance(topic, str):
+                c.add(f"{lpath}.topic", f"expected a topic slug, got {topic!r}")
+                topic = None
+            elif topic is not None and topic not in topics:
                 c.add(f"{lpath}.topic", f"unknown topic '{topic}'" + _suggest(str(topic), topics))
                 topic = None
             hand_raiser = item.get("hand_raiser", False)
@@ -347,23 +357,25 @@ class CampaignLoader:
                 c.add(f"{lpath}.hand_raiser", "expected true or false")
                 hand_raiser = False
             label = item.get("label")
-            if name and url and name not in names:
+            if name and name not in names:
+                # Declared even when its URL is bad, so templates using it get no second error.
                 names.add(name)
-                links.append(LinkSpec(name, url, label if isinstance(label, str) else None, topic, hand_raiser))
+                links.append(LinkSpec(name, url or "", label if isinstance(label, str) else None, topic, hand_raiser))
         return links
 
     def _check_prerequisites(self, steps: list[StepSpec], c: _Collector) -> None:
         """Every step must become sendable: its required topics taught by a step that can be sent.
 
-        Walk forward from nothing known, adding what each sendable step teaches; whatever is
-        never reached needs a topic no step teaches, or sits in a cycle.
+        Walk forward from nothing known, adding what each sendable step teaches. What is never
+        reached either needs a topic no step teaches (directly, or through a step that itself
+        can never be sent), or sits in a prerequisite cycle.
         """
-        index = {s.key: i for i, s in enumerate(steps) if s.alternate_of is None}
         primaries = [s for s in steps if s.alternate_of is None]
-        taught_by: dict[str, list[str]] = {}
+        index = {s.key: i for i, s in enumerate(primaries)}  # steps without alternates = file order
+        taught_by: dict[str, set[str]] = {}
         for s in primaries:
             for t in s.teaches:
-                taught_by.setdefault(t, []).append(s.key)
+                taught_by.setdefault(t, set()).add(s.key)
         reachable: set[str] = set()
         sendable: set[str] = set()
         changed = True
@@ -375,12 +387,24 @@ class CampaignLoader:
                     reachable |= set(s.teaches)
                     changed = True
         blocked = [s for s in primaries if s.key not in sendable]
-        cycle = [s for s in blocked if all(t in taught_by for t in s.requires)]
+        doomed = {s.key for s in blocked if any(t not in taught_by for t in s.requires)}
+        changed = True
+        while changed:
+            changed = False
+            for s in blocked:
+                if s.key not in doomed and any(taught_by[t] <= doomed for t in s.requires if t in taught_by):
+                    doomed.add(s.key)
+                    changed = True
         for s in blocked:
             path = f"steps[{index[s.key]}].requires"
             missing = sorted(t for t in s.requires if t not in taught_by)
             if missing:
                 c.add(path, f"step '{s.key}' requires {', '.join(repr(t) for t in missing)}, which no step teaches")
+            elif s.key in doomed:
+                stuck = sorted(t for t in s.requires if taught_by[t] <= doomed)
+                c.add(path, f"step '{s.key}' requires {', '.join(repr(t) for t in stuck)}, taught only by "
+                            f"steps that can never be sent")
+        cycle = [s for s in blocked if s.key not in doomed]
         if cycle:
             named = ", ".join(f"steps[{index[s.key]}] ({s.key})" for s in cycle)
             c.add("steps", f"prerequisite cycle: {named} can never be sent")
@@ -415,7 +439,9 @@ class CampaignLoader:
             return []
         result: list[str] = []
         for i, t in enumerate(raw):
-            if t not in topics:
+            if not isinstance(t, str):
+                c.add(path, f"expected a topic slug, got {t!r}")
+            elif t not in topics:
                 c.add(path, f"unknown topic '{t}'" + _suggest(str(t), topics))
             elif t not in result:
                 result.append(t)

@@ -15,7 +15,7 @@ def zone(name: str | None, fallback: str = "UTC") -> ZoneInfo:
         if candidate:
             try:
                 return ZoneInfo(candidate)
-            except (ZoneInfoNotFoundError, ValueError):
+            except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: a folder such as 'America'
                 continue
     return ZoneInfo("UTC")
 
@@ -40,7 +40,26 @@ def next_in_window(earliest: datetime, tz: ZoneInfo, window: SendWindow) -> date
             # Build the wall-clock time in the zone; fold=0 resolves DST gaps forwards.
             start = datetime.combine(day, window.start, tzinfo=tz)
             candidate = start.astimezone(timezone.utc)
+            if candidate.astimezone(tz).replace(tzinfo=None) != start.replace(tzinfo=None):
+                candidate = _opening_in_dst_gap(start, candidate, tz, window)
             if candidate >= earliest and in_window(candidate, tz, window):
                 return candidate
         day += timedelta(days=1)
     raise ValueError(f"send window {window} never opens")  # pragma: no cover - validated at load
+
+
+def _opening_in_dst_gap(start: datetime, late: datetime, tz: ZoneInfo, window: SendWindow) -> datetime:
+    """The window opens at a wall time the clocks skip: it opens when they jump.
+
+    ``fold=1`` reads the missing time with the offset after the jump (an instant before it),
+    ``fold=0`` with the one before (after it); the jump lies between, found to the second.
+    """
+    low = int(start.replace(fold=1).astimezone(timezone.utc).timestamp())
+    high = int(late.timestamp())
+    while high - low > 1:
+        middle = (low + high) // 2
+        if in_window(datetime.fromtimestamp(middle, timezone.utc), tz, window):
+            high = middle
+        else:
+            low = middle
+    return datetime.fromtimestamp(high, timezone.utc)

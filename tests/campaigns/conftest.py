@@ -45,7 +45,6 @@ steps:
     preheader: All you need in five minutes
     template: basics
     teaches: [basics, risk]
-    requires: [risk]
   - key: pricing
     subject: Pricing
     template: pricing
@@ -63,7 +62,7 @@ steps:
   - key: check-in
     subject: Checking in
     template: plain
-exit: {on: [replied, unsubscribed]}
+exit: {when: [replied, unsubscribed]}
 handoff: {engagement: 30, fit: 50}
 """
 
