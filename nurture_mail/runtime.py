@@ -19,7 +19,7 @@ from .jobs.schedule import cron_table
 log = logging.getLogger(__name__)
 
 
-def run_worker(app: Flask, burst: bool = False, name: str | None = None) -> bool:
+def run_worker(app: Flask, burst: bool = False, name: str | None = None, logging_level: str = "INFO") -> bool:
     """An RQ worker on the app's queue; jobs run in this process, inside the app context.
 
     SimpleWorker (no fork per job) because a job is a batch of hundreds of emails: a fork per
@@ -29,7 +29,7 @@ def run_worker(app: Flask, burst: bool = False, name: str | None = None) -> bool
     with app.app_context():
         queue = Queue(svc.config.queue_name, connection=svc.redis)
         worker = SimpleWorker([queue], connection=svc.redis, name=name)
-        return worker.work(burst=burst, with_scheduler=False, logging_level="INFO")
+        return worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
 
 
 def run_cron(app: Flask) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -64,8 +65,12 @@ def test_init_import_enroll_preview_tick_worker(cli, smtp_server, tmp_path):
     missing = cli("enroll", "nobody@x.example", "northwind-security", ok=False)
     assert missing.returncode == 1 and missing.stderr.count("\n") == 1
 
-    # Monday 2026-03-02 15:00 UTC is 10:00 in New York; Raj has no valid zone (UTC: 15:00).
-    tick = cli("tick", "--now", "2026-03-02T15:00:00Z").stdout
+    # The CLI runs on real time: tick on the next weekday at 15:00 UTC, 10:00 or 11:00 in
+    # New York; Raj has no valid zone, so UTC (15:00) applies.
+    day = datetime.now(timezone.utc).date() + timedelta(days=1)
+    while day.weekday() >= 5:
+        day += timedelta(days=1)
+    tick = cli("tick", "--now", f"{day.isoformat()}T15:00:00Z").stdout
     assert "2 queued" in tick
     cli("worker", "--burst")
     received = {m.rcpt_tos[0]: m for m in smtp_server.store.list()}

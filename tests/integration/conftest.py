@@ -59,7 +59,7 @@ class Platform:
 
     def work(self) -> None:
         """A real RQ worker in burst mode, in this process, sharing the injected clock."""
-        run_worker(self.app, burst=True)
+        run_worker(self.app, burst=True, logging_level="WARNING")
 
     def tick_and_work(self, at: datetime | None = None) -> TickReport:
         report = self.tick(at)

@@ -1,0 +1,323 @@
+"""SMTP transport: one connection reused across a batch, one recipient per message.
+
+Every refusal comes back as one of two exceptions, so a send job can record it:
+
+- :class:`PermanentFailure` — a 5xx reply to MAIL, RCPT or DATA; the message will never go.
+- :class:`TemporaryFailure` — a 4xx reply, or no usable session at all (connection refused,
+  dropped twice, timed out, greeting/EHLO/STARTTLS/AUTH refused). ``code`` is the reply code
+  of the refused MAIL/RCPT/DATA, and None when the session itself failed: the server is
+  unreachable or misconfigured, not this message, so a batch stops there (the reply text then
+  carries the server's own code, if any).
+
+The transport is fast because it does nothing per message but MAIL, RCPT and DATA (no NOOP,
+no RSET after success); it is safe because a refused transaction is followed by RSET, and a
+connection found dropped (say, closed by the server while idle between batches) is opened
+again once and the message retried.
+"""
+from __future__ import annotations
+
+import smtplib
+import ssl
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Self
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+__all__ = ["PermanentFailure", "SMTPFailure", "SMTPSettings", "SMTPTransport", "TemporaryFailure"]
+
+#: ``none``: plain SMTP; ``starttls-if-offered``: upgrade when the server offers it;
+#: ``starttls``: upgrade or fail; ``tls``: implicit TLS from the first byte (smtps).
+SECURITY_MODES = ("none", "starttls-if-offered", "starttls", "tls")
+_SCHEMES = {"smtp": ("none", 25), "smtp+starttls": ("starttls", 587), "smtps": ("tls", 465)}
+_TRUE, _FALSE = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
+
+
+@dataclass(frozen=True)
+class SMTPSettings:
+    """Where and how to connect; usually from ``SMTP_URL`` via :meth:`from_url`."""
+
+    host: str
+    port: int
+    security: str = "none"
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    timeout: float = 30.0
+    #: The name given in EHLO; None lets smtplib use this machine's FQDN.
+    local_hostname: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.security not in SECURITY_MODES:
+            raise ValueError(f"SMTP security: expected one of {', '.join(SECURITY_MODES)}, got {self.security!r}")
+
+    @classmethod
+    def from_url(cls, url: str, timeout: float = 30) -> SMTPSettings:
+        """``smtp://[user:pass@]host[:port][?starttls=1]`` (port 25; STARTTLS when offered if
+        asked), ``smtp+starttls://…`` (587; STARTTLS required), ``smtps://…`` (465; implicit TLS).
+
+        User and password are percent-decoded. Query parameters: ``starttls`` (smtp:// only),
+        ``timeout`` (seconds; overrides the argument), ``ehlo`` (the name to give in EHLO).
+        """
+        shown = _redacted(url)
+        try:
+            parts = urlsplit(url.strip())
+        except ValueError as exc:
+            raise ValueError(f"SMTP URL {shown!r}: {exc}") from None
+        scheme = parts.scheme.lower()
+        if scheme not in _SCHEMES:
+            raise ValueError(f"SMTP URL {shown!r}: unknown scheme {parts.scheme + '://' if parts.scheme else '(none)'}; "
+                             "expected smtp://, smtp+starttls:// or smtps://")
+        security, default_port = _SCHEMES[scheme]
+        if not parts.hostname:
+            raise ValueError(f"SMTP URL {shown!r}: no host")
+        try:
+            port = parts.port
+        except ValueError:
+            port = 0
+        if port is None:
+            port = default_port
+        elif not 0 < port < 65536:
+            raise ValueError(f"SMTP URL {shown!r}: the port must be a number from 1 to 65535")
+        if parts.path not in ("", "/") or parts.fragment:
+            raise ValueError(f"SMTP URL {shown!r}: unexpected path or fragment")
+        params = dict(parse_qsl(parts.query, keep_blank_values=True))
+        unknown = sorted(set(params) - {"starttls", "timeout", "ehlo"})
+        if unknown:
+            raise ValueError(f"SMTP URL {shown!r}: unknown parameter {unknown[0]!r}; known: starttls, timeout, ehlo")
+        if "starttls" in params:
+            flag = params["starttls"].lower()
+            if flag not in _TRUE + _FALSE:
+                raise ValueError(f"SMTP URL {shown!r}: starttls must be 1 or 0, got {params['starttls']!r}")
+            if scheme == "smtp":
+                security = "starttls-if-offered" if flag in _TRUE else "none"
+            elif (flag in _TRUE) != (security == "starttls"):
+                raise ValueError(f"SMTP URL {shown!r}: starttls={params['starttls']} contradicts {scheme}://")
+        if "timeout" in params:
+            try:
+                timeout = float(params["timeout"])
+            except ValueError:
+                raise ValueError(f"SMTP URL {shown!r}: timeout must be a number of seconds") from None
+        if not timeout > 0:
+            raise ValueError(f"SMTP URL {shown!r}: timeout must be positive, got {timeout!r}")
+        username = unquote(parts.username) if parts.username else None
+        password = unquote(parts.password) if parts.password else None
+        if password is not None and username is None:
+            raise ValueError(f"SMTP URL {shown!r}: a password without a user name")
+        return cls(host=parts.hostname, port=port, security=security, username=username, password=password,
+                   timeout=float(timeout), local_hostname=params.get("ehlo") or None)
+
+    @property
+    def address(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+class SMTPFailure(Exception):
+    """The server, or the way to it, did not take a message."""
+
+    def __init__(self, code: int | None, reply: str, stage: str) -> None:
+        self.code = code
+        self.reply = reply
+        #: ``connect`` (no usable session), ``mail``, ``rcpt`` or ``data``.
+        self.stage = stage
+        super().__init__(f"{code} {reply}" if code is not None else reply)
+
+
+class TemporaryFailure(SMTPFailure):
+    """Try again later: a 4xx reply (``code``), or no usable session (``code`` is None)."""
+
+    code: int | None
+
+
+class PermanentFailure(SMTPFailure):
+    """A 5xx reply to MAIL, RCPT or DATA: this message will never be accepted as it is."""
+
+    code: int
+
+    def __init__(self, code: int, reply: str, stage: str) -> None:
+        super().__init__(code, reply, stage)
+
+
+class _ConnectionLost(Exception):
+    """The session ended under us (dropped, or a 421): worth one more try on a new connection."""
+
+    def __init__(self, code: int | None, reply: str, stage: str) -> None:
+        super().__init__(reply)
+        self.code, self.reply, self.stage = code, reply, stage
+
+
+class SMTPTransport:
+    """A connection reused for a batch of messages; not for sharing between threads.
+
+    Opens lazily at the first :meth:`send` (or at :meth:`open`); use it as a context manager,
+    or call :meth:`close`, to end the session with QUIT.
+    """
+
+    def __init__(self, settings: SMTPSettings) -> None:
+        self.settings = settings
+        self._smtp: smtplib.SMTP | None = None
+        self._tls: ssl.SSLContext | None = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def open(self) -> None:
+        """Connect now rather than at the first message; raises TemporaryFailure (``code`` None)."""
+        if self._smtp is None:
+            self._smtp = self._connect()
+
+    def close(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is None:
+            return
+        try:
+            smtp.quit()
+        except (OSError, smtplib.SMTPException):  # already gone: nothing to say goodbye to
+            smtp.close()
+
+    def send(self, envelope_from: str, recipient: str, data: bytes) -> None:
+        """Deliver ``data`` (CRLF lines, as :func:`~nurture_mail.mail.mime.build_message`
+        writes) to one recipient; returns once the server has accepted it (250 to DATA).
+
+        ``envelope_from`` may be ``""`` (the null reverse-path). Raises TemporaryFailure or
+        PermanentFailure; ValueError for an address with a line break or non-ASCII text.
+        """
+        _check_address("envelope sender", envelope_from)
+        _check_address("recipient", recipient)
+        try:
+            self._transaction(envelope_from, recipient, data)
+        except _ConnectionLost:
+            # Typically a connection the server closed while we were not using it. Retrying
+            # once is no more a risk of a duplicate than the later retry a TemporaryFailure
+            # would bring (a drop after the final "." may hide an acceptance), and the
+            # Message-ID stays the same, so clients fold a duplicate.
+            self._discard()
+            try:
+                self._transaction(envelope_from, recipient, data)
+            except _ConnectionLost as lost:
+                self._discard()
+                raise TemporaryFailure(lost.code, lost.reply, lost.stage) from None
+
+    # -- internals ------------------------------------------------------------------------------
+
+    def _transaction(self, envelope_from: str, recipient: str, data: bytes) -> None:
+        if self._smtp is None:
+            self._smtp = self._connect()
+        smtp = self._smtp
+        stage = "mail"
+        try:
+            options = [f"SIZE={len(data)}"] if smtp.has_extn("size") else []
+            code, reply = smtp.mail(envelope_from, options)
+            if code == 250:
+                stage = "rcpt"
+                code, reply = smtp.rcpt(recipient)
+                if code in (250, 251):
+                    stage = "data"
+                    try:
+                        code, reply = smtp.data(data)
+                    except smtplib.SMTPDataError as refused:  # DATA answered with something not 354
+                        code, reply = refused.smtp_code, refused.smtp_error
+                    if code == 250:
+                        return
+        except (OSError, smtplib.SMTPException) as exc:
+            # smtplib turns every socket error, timeouts included, into SMTPServerDisconnected.
+            cause = exc.__context__ if isinstance(exc, smtplib.SMTPServerDisconnected) else exc
+            if isinstance(cause, TimeoutError):
+                # A server this slow would be as slow again; and the session's state is unknown.
+                self._discard()
+                raise TemporaryFailure(
+                    None, f"{self.settings.address}: no reply within {self.settings.timeout:g} s ({stage.upper()})",
+                    stage) from None
+            raise _ConnectionLost(None, f"{self.settings.address}: connection lost ({stage.upper()}): {exc}",
+                                  stage) from None
+        self._refused(smtp, code, _text(reply), stage)
+
+    def _refused(self, smtp: smtplib.SMTP, code: int, reply: str, stage: str) -> None:
+        if code == 421:  # the server is closing this session; a new one may well be welcome
+            raise _ConnectionLost(code, reply, stage)
+        try:
+            smtp.rset()  # leave the session ready for the next message
+        except (OSError, smtplib.SMTPException):
+            self._discard()
+        if 500 <= code <= 599:
+            raise PermanentFailure(code, reply, stage)
+        raise TemporaryFailure(code, reply, stage)
+
+    def _connect(self) -> smtplib.SMTP:
+        settings = self.settings
+        where = settings.address
+        try:
+            if settings.security == "tls":
+                smtp: smtplib.SMTP = smtplib.SMTP_SSL(
+                    settings.host, settings.port, local_hostname=settings.local_hostname,
+                    timeout=settings.timeout, context=self._tls_context())
+            else:
+                smtp = smtplib.SMTP(settings.host, settings.port, local_hostname=settings.local_hostname,
+                                    timeout=settings.timeout)
+        except smtplib.SMTPConnectError as exc:  # a greeting other than 220
+            raise TemporaryFailure(None, f"{where} greeting: {exc.smtp_code} {_text(exc.smtp_error)}", "connect") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TemporaryFailure(None, f"cannot connect to {where}: {exc or type(exc).__name__}", "connect") from None
+        try:
+            self._start_session(smtp)
+        except BaseException:
+            smtp.close()
+            raise
+        return smtp
+
+    def _start_session(self, smtp: smtplib.SMTP) -> None:
+        settings = self.settings
+        where = settings.address
+        step = "EHLO"
+        try:
+            smtp.ehlo_or_helo_if_needed()
+            if settings.security in ("starttls", "starttls-if-offered"):
+                step = "STARTTLS"
+                if smtp.has_extn("starttls"):
+                    code, reply = smtp.starttls(context=self._tls_context())
+                    if code == 220:
+                        smtp.ehlo()
+                    elif settings.security == "starttls":
+                        raise TemporaryFailure(None, f"{where} STARTTLS: {code} {_text(reply)}", "connect")
+                elif settings.security == "starttls":
+                    raise TemporaryFailure(None, f"{where} does not offer STARTTLS, which the URL requires", "connect")
+            if settings.username is not None:
+                step = "AUTH"
+                smtp.login(settings.username, settings.password or "")
+        except smtplib.SMTPResponseException as exc:
+            raise TemporaryFailure(None, f"{where} {step}: {exc.smtp_code} {_text(exc.smtp_error)}", "connect") from None
+        except (OSError, smtplib.SMTPException) as exc:
+            raise TemporaryFailure(None, f"{where} {step}: {exc or type(exc).__name__}", "connect") from None
+
+    def _tls_context(self) -> ssl.SSLContext:
+        if self._tls is None:  # loading the CA store takes milliseconds: once per transport
+            self._tls = ssl.create_default_context()
+        return self._tls
+
+    def _discard(self) -> None:
+        smtp, self._smtp = self._smtp, None
+        if smtp is not None:
+            smtp.close()
+
+
+def _check_address(what: str, address: str) -> None:
+    if "\r" in address or "\n" in address:
+        raise ValueError(f"{what}: line break in address (command injection?): {address!r}")
+    if not address.isascii():
+        raise ValueError(f"{what}: non-ASCII address needs SMTPUTF8, which this transport does not use: {address!r}")
+
+
+def _text(reply: bytes | str) -> str:
+    return reply.decode("utf-8", "replace") if isinstance(reply, bytes) else reply
+
+
+def _redacted(url: str) -> str:
+    """The URL with any password replaced, for error messages and logs."""
+    scheme, sep, rest = url.partition("://")
+    netloc_end = min((i for i in (rest.find("/"), rest.find("?"), rest.find("#")) if i >= 0), default=len(rest))
+    userinfo, at, hostport = rest[:netloc_end].rpartition("@")
+    if not sep or not at or ":" not in userinfo:
+        return url
+    return f"{scheme}://{userinfo.split(':', 1)[0]}:***@{hostport}{rest[netloc_end:]}"
