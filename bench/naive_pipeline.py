@@ -31,8 +31,8 @@ def naive_send_one(delivery_id: int) -> None:
         message["To"] = email.to_addr
         message["Subject"] = email.subject
         message["Message-ID"] = email.message_id
-        message.set_content(email.text)
-        message.add_alternative(email.html, subtype="html")
+        message.set_content(email.text, cte="quoted-printable")
+        message.add_alternative(email.html, subtype="html", cte="quoted-printable")
         settings = SMTPSettings.from_url(svc.config.effective_smtp_url)
         with smtplib.SMTP(settings.host, settings.port) as smtp:
             smtp.sendmail(email.from_addr, [email.to_addr], message.as_bytes())

@@ -39,7 +39,7 @@ from nurture_mail.mail.mime import build_message  # noqa: E402
 from nurture_mail.mail.render import inline_css  # noqa: E402
 from nurture_mail.migrate import upgrade  # noqa: E402
 from nurture_mail.models import Campaign, Delivery, DeliveryStatus, Enrollment, EnrollmentState, Lead, LeadStatus, Step  # noqa: E402
-from nurture_mail.nurture.send import SendOutcome, _load, claim, default_composer, record_outcomes  # noqa: E402
+from nurture_mail.nurture.send import SendOutcome, claim, default_composer, load_items, record_outcomes  # noqa: E402
 from nurture_mail.nurture.tick import run_tick  # noqa: E402
 from nurture_mail.runtime import run_worker  # noqa: E402
 
@@ -62,7 +62,7 @@ def start_sink(port: int) -> subprocess.Popen:
 def build(tmp: Path, port: int, n: int):
     campaigns = tmp / "campaigns"
     campaigns.mkdir()
-    shutil.copy(ROOT / "tests" / "fixtures" / "always_on.yaml", campaigns / "always_on.yaml")
+    shutil.copy(ROOT / "bench" / "campaigns" / "bench.yaml", campaigns / "bench.yaml")
     config = Config.from_env(
         {k: v for k, v in os.environ.items() if k in ("DATABASE_URL", "REDIS_URL")},
         instance_path=tmp / "instance", smtp_url=f"smtp://127.0.0.1:{port}", secret_key="bench",
@@ -120,9 +120,7 @@ def main() -> None:
             # 2. The same N messages, pre-built, pushed by plain smtplib over one connection.
             composer = default_composer(svc)
             with svc.db.Session() as s:
-                deliveries = list(s.scalars(select(Delivery).order_by(Delivery.id).options(
-                    selectinload(Delivery.lead), selectinload(Delivery.step).selectinload(Step.links),
-                    selectinload(Delivery.step).selectinload(Step.campaign))))
+                deliveries = load_items(s, list(s.scalars(select(Delivery.id).order_by(Delivery.id))))
                 t = time.perf_counter()
                 emails = [composer.compose(d, d.lead, d.step, d.step.campaign, clock.now()) for d in deliveries]
                 render_s = time.perf_counter() - t
@@ -155,7 +153,7 @@ def main() -> None:
                 with svc.db.session() as s:
                     claim(s, chunk, clock.now())
                 with svc.db.Session() as s:
-                    loaded = _load(s, chunk)
+                    loaded = load_items(s, chunk)
                     record_outcomes(s, svc, [SendOutcome(d, "sent", sent_at=clock.now(), message_id=f"<{d.id}@b>")
                                              for d in loaded], clock.now())
                     s.commit()

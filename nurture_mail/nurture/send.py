@@ -6,16 +6,22 @@ Order of events for each email, and why:
 2. check the lead can still receive (an unsubscribe just now cancels an already queued email);
 3. SMTP transaction; on acceptance, a note in the Redis journal before the next email;
 4. outcomes written to the database in batches; journal notes dropped after the commit.
+
+Rendering and SMTP overlap: this thread renders and builds the next emails while a sender
+thread waits for the server's replies (a socket wait releases the GIL), so a batch costs about
+the larger of the two, not their sum. The database is only touched from this thread.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Callable
+import queue
+import threading
+from dataclasses import dataclass, field
+from datetime import datetime, time, timedelta
+from typing import Any, Iterable
 
-from sqlalchemy import select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.orm import Session
 
 from ..engine.plan import SendWindow
 from ..engine.schedule import next_in_window, zone
@@ -24,8 +30,8 @@ from ..mail.compose import Composer
 from ..mail.mime import build_message
 from ..mail.transport import PermanentFailure, SMTPSettings, SMTPTransport, TemporaryFailure
 from ..models import (
-    Campaign, Delivery, DeliveryStatus, Enrollment, EnrollmentState, Knowledge, KnowledgeEvidence,
-    KnowledgeLevel, Lead, LeadStatus, Step,
+    NO_SEND_STATUSES, Campaign, Delivery, DeliveryStatus, Enrollment, EnrollmentState, Knowledge,
+    KnowledgeEvidence, KnowledgeLevel, Lead, LeadStatus, Link, Step,
 )
 from .journal import SentJournal
 from .sql import insert_ignoring_conflicts
@@ -33,11 +39,79 @@ from .sql import insert_ignoring_conflicts
 log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 250
+#: Emails rendered ahead of the SMTP conversation; bounded so a dead server wastes little work.
+SEND_AHEAD = 32
+
+
+# -- what a batch works on: plain rows, loaded in a few queries --------------------------------
+
+
+@dataclass(frozen=True)
+class CampaignRow:
+    id: int
+    slug: str
+    name: str
+    cadence_seconds: int
+    window: SendWindow
+
+
+@dataclass(frozen=True)
+class LinkRow:
+    id: int
+    name: str
+    url: str
+    topic: str | None
+    hand_raiser: bool
+
+
+@dataclass(frozen=True)
+class StepRow:
+    id: int
+    key: str
+    subject: str
+    preheader: str | None
+    html_template: str
+    text_template: str
+    teaches: tuple[str, ...]
+    links: tuple[LinkRow, ...]
+    campaign: CampaignRow
+
+
+@dataclass(frozen=True)
+class LeadRow:
+    id: int
+    email: str
+    first_name: str | None
+    last_name: str | None
+    title: str | None
+    company: str | None
+    timezone: str | None
+    custom_fields: dict[str, Any]
+    status: LeadStatus
+    consent: bool
+
+    @property
+    def can_receive(self) -> bool:
+        return self.consent and self.status not in NO_SEND_STATUSES
+
+
+@dataclass(frozen=True)
+class SendItem:
+    """One claimed delivery with everything needed to render, send and record it."""
+
+    id: int
+    lead_id: int
+    enrollment_id: int
+    enrollment_state: EnrollmentState
+    scheduled_for: datetime
+    attempts: int
+    lead: LeadRow
+    step: StepRow
 
 
 @dataclass
 class SendOutcome:
-    delivery: Delivery
+    item: SendItem
     #: sent | temporary | permanent | cancelled
     kind: str
     sent_at: datetime | None = None
@@ -65,193 +139,274 @@ def claim(session: Session, delivery_ids: list[int], now: datetime) -> list[int]
     return sorted(row[0] for row in result)
 
 
+def load_items(session: Session, ids: list[int]) -> list[SendItem]:
+    """Deliveries with their lead, enrollment state, step, links and campaign: four queries."""
+    rows = session.execute(
+        select(Delivery.id, Delivery.lead_id, Delivery.enrollment_id, Delivery.step_id, Delivery.scheduled_for,
+               Delivery.attempts, Enrollment.state, Lead.id, Lead.email, Lead.first_name, Lead.last_name,
+               Lead.title, Lead.company, Lead.timezone, Lead.custom_fields, Lead.status, Lead.consent)
+        .join(Enrollment, Enrollment.id == Delivery.enrollment_id)
+        .join(Lead, Lead.id == Delivery.lead_id)
+        .where(Delivery.id.in_(ids))
+        .order_by(Delivery.id)
+    ).all()
+    steps = _steps(session, {r[3] for r in rows})
+    return [
+        SendItem(
+            id=r[0], lead_id=r[1], enrollment_id=r[2], scheduled_for=r[4], attempts=r[5], enrollment_state=r[6],
+            lead=LeadRow(id=r[7], email=r[8], first_name=r[9], last_name=r[10], title=r[11], company=r[12],
+                         timezone=r[13], custom_fields=r[14] or {}, status=r[15], consent=r[16]),
+            step=steps[r[3]],
+        )
+        for r in rows
+    ]
+
+
+def _steps(session: Session, step_ids: set[int]) -> dict[int, StepRow]:
+    if not step_ids:
+        return {}
+    links: dict[int, list[LinkRow]] = {i: [] for i in step_ids}
+    for link in session.execute(
+        select(Link.step_id, Link.id, Link.name, Link.url, Link.topic, Link.hand_raiser)
+        .where(Link.step_id.in_(step_ids)).order_by(Link.step_id, Link.position)
+    ):
+        links[link[0]].append(LinkRow(link[1], link[2], link[3], link[4], link[5]))
+    campaigns: dict[int, CampaignRow] = {}
+    result: dict[int, StepRow] = {}
+    for step, campaign in session.execute(
+        select(Step, Campaign).join(Campaign, Campaign.id == Step.campaign_id).where(Step.id.in_(step_ids))
+    ).tuples():
+        if campaign.id not in campaigns:
+            campaigns[campaign.id] = CampaignRow(
+                campaign.id, campaign.slug, campaign.name, campaign.cadence_seconds,
+                SendWindow(_minute_time(campaign.window_start_minute), _minute_time(campaign.window_end_minute),
+                           campaign.weekdays_only),
+            )
+        result[step.id] = StepRow(step.id, step.key, step.subject, step.preheader, step.html_template, step.text_template,
+                                  tuple(step.teaches), tuple(links[step.id]), campaigns[campaign.id])
+    return result
+
+
+# -- sending ------------------------------------------------------------------------------------
+
+
+class _Sender(threading.Thread):
+    """Talks SMTP for the batch; notes each accepted email in the journal before the next."""
+
+    def __init__(self, svc: Services, transport: SMTPTransport, journal: SentJournal) -> None:
+        super().__init__(name="smtp-sender", daemon=True)
+        self.svc = svc
+        self.transport = transport
+        self.journal = journal
+        self.inbox: queue.Queue = queue.Queue(maxsize=SEND_AHEAD)
+        self.outcomes: list[SendOutcome] = []
+        self.lock = threading.Lock()
+        #: Set once the server is unreachable: the rest of the batch is given back, untried.
+        self.unreachable: str | None = None
+
+    def run(self) -> None:
+        while True:
+            work = self.inbox.get()
+            if work is None:
+                return
+            item, envelope_from, message_id, data = work
+            outcome = self._send(item, envelope_from, message_id, data)
+            with self.lock:
+                self.outcomes.append(outcome)
+
+    def _send(self, item: SendItem, envelope_from: str, message_id: str, data: bytes) -> SendOutcome:
+        if self.unreachable:
+            return SendOutcome(item, "temporary", error=self.unreachable)
+        try:
+            self.transport.send(envelope_from, item.lead.email, data)
+        except TemporaryFailure as exc:
+            if exc.code is None:
+                self.unreachable = f"connection: {exc.reply}"[:1000]
+                return SendOutcome(item, "temporary", error=self.unreachable)
+            return SendOutcome(item, "temporary", error=f"{exc.code} {exc.reply}"[:1000])
+        except PermanentFailure as exc:
+            return SendOutcome(item, "permanent", error=f"{exc.code} {exc.reply}"[:1000])
+        except Exception as exc:  # never lose an outcome: an unexpected error is recorded and retried
+            log.exception("unexpected error sending delivery %s", item.id)
+            return SendOutcome(item, "temporary", error=f"{type(exc).__name__}: {exc}"[:1000])
+        sent_at = self.svc.clock.now()
+        self.journal.mark(item.id, message_id, sent_at)
+        return SendOutcome(item, "sent", sent_at=sent_at, message_id=message_id)
+
+    def take(self) -> list[SendOutcome]:
+        with self.lock:
+            taken, self.outcomes = self.outcomes, []
+        return taken
+
+
 def send_batch(svc: Services, delivery_ids: list[int], composer: Composer | None = None) -> BatchReport:
     report = BatchReport()
-    now = svc.clock.now()
     with svc.db.session() as session:
-        claimed = claim(session, delivery_ids, now)
+        claimed = claim(session, delivery_ids, svc.clock.now())
     report.claimed = len(claimed)
     if not claimed:
         return report
     composer = composer or default_composer(svc)
     journal = SentJournal(svc.redis)
     transport = SMTPTransport(SMTPSettings.from_url(svc.config.effective_smtp_url, timeout=svc.config.smtp_timeout))
+    sender = _Sender(svc, transport, journal)
+    sender.start()
     with svc.db.Session() as session:
-        deliveries = _load(session, claimed)
-        pending: list[SendOutcome] = []
+        items = load_items(session, claimed)
+        local: list[SendOutcome] = []
         try:
-            for index, delivery in enumerate(deliveries):
-                outcome = _send_one(svc, composer, transport, journal, delivery)
-                pending.append(outcome)
-                if outcome.kind == "temporary" and outcome.error and outcome.error.startswith("connection:"):
-                    # The server is unreachable: give the rest back for a later retry at once.
-                    pending.extend(SendOutcome(d, "temporary", error=outcome.error) for d in deliveries[index + 1:])
+            for index, item in enumerate(items):
+                if sender.unreachable:
+                    local.extend(SendOutcome(i, "temporary", error=sender.unreachable) for i in items[index:])
                     break
-                if len(pending) >= FLUSH_EVERY:
-                    _flush(session, svc, journal, pending, report)
-                    pending = []
+                prepared = _prepare(svc, composer, item)
+                if isinstance(prepared, SendOutcome):
+                    local.append(prepared)
+                else:
+                    sender.inbox.put(prepared)
+                if index % FLUSH_EVERY == FLUSH_EVERY - 1:
+                    _flush(session, svc, journal, local + sender.take(), report)
+                    local = []
         finally:
+            sender.inbox.put(None)
+            sender.join()
             transport.close()
-            if pending:
-                _flush(session, svc, journal, pending, report)
+            _flush(session, svc, journal, local + sender.take(), report)
     return report
 
 
-def _send_one(svc: Services, composer: Composer, transport: SMTPTransport, journal: SentJournal,
-              delivery: Delivery) -> SendOutcome:
-    lead = delivery.lead
-    if not lead.can_receive:
-        return SendOutcome(delivery, "cancelled", error=f"lead is {lead.status.value}")
-    if delivery.enrollment.state != EnrollmentState.active:
-        return SendOutcome(delivery, "cancelled", error=f"enrollment is {delivery.enrollment.state.value}")
-    now = svc.clock.now()
+def _prepare(svc: Services, composer: Composer, item: SendItem):
+    """The bytes to send, or the outcome that says why this email is not sent."""
+    if not item.lead.can_receive:
+        return SendOutcome(item, "cancelled", error=f"lead is {item.lead.status.value}")
+    if item.enrollment_state != EnrollmentState.active:
+        return SendOutcome(item, "cancelled", error=f"enrollment is {item.enrollment_state.value}")
     try:
-        email = composer.compose(delivery, lead, delivery.step, delivery.step.campaign, now)
+        email = composer.compose(item, item.lead, item.step, item.step.campaign, svc.clock.now())
         data = build_message(email)
-    except Exception as exc:  # a template error is permanent for this email; record it, never drop it
-        log.exception("cannot render delivery %s", delivery.id)
-        return SendOutcome(delivery, "permanent", error=f"render: {type(exc).__name__}: {exc}"[:1000])
-    envelope_from = email.return_path or email.from_addr
-    try:
-        transport.send(envelope_from, lead.email, data)
-    except TemporaryFailure as exc:
-        prefix = "connection: " if exc.code is None else f"{exc.code} "
-        return SendOutcome(delivery, "temporary", error=f"{prefix}{exc.reply}"[:1000])
-    except PermanentFailure as exc:
-        return SendOutcome(delivery, "permanent", error=f"{exc.code} {exc.reply}"[:1000])
-    sent_at = svc.clock.now()
-    journal.mark(delivery.id, email.message_id, sent_at)
-    return SendOutcome(delivery, "sent", sent_at=sent_at, message_id=email.message_id)
+    except Exception as exc:  # a template error is permanent for this email; recorded, never dropped
+        log.exception("cannot render delivery %s", item.id)
+        return SendOutcome(item, "permanent", error=f"render: {type(exc).__name__}: {exc}"[:1000])
+    return item, email.return_path or email.from_addr, email.message_id, data
 
 
-def _load(session: Session, ids: list[int]) -> list[Delivery]:
-    return list(session.scalars(
-        select(Delivery).where(Delivery.id.in_(ids)).order_by(Delivery.id).options(
-            selectinload(Delivery.lead),
-            selectinload(Delivery.enrollment),
-            selectinload(Delivery.step).selectinload(Step.links),
-            selectinload(Delivery.step).selectinload(Step.campaign),
-        )
-    ))
-
-
-def _flush(session: Session, svc: Services, journal: SentJournal, outcomes: list[SendOutcome], report: BatchReport) -> None:
+def _flush(session: Session, svc: Services, journal: SentJournal, outcomes: list[SendOutcome],
+           report: BatchReport) -> None:
+    if not outcomes:
+        return
     record_outcomes(session, svc, outcomes, svc.clock.now(), report)
     session.commit()
-    journal.forget(o.delivery.id for o in outcomes if o.kind == "sent")
+    journal.forget(o.item.id for o in outcomes if o.kind == "sent")
+
+
+# -- recording ----------------------------------------------------------------------------------
 
 
 def record_outcomes(session: Session, svc: Services, outcomes: list[SendOutcome], now: datetime,
                     report: BatchReport | None = None) -> None:
-    """Write what happened to each email: the ledger, the enrollment's next touch, knowledge."""
+    """Write what happened to each email: the ledger, the enrollment's next touch, knowledge.
+
+    Statements are executed once per kind of change with many parameter sets, so a batch of
+    250 costs a handful of round trips.
+    """
     report = report or BatchReport()
-    exposures: list[dict] = []
+    sent = [o for o in outcomes if o.kind == "sent"]
+    if sent:
+        _record_sent(session, svc, sent)
+        report.sent += len(sent)
     for outcome in outcomes:
-        delivery = outcome.delivery
-        enrollment = delivery.enrollment
-        if outcome.kind == "sent":
-            _mark_sent(svc, delivery, enrollment, outcome)
-            for topic in delivery.step.teaches:
-                exposures.append(dict(lead_id=delivery.lead_id, topic=topic, level=KnowledgeLevel.exposed,
-                                      updated_at=outcome.sent_at, _delivery=delivery.id))
-            report.sent += 1
-        elif outcome.kind == "temporary":
-            delivery.last_error = outcome.error
-            if delivery.attempts >= svc.config.smtp_max_attempts:
-                delivery.status = DeliveryStatus.failed
-                _pause(enrollment, f"delivery failed after {delivery.attempts} attempts: {outcome.error}", now)
+        if outcome.kind == "temporary":
+            if outcome.item.attempts >= svc.config.smtp_max_attempts:
+                _set_delivery(session, outcome.item.id, status=DeliveryStatus.failed, last_error=outcome.error)
+                _end_enrollment(session, outcome.item.enrollment_id, EnrollmentState.paused,
+                                f"delivery failed after {outcome.item.attempts} attempts: {outcome.error}", None)
                 report.failed += 1
             else:
-                delivery.status = DeliveryStatus.queued
-                delivery.enqueued_at = None
-                delivery.next_attempt_at = now + backoff(svc.config.retry_backoff_seconds, delivery.attempts)
+                _set_delivery(session, outcome.item.id, status=DeliveryStatus.queued, enqueued_at=None,
+                              last_error=outcome.error,
+                              next_attempt_at=now + backoff(svc.config.retry_backoff_seconds, outcome.item.attempts))
                 report.retrying += 1
         elif outcome.kind == "permanent":
-            delivery.status = DeliveryStatus.failed
-            delivery.last_error = outcome.error
-            if enrollment.state == EnrollmentState.active:
-                enrollment.state = EnrollmentState.exited
-                enrollment.state_reason = f"permanent delivery failure: {outcome.error}"[:500]
-                enrollment.next_send_at = None
-                enrollment.ended_at = now
+            _set_delivery(session, outcome.item.id, status=DeliveryStatus.failed, last_error=outcome.error)
+            _end_enrollment(session, outcome.item.enrollment_id, EnrollmentState.exited,
+                            f"permanent delivery failure: {outcome.error}", now)
             report.failed += 1
         elif outcome.kind == "cancelled":
-            delivery.status = DeliveryStatus.cancelled
-            delivery.last_error = outcome.error
-            if enrollment.state == EnrollmentState.active:
-                enrollment.state = EnrollmentState.exited
-                enrollment.state_reason = outcome.error
-                enrollment.next_send_at = None
-                enrollment.ended_at = now
+            _set_delivery(session, outcome.item.id, status=DeliveryStatus.cancelled, last_error=outcome.error)
+            _end_enrollment(session, outcome.item.enrollment_id, EnrollmentState.exited, outcome.error, now)
             report.cancelled += 1
-    session.flush()
+
+
+def _record_sent(session: Session, svc: Services, sent: list[SendOutcome]) -> None:
+    session.execute(
+        update(Delivery.__table__).where(Delivery.__table__.c.id == bindparam("d_id")).values(
+            status=DeliveryStatus.sent.value, sent_at=bindparam("d_sent_at"), message_id=bindparam("d_message_id"),
+            last_error=None),
+        [{"d_id": o.item.id, "d_sent_at": o.sent_at, "d_message_id": o.message_id} for o in sent],
+    )
+    enrollment = Enrollment.__table__
+    session.execute(
+        update(enrollment).where(enrollment.c.id == bindparam("e_id"), enrollment.c.state == "active").values(
+            touches_sent=enrollment.c.touches_sent + 1, last_sent_at=bindparam("e_sent_at"),
+            next_send_at=bindparam("e_next")),
+        [{"e_id": o.item.enrollment_id, "e_sent_at": o.sent_at, "e_next": _next_touch(svc, o)} for o in sent],
+    )
+    # An enrollment paused or exited meanwhile still counts the touch, but gets no next one.
+    session.execute(
+        update(enrollment).where(enrollment.c.id == bindparam("e_id"), enrollment.c.state != "active").values(
+            touches_sent=enrollment.c.touches_sent + 1, last_sent_at=bindparam("e_sent_at")),
+        [{"e_id": o.item.enrollment_id, "e_sent_at": o.sent_at} for o in sent],
+    )
+    fresh = {o.item.lead_id for o in sent if o.item.lead.status in (LeadStatus.new, LeadStatus.recycled)}
+    if fresh:
+        session.execute(update(Lead).where(Lead.id.in_(fresh), Lead.status.in_([LeadStatus.new, LeadStatus.recycled]))
+                        .values(status=LeadStatus.nurturing))
+    exposures: dict[tuple[int, str], tuple[int, datetime]] = {}
+    for o in sent:
+        for topic in o.item.step.teaches:
+            exposures.setdefault((o.item.lead_id, topic), (o.item.id, o.sent_at))
     if exposures:
         _expose(session, exposures)
 
 
-def _mark_sent(svc: Services, delivery: Delivery, enrollment: Enrollment, outcome: SendOutcome) -> None:
-    delivery.status = DeliveryStatus.sent
-    delivery.sent_at = outcome.sent_at
-    delivery.message_id = outcome.message_id
-    delivery.last_error = None
-    enrollment.touches_sent += 1
-    enrollment.last_sent_at = outcome.sent_at
-    lead = delivery.lead
-    if lead.status in (LeadStatus.new, LeadStatus.recycled):
-        lead.status = LeadStatus.nurturing
-    if enrollment.state == EnrollmentState.active:
-        campaign: Campaign = delivery.step.campaign
-        # Spaced from when the touch was due or went out, whichever is later.
-        base = max(delivery.scheduled_for, outcome.sent_at)
-        window = SendWindow(
-            start=_minute_time(campaign.window_start_minute), end=_minute_time(campaign.window_end_minute),
-            weekdays_only=campaign.weekdays_only,
-        )
-        enrollment.next_send_at = next_in_window(
-            base + timedelta(seconds=campaign.cadence_seconds),
-            zone(lead.timezone, svc.config.default_timezone), window,
-        )
+def _next_touch(svc: Services, outcome: SendOutcome) -> datetime:
+    """Spaced from when the touch was due or went out, whichever is later, inside the window."""
+    campaign = outcome.item.step.campaign
+    base = max(outcome.item.scheduled_for, outcome.sent_at)
+    return next_in_window(base + timedelta(seconds=campaign.cadence_seconds),
+                          zone(outcome.item.lead.timezone, svc.config.default_timezone), campaign.window)
 
 
-def _expose(session: Session, exposures: list[dict]) -> None:
+def _expose(session: Session, exposures: dict[tuple[int, str], tuple[int, datetime]]) -> None:
     """Unknown topics of delivered steps become ``exposed``, with the delivery as evidence."""
-    rows = [{k: v for k, v in e.items() if not k.startswith("_")} for e in exposures]
-    delivery_of = {(e["lead_id"], e["topic"]): e["_delivery"] for e in exposures}
+    rows = [dict(lead_id=lead_id, topic=topic, level=KnowledgeLevel.exposed, updated_at=at)
+            for (lead_id, topic), (_, at) in exposures.items()]
     statement = insert_ignoring_conflicts(session, Knowledge, ["lead_id", "topic"]).returning(
         Knowledge.lead_id, Knowledge.topic, Knowledge.updated_at
     )
-    inserted = _insert_many(session, statement, rows)
-    evidence = [
-        dict(lead_id=lead_id, topic=topic, level=KnowledgeLevel.exposed, source="delivery",
-             delivery_id=delivery_of[(lead_id, topic)], at=at)
-        for lead_id, topic, at in inserted
-    ]
-    if evidence:
-        session.execute(KnowledgeEvidence.__table__.insert(), evidence)
+    # executemany with RETURNING ("insertmanyvalues"): rows that already existed return nothing.
+    inserted = session.execute(statement, rows).all()
+    if inserted:
+        session.execute(KnowledgeEvidence.__table__.insert(), [
+            dict(lead_id=lead_id, topic=topic, level=KnowledgeLevel.exposed.value, source="delivery",
+                 delivery_id=exposures[(lead_id, topic)][0], at=at)
+            for lead_id, topic, at in inserted
+        ])
 
 
-def _insert_many(session: Session, statement, rows: list[dict]):
-    # executemany with RETURNING ("insertmanyvalues") is supported on SQLite and PostgreSQL.
-    seen: set[tuple[int, str]] = set()
-    unique_rows = []
-    for row in rows:
-        key = (row["lead_id"], row["topic"])
-        if key not in seen:
-            seen.add(key)
-            unique_rows.append(row)
-    return session.execute(statement, unique_rows).all()
+def _set_delivery(session: Session, delivery_id: int, **values: Any) -> None:
+    session.execute(update(Delivery).where(Delivery.id == delivery_id).values(**values))
 
 
-def _pause(enrollment: Enrollment, reason: str, now: datetime) -> None:
-    if enrollment.state == EnrollmentState.active:
-        enrollment.state = EnrollmentState.paused
-        enrollment.state_reason = reason[:500]
-        enrollment.next_send_at = None
+def _end_enrollment(session: Session, enrollment_id: int, state: EnrollmentState, reason: str | None,
+                    ended_at: datetime | None) -> None:
+    session.execute(
+        update(Enrollment).where(Enrollment.id == enrollment_id, Enrollment.state == EnrollmentState.active)
+        .values(state=state, state_reason=(reason or "")[:500] or None, next_send_at=None, ended_at=ended_at)
+    )
 
 
-def _minute_time(minutes: int):
-    from datetime import time
-
+def _minute_time(minutes: int) -> time:
     return time(minutes // 60, minutes % 60)
 
 
@@ -266,3 +421,7 @@ def default_composer(svc: Services) -> Composer:
     urls = TrackingUrls(svc.config)
     return Composer(svc.config, svc.renderer, link_url=urls.link, unsubscribe_url=urls.unsubscribe,
                     extra_headers=urls.list_unsubscribe_headers)
+
+
+def items_of(session: Session, deliveries: Iterable[Delivery]) -> list[SendItem]:
+    return load_items(session, [d.id for d in deliveries])

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from ..engine.gaps import choose_next_step
 from ..engine.plan import CampaignPlan
@@ -167,28 +167,27 @@ def enqueue_queued_deliveries(svc: Services, now: datetime, report: TickReport) 
 
 def recover_stale_sends(svc: Services, now: datetime, report: TickReport) -> None:
     """Deliveries claimed by a worker that died: sent if the journal says so, else queued again."""
-    from .send import record_outcomes, SendOutcome
+    from .send import SendOutcome, load_items, record_outcomes
 
     stale_before = now - timedelta(seconds=svc.config.send_lease_seconds)
     journal = SentJournal(svc.redis)
     with svc.db.session() as session:
-        stale = list(session.scalars(skip_locked(session, select(Delivery).where(
+        stale = list(session.scalars(skip_locked(session, select(Delivery.id).where(
             Delivery.status == DeliveryStatus.sending, Delivery.claimed_at <= stale_before,
-        ).options(selectinload(Delivery.enrollment), selectinload(Delivery.step)))))
+        ))))
         if not stale:
             return
-        noted = journal.lookup(d.id for d in stale)
+        noted = journal.lookup(stale)
         outcomes = []
-        for delivery in stale:
-            if delivery.id in noted:
-                sent_at, message_id = noted[delivery.id]
-                outcomes.append(SendOutcome(delivery, "sent", sent_at=sent_at, message_id=message_id))
+        for item in load_items(session, stale):
+            if item.id in noted:
+                sent_at, message_id = noted[item.id]
+                outcomes.append(SendOutcome(item, "sent", sent_at=sent_at, message_id=message_id))
                 report.recovered_sent += 1
             else:
-                delivery.status = DeliveryStatus.queued
-                delivery.enqueued_at = None
-                delivery.next_attempt_at = now
-                delivery.last_error = "worker stopped before this email was sent; requeued"
+                session.execute(update(Delivery).where(Delivery.id == item.id).values(
+                    status=DeliveryStatus.queued, enqueued_at=None, next_attempt_at=now,
+                    last_error="worker stopped before this email was sent; requeued"))
                 report.recovered_requeued += 1
         record_outcomes(session, svc, outcomes, now)
     journal.forget(noted)

@@ -90,7 +90,8 @@ def test_sigkill_mid_batch_then_restart_loses_nothing_and_duplicates_at_most_one
     assert finisher.wait(120) == 0, finisher.stderr.read().decode()[-2000:]
 
     counts = collections.Counter(m.rcpt_tos[0] for m in smtp_server.store.list())
-    assert set(counts) == {f"lead{i:03d}@crash.example" for i in range(LEADS)}, "an email was lost"
+    assert set(counts) == {f"lead{i:03d}@crash.example" for i in range(LEADS)}, (
+        "an email was lost", collections.Counter((d.status, d.last_error) for d in platform.deliveries()))
     duplicates = {rcpt: n for rcpt, n in counts.items() if n > 1}
     assert len(duplicates) <= 1 and all(n == 2 for n in duplicates.values()), duplicates
     assert {d.status for d in platform.deliveries()} == {DeliveryStatus.sent}
