@@ -3,6 +3,7 @@ connection per email, one RQ job per email, one commit per email."""
 from __future__ import annotations
 
 import smtplib
+from email.policy import SMTP as SMTP_POLICY
 from email.message import EmailMessage
 
 from sqlalchemy import select
@@ -31,10 +32,10 @@ def naive_send_one(delivery_id: int) -> None:
         message["To"] = email.to_addr
         message["Subject"] = email.subject
         message["Message-ID"] = email.message_id
-        message.set_content(email.text, cte="quoted-printable")
-        message.add_alternative(email.html, subtype="html", cte="quoted-printable")
+        message.set_content(email.text, cte="base64")
+        message.add_alternative(email.html, subtype="html", cte="base64")
         settings = SMTPSettings.from_url(svc.config.effective_smtp_url)
         with smtplib.SMTP(settings.host, settings.port) as smtp:
-            smtp.sendmail(email.from_addr, [email.to_addr], message.as_bytes())
+            smtp.sendmail(email.from_addr, [email.to_addr], message.as_bytes(policy=SMTP_POLICY))
         delivery.status = DeliveryStatus.sent
         delivery.sent_at = svc.clock.now()

@@ -19,9 +19,10 @@ def create_app(config: Config | None = None, clock: Clock | None = None, **servi
     app.config.update(SECRET_KEY=config.secret_key, NURTURE=config)
     app.extensions["nurture"] = Services(config, clock=clock, **services_kwargs)
 
-    from . import web
+    from . import tracking, web
 
     web.init_app(app)
+    tracking.init_app(app)
     return app
 
 

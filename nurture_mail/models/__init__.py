@@ -5,11 +5,12 @@ from .delivery import Delivery, DeliveryStatus
 from .enrollment import Enrollment, EnrollmentState, StepSkip
 from .event import Event, EventKind
 from .knowledge import LEVEL_RANK, Knowledge, KnowledgeEvidence, KnowledgeLevel
+from .suppression import ALL_EMAIL, Suppression
 from .lead import NO_SEND_STATUSES, QUALIFICATION_ATTRIBUTES, Lead, LeadStatus
 
 __all__ = [
     "Base", "UTCDateTime", "Campaign", "Link", "Stage", "STAGE_ORDER", "Step", "Topic",
     "Delivery", "DeliveryStatus", "Enrollment", "EnrollmentState", "StepSkip", "Event",
     "EventKind", "Knowledge", "KnowledgeEvidence", "KnowledgeLevel", "LEVEL_RANK", "Lead",
-    "LeadStatus", "NO_SEND_STATUSES", "QUALIFICATION_ATTRIBUTES",
+    "LeadStatus", "NO_SEND_STATUSES", "QUALIFICATION_ATTRIBUTES", "ALL_EMAIL", "Suppression",
 ]

@@ -25,6 +25,9 @@ class Event(Base):
     __tablename__ = "event"
 
     id: Mapped[int] = mapped_column(primary_key=True)
+    #: Idempotency key of the event as it was captured (a tracking hit, a DSN, a webhook item):
+    #: ingesting the same event twice stores it once.
+    uid: Mapped[str | None] = mapped_column(String(64), unique=True)
     lead_id: Mapped[int] = mapped_column(ForeignKey("lead.id", ondelete="CASCADE"), index=True)
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("delivery.id", ondelete="SET NULL"), index=True)
     kind: Mapped[EventKind] = mapped_column(Enum(EventKind, native_enum=False, length=12))

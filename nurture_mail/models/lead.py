@@ -73,6 +73,8 @@ class Lead(Base):
     status: Mapped[LeadStatus] = mapped_column(
         Enum(LeadStatus, native_enum=False, length=20), default=LeadStatus.new, index=True
     )
+    #: Soft bounces in a row since the last delivered email; several in a row suppress.
+    soft_bounces: Mapped[int] = mapped_column(default=0, server_default="0")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -1,0 +1,4 @@
+"""Unsubscribe endpoints (to be built)."""
+from flask import Blueprint
+
+bp = Blueprint("unsubscribe", __name__)
