@@ -48,7 +48,9 @@ PG_AVAILABLE = _pg_reachable()
 def redis_connection():
     """One real Redis for the session; each test gets it flushed (see ``redis``)."""
     try:
-        conn = Redis(host="127.0.0.1", port=6379, db=13, socket_connect_timeout=1)
+        # NURTURE_TEST_REDIS_DB keeps concurrent runs on one machine apart.
+        conn = Redis(host="127.0.0.1", port=6379, db=int(os.environ.get("NURTURE_TEST_REDIS_DB", "13")),
+                     socket_connect_timeout=1)
         conn.ping()
         yield conn
         conn.flushdb()
