@@ -22,14 +22,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from sqlalchemy import insert, select, update  # noqa: E402
-from sqlalchemy.orm import selectinload  # noqa: E402
+from sqlalchemy import insert, select  # noqa: E402
 
 from nurture_mail import create_app  # noqa: E402
 from nurture_mail.campaigns import CampaignLoader, sync_all  # noqa: E402
@@ -38,7 +37,7 @@ from nurture_mail.config import Config  # noqa: E402
 from nurture_mail.mail.mime import build_message  # noqa: E402
 from nurture_mail.mail.render import inline_css  # noqa: E402
 from nurture_mail.migrate import upgrade  # noqa: E402
-from nurture_mail.models import Campaign, Delivery, DeliveryStatus, Enrollment, EnrollmentState, Lead, LeadStatus, Step  # noqa: E402
+from nurture_mail.models import Campaign, Delivery, DeliveryStatus, Enrollment, EnrollmentState, Lead, LeadStatus  # noqa: E402
 from nurture_mail.nurture.send import SendOutcome, claim, default_composer, load_items, record_outcomes  # noqa: E402
 from nurture_mail.nurture.tick import run_tick  # noqa: E402
 from nurture_mail.runtime import run_worker  # noqa: E402

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
-from jinja2 import BaseLoader, ChainableUndefined, Environment, FileSystemLoader, Template, TemplateNotFound
+from jinja2 import BaseLoader, ChainableUndefined, Environment, FileSystemLoader, Template
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from premailer import Premailer
 
