@@ -31,9 +31,10 @@ test: $(STAMP) browser
 ## Benchmarks: print figures, compare with the practical limit
 bench: $(STAMP)
 	$(PY) bench/send_pipeline.py
+	$(PY) bench/click_redirect.py
 
 lint: $(STAMP)
-	$(PY) -m ruff check nurture_mail tests
+	$(PY) -m ruff check nurture_mail tests bench
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

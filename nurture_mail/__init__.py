@@ -19,10 +19,11 @@ def create_app(config: Config | None = None, clock: Clock | None = None, **servi
     app.config.update(SECRET_KEY=config.secret_key, NURTURE=config)
     app.extensions["nurture"] = Services(config, clock=clock, **services_kwargs)
 
-    from . import tracking, web
+    from . import bounces, tracking, web
 
     web.init_app(app)
     tracking.init_app(app)
+    bounces.init_app(app)
     return app
 
 

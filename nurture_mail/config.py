@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Mapping
 
+from .tracking.bots import DEFAULT_SCANNER_AGENTS
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -27,6 +29,21 @@ def _int(env: Mapping[str, str], name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    """A comma-separated list; blanks are dropped."""
+    return tuple(item.strip() for item in (env.get(name) or "").split(",") if item.strip())
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -69,6 +86,29 @@ class Config:
     default_timezone: str = "UTC"
     clock_speed: float = 1.0
     clock_epoch: str = ""
+    #: Older keys that still verify tokens in emails already sent (SECRET_KEY signs).
+    secret_key_fallbacks: tuple[str, ...] = ()
+    #: A click or open this many seconds after delivery is a scanner's pre-fetch.
+    bot_click_seconds: int = 10
+    bot_user_agents: tuple[str, ...] = DEFAULT_SCANNER_AGENTS
+    event_drain_interval: int = 5
+    event_drain_batch_size: int = 1000
+    tracking_proxy_hops: int = 0
+    #: Shared secret of the ESP events webhook (POST /api/v1/webhooks/events); empty turns it off.
+    webhook_secret: str = ""
+    #: Soft bounces in a row that suppress an address.
+    soft_bounce_limit: int = 3
+    #: Domain of the VERP return path ``bounces+…@``; empty: the sender's domain.
+    bounce_domain: str = ""
+    #: DKIM signing, on when both selector and key are set.
+    dkim_selector: str = ""
+    dkim_private_key_path: str = ""
+    #: ``d=`` of the DKIM signature; empty: the sender's domain.
+    dkim_domain: str = ""
+    #: Emails per second over all workers; 0 = unlimited.
+    send_rate_per_second: float = 0.0
+    #: Emails per minute to one recipient domain; 0 = unlimited.
+    send_rate_per_domain_per_minute: int = 0
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -102,6 +142,22 @@ class Config:
             default_timezone=env.get("DEFAULT_TIMEZONE", cls.default_timezone),
             clock_speed=float(env.get("CLOCK_SPEED") or 1.0),
             clock_epoch=env.get("CLOCK_EPOCH", ""),
+            secret_key_fallbacks=_list(env, "SECRET_KEY_FALLBACKS"),
+            bot_click_seconds=_int(env, "BOT_CLICK_SECONDS", cls.bot_click_seconds),
+            bot_user_agents=(_list(env, "BOT_USER_AGENTS") or cls.bot_user_agents)
+            + _list(env, "BOT_USER_AGENTS_EXTRA"),
+            event_drain_interval=_int(env, "EVENT_DRAIN_INTERVAL", cls.event_drain_interval),
+            event_drain_batch_size=_int(env, "EVENT_DRAIN_BATCH_SIZE", cls.event_drain_batch_size),
+            tracking_proxy_hops=_int(env, "TRACKING_PROXY_HOPS", cls.tracking_proxy_hops),
+            webhook_secret=env.get("WEBHOOK_SECRET", ""),
+            soft_bounce_limit=_int(env, "SOFT_BOUNCE_LIMIT", cls.soft_bounce_limit),
+            bounce_domain=env.get("BOUNCE_DOMAIN", "").strip(),
+            dkim_selector=env.get("DKIM_SELECTOR", "").strip(),
+            dkim_private_key_path=env.get("DKIM_PRIVATE_KEY_PATH", "").strip(),
+            dkim_domain=env.get("DKIM_DOMAIN", "").strip(),
+            send_rate_per_second=_float(env, "SEND_RATE_PER_SECOND", cls.send_rate_per_second),
+            send_rate_per_domain_per_minute=_int(env, "SEND_RATE_PER_DOMAIN_PER_MINUTE",
+                                                 cls.send_rate_per_domain_per_minute),
         )
         values.update(overrides)
         return cls(**values).resolved()
@@ -115,6 +171,12 @@ class Config:
             changes["secret_key"] = _instance_secret(self.instance_path)
         if self.send_batch_size < 1:
             raise ConfigError("SEND_BATCH_SIZE: must be at least 1")
+        if self.soft_bounce_limit < 1:
+            raise ConfigError("SOFT_BOUNCE_LIMIT: must be at least 1")
+        if self.send_rate_per_second < 0 or self.send_rate_per_domain_per_minute < 0:
+            raise ConfigError("SEND_RATE_PER_SECOND / SEND_RATE_PER_DOMAIN_PER_MINUTE: must be 0 (unlimited) or positive")
+        if not 1 <= self.event_drain_batch_size <= 5000:
+            raise ConfigError("EVENT_DRAIN_BATCH_SIZE: must be between 1 and 5000")
         return replace(self, **changes) if changes else self
 
     @property

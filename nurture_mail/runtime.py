@@ -95,6 +95,10 @@ def seed_demo(app: Flask) -> str:
         return f"seeded {len(report.lead_ids)} sample leads into {DEMO_CAMPAIGN}"
 
 
+def _interrupt(signum, frame) -> None:
+    raise KeyboardInterrupt
+
+
 def run_platform(demo: bool = False, host: str | None = None, port: int | None = None) -> None:
     """Web, worker, cron, embedded Redis and the SMTP capture inbox; Ctrl-C stops them all."""
     from urllib.parse import urlsplit
@@ -125,10 +129,14 @@ def run_platform(demo: bool = False, host: str | None = None, port: int | None =
 
     capture = None
     if config.embedded_smtp:
+        from .bounces.inbound import attach_inbound
         from .mail.capture import CaptureServer, CaptureStore
 
         capture = CaptureServer(CaptureStore(config.capture_dir), host=config.capture_smtp_host,
                                 port=config.capture_smtp_port, clock=svc.clock)
+        # The capture server is the relay, so what comes back arrives here too: DSNs at the
+        # VERP bounce address and mailto unsubscribes are applied as they are received.
+        attach_inbound(capture, svc)
         capture.start()
         log.info("SMTP capture server on %s:%s", config.capture_smtp_host, capture.port)
 
@@ -139,6 +147,10 @@ def run_platform(demo: bool = False, host: str | None = None, port: int | None =
     port = port or url.port or 5000
     log.info("nurture_mail on %s (inbox: %s/inbox)%s", config.base_url, config.base_url,
              f"; demo clock x{config.clock_speed:g}" if config.clock_speed != 1.0 else "")
+    # Ctrl-C, and SIGTERM from a supervisor, stop everything the same way; SIGINT may have been
+    # ignored by a non-interactive parent shell, so its default handler is put back explicitly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         run_simple(host, port, app, use_reloader=False, threaded=True)
     except KeyboardInterrupt:

@@ -1,13 +1,16 @@
 """Turn a delivery (lead × step) into an OutgoingEmail: render context, subject, bodies, headers."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable
+from typing import Any
 
+from ..bounces.verp import verp_address
 from ..config import Config
 from ..models import Campaign, Delivery, Lead, Link, Step
 from .mime import OutgoingEmail, message_id_for
+from .ratelimit import deliverability_settings
 from .render import Renderer, link_function
 
 
@@ -51,18 +54,24 @@ class Composer:
         link_url: Callable[[Delivery, Link], str],
         unsubscribe_url: Callable[[Delivery], str],
         extra_headers: Callable[[Delivery], tuple[tuple[str, str], ...]] | None = None,
+        context_extras: Callable[[Delivery], dict[str, Any]] | None = None,
     ) -> None:
         self.config = config
         self.renderer = renderer
         self.link_url = link_url
         self.unsubscribe_url = unsubscribe_url
         self.extra_headers = extra_headers
+        #: More template variables per email (the open pixel and honeypot URLs of the layout).
+        self.context_extras = context_extras
         self.sender = SenderView(config.sender_name, config.sender_email, config.sender_address)
         self._secret = config.secret_key.encode()
+        self.bounce_domain = deliverability_settings(config).bounce_domain
 
     def context(self, delivery: Delivery, lead: Lead, step: Step, campaign: Campaign) -> dict[str, Any]:
         urls = {link.name: self.link_url(delivery, link) for link in self.links_of(step)}
+        extras = self.context_extras(delivery) if self.context_extras is not None else {}
         return {
+            **extras,
             "lead": LeadView.of(lead),
             "campaign": {"name": campaign.name, "slug": campaign.slug},
             "step": {"key": step.key, "subject": step.subject},
@@ -88,5 +97,6 @@ class Composer:
             subject=subject, html=html, text=text,
             message_id=message_id_for(delivery.id, self._secret, self.config.sender_domain),
             date=now, reply_to=self.config.reply_to or None,
-            return_path=self.config.sender_email, extra_headers=headers,
+            # VERP: a bounce sent back to this envelope sender names the delivery (bounces/verp.py).
+            return_path=verp_address(delivery.id, self._secret, self.bounce_domain), extra_headers=headers,
         )

@@ -1,17 +1,18 @@
 """Put a lead into a campaign, declaring what the prospect already knows."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..engine.schedule import next_in_window, zone
 from ..exceptions import InvalidInput, NotFound
-from ..models import Campaign, Enrollment, EnrollmentState, KnowledgeLevel, Lead, LeadStatus, Topic
+from ..models import ALL_EMAIL, Campaign, Enrollment, EnrollmentState, KnowledgeLevel, Lead, LeadStatus, Topic
 from .knowledge import raise_knowledge
 from .plans import plan_of
+from .suppression import blocking_suppression
 
 
 def find_campaign(session: Session, slug: str) -> Campaign:
@@ -51,6 +52,11 @@ def enroll(
                         declared_by=declared_by, note=f"declared at enrollment in {campaign.slug}")
     if not lead.can_receive:
         raise InvalidInput(f"lead {lead.email} is {lead.status.value} and cannot be nurtured", field="email")
+    blocked = blocking_suppression(session, lead.email, campaign.slug)
+    if blocked is not None:
+        what = "all email" if blocked.scope == ALL_EMAIL else f"campaign {blocked.scope}"
+        raise InvalidInput(f"{lead.email} is suppressed for {what} ({blocked.reason.replace('_', ' ')}, "
+                           f"{blocked.source}, {blocked.created_at:%Y-%m-%d}) and cannot be enrolled", field="email")
     enrollment = session.scalar(
         select(Enrollment).where(Enrollment.lead_id == lead.id, Enrollment.campaign_id == campaign.id)
     )

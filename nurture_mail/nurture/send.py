@@ -3,9 +3,13 @@
 Order of events for each email, and why:
 1. claim (``queued → sending``, one UPDATE for the batch, committed): a second job or worker
    given the same ids finds nothing left to claim, so nothing is sent twice;
-2. check the lead can still receive (an unsubscribe just now cancels an already queued email);
-3. SMTP transaction; on acceptance, a note in the Redis journal before the next email;
-4. outcomes written to the database in batches; journal notes dropped after the commit.
+2. check the lead can still receive: its status, its enrollment, and the suppression list (one
+   query per batch), so an unsubscribe or bounce just now cancels an already queued email;
+3. per-domain rate limit (over it: deferred to the next window, no attempt counted), render,
+   build, DKIM-sign when configured;
+4. SMTP transaction, after waiting for a slot under the global rate limit; on acceptance, a
+   note in the Redis journal before the next email;
+5. outcomes written to the database in batches; journal notes dropped after the commit.
 
 Rendering and SMTP overlap: this thread renders and builds the next emails while a sender
 thread waits for the server's replies (a socket wait releases the GIL), so a batch costs about
@@ -16,9 +20,10 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from dataclasses import dataclass, field
+from collections.abc import Iterable
+from dataclasses import dataclass
 from datetime import datetime, time, timedelta
-from typing import Any, Iterable
+from typing import Any
 
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
@@ -27,14 +32,31 @@ from ..engine.plan import SendWindow
 from ..engine.schedule import next_in_window, zone
 from ..extensions import Services
 from ..mail.compose import Composer
+from ..mail.dkim import DkimSigner
 from ..mail.mime import build_message
+from ..mail.ratelimit import DomainWindow, SendRateLimiter, deliverability_settings
 from ..mail.transport import PermanentFailure, SMTPSettings, SMTPTransport, TemporaryFailure
 from ..models import (
-    NO_SEND_STATUSES, Campaign, Delivery, DeliveryStatus, Enrollment, EnrollmentState, Knowledge,
-    KnowledgeEvidence, KnowledgeLevel, Lead, LeadStatus, Link, Step,
+    ALL_EMAIL,
+    NO_SEND_STATUSES,
+    Campaign,
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    EnrollmentState,
+    Event,
+    EventKind,
+    Knowledge,
+    KnowledgeEvidence,
+    KnowledgeLevel,
+    Lead,
+    LeadStatus,
+    Link,
+    Step,
 )
 from .journal import SentJournal
 from .sql import insert_ignoring_conflicts
+from .suppression import suppression_scopes
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +111,7 @@ class LeadRow:
     custom_fields: dict[str, Any]
     status: LeadStatus
     consent: bool
+    soft_bounces: int = 0
 
     @property
     def can_receive(self) -> bool:
@@ -112,11 +135,13 @@ class SendItem:
 @dataclass
 class SendOutcome:
     item: SendItem
-    #: sent | temporary | permanent | cancelled
+    #: sent | temporary | permanent | cancelled | deferred
     kind: str
     sent_at: datetime | None = None
     message_id: str | None = None
     error: str | None = None
+    #: For ``deferred``: when the recipient's domain may take it (the next rate-limit window).
+    not_before: datetime | None = None
 
 
 @dataclass
@@ -126,6 +151,7 @@ class BatchReport:
     retrying: int = 0
     failed: int = 0
     cancelled: int = 0
+    deferred: int = 0
 
 
 def claim(session: Session, delivery_ids: list[int], now: datetime) -> list[int]:
@@ -144,7 +170,8 @@ def load_items(session: Session, ids: list[int]) -> list[SendItem]:
     rows = session.execute(
         select(Delivery.id, Delivery.lead_id, Delivery.enrollment_id, Delivery.step_id, Delivery.scheduled_for,
                Delivery.attempts, Enrollment.state, Lead.id, Lead.email, Lead.first_name, Lead.last_name,
-               Lead.title, Lead.company, Lead.timezone, Lead.custom_fields, Lead.status, Lead.consent)
+               Lead.title, Lead.company, Lead.timezone, Lead.custom_fields, Lead.status, Lead.consent,
+               Lead.soft_bounces)
         .join(Enrollment, Enrollment.id == Delivery.enrollment_id)
         .join(Lead, Lead.id == Delivery.lead_id)
         .where(Delivery.id.in_(ids))
@@ -155,7 +182,8 @@ def load_items(session: Session, ids: list[int]) -> list[SendItem]:
         SendItem(
             id=r[0], lead_id=r[1], enrollment_id=r[2], scheduled_for=r[4], attempts=r[5], enrollment_state=r[6],
             lead=LeadRow(id=r[7], email=r[8], first_name=r[9], last_name=r[10], title=r[11], company=r[12],
-                         timezone=r[13], custom_fields=r[14] or {}, status=r[15], consent=r[16]),
+                         timezone=r[13], custom_fields=r[14] or {}, status=r[15], consent=r[16],
+                         soft_bounces=r[17]),
             step=steps[r[3]],
         )
         for r in rows
@@ -193,11 +221,13 @@ def _steps(session: Session, step_ids: set[int]) -> dict[int, StepRow]:
 class _Sender(threading.Thread):
     """Talks SMTP for the batch; notes each accepted email in the journal before the next."""
 
-    def __init__(self, svc: Services, transport: SMTPTransport, journal: SentJournal) -> None:
+    def __init__(self, svc: Services, transport: SMTPTransport, journal: SentJournal,
+                 limiter: SendRateLimiter | None = None) -> None:
         super().__init__(name="smtp-sender", daemon=True)
         self.svc = svc
         self.transport = transport
         self.journal = journal
+        self.limiter = limiter
         self.inbox: queue.Queue = queue.Queue(maxsize=SEND_AHEAD)
         self.outcomes: list[SendOutcome] = []
         self.lock = threading.Lock()
@@ -217,6 +247,8 @@ class _Sender(threading.Thread):
     def _send(self, item: SendItem, envelope_from: str, message_id: str, data: bytes) -> SendOutcome:
         if self.unreachable:
             return SendOutcome(item, "temporary", error=self.unreachable)
+        if self.limiter is not None:
+            self.limiter.wait_for_slot()  # global SEND_RATE_PER_SECOND, shared by every worker
         try:
             self.transport.send(envelope_from, item.lead.email, data)
         except TemporaryFailure as exc:
@@ -241,6 +273,9 @@ class _Sender(threading.Thread):
 
 def send_batch(svc: Services, delivery_ids: list[int], composer: Composer | None = None) -> BatchReport:
     report = BatchReport()
+    settings = deliverability_settings(svc.config)
+    # Before the claim: a DKIM key that cannot be read fails the job, and no email goes unsigned.
+    signer = DkimSigner.from_settings(settings)
     with svc.db.session() as session:
         claimed = claim(session, delivery_ids, svc.clock.now())
     report.claimed = len(claimed)
@@ -248,18 +283,22 @@ def send_batch(svc: Services, delivery_ids: list[int], composer: Composer | None
         return report
     composer = composer or default_composer(svc)
     journal = SentJournal(svc.redis)
+    limiter = SendRateLimiter.from_settings(svc.redis, settings)
     transport = SMTPTransport(SMTPSettings.from_url(svc.config.effective_smtp_url, timeout=svc.config.smtp_timeout))
-    sender = _Sender(svc, transport, journal)
+    sender = _Sender(svc, transport, journal, limiter)
     sender.start()
     with svc.db.Session() as session:
         items = load_items(session, claimed)
+        checks = _SendChecks(suppression_scopes(session, (i.lead.email for i in items)))
+        if limiter is not None:
+            checks.defer_over_domain_limits(limiter, items, svc.clock.now())
         local: list[SendOutcome] = []
         try:
             for index, item in enumerate(items):
                 if sender.unreachable:
                     local.extend(SendOutcome(i, "temporary", error=sender.unreachable) for i in items[index:])
                     break
-                prepared = _prepare(svc, composer, item)
+                prepared = _prepare(svc, composer, item, checks, signer)
                 if isinstance(prepared, SendOutcome):
                     local.append(prepared)
                 else:
@@ -275,15 +314,50 @@ def send_batch(svc: Services, delivery_ids: list[int], composer: Composer | None
     return report
 
 
-def _prepare(svc: Services, composer: Composer, item: SendItem):
-    """The bytes to send, or the outcome that says why this email is not sent."""
-    if not item.lead.can_receive:
-        return SendOutcome(item, "cancelled", error=f"lead is {item.lead.status.value}")
-    if item.enrollment_state != EnrollmentState.active:
-        return SendOutcome(item, "cancelled", error=f"enrollment is {item.enrollment_state.value}")
+class _SendChecks:
+    """What a batch learns once, before its first email: who is suppressed, who must wait."""
+
+    def __init__(self, suppressed: dict[str, set[str]]) -> None:
+        #: email -> scopes (``*`` or campaign slugs), from one query for the whole batch.
+        self.suppressed = suppressed
+        #: delivery id -> the domain window that refused it.
+        self.deferred: dict[int, DomainWindow] = {}
+
+    def refusal(self, item: SendItem) -> str | None:
+        """Why this email must not go out at all, if it must not."""
+        if not item.lead.can_receive:
+            return f"lead is {item.lead.status.value}"
+        scopes = self.suppressed.get(item.lead.email)
+        if scopes:
+            if ALL_EMAIL in scopes:
+                return "address is suppressed (all email)"
+            if item.step.campaign.slug in scopes:
+                return f"address is suppressed for campaign {item.step.campaign.slug}"
+        if item.enrollment_state != EnrollmentState.active:
+            return f"enrollment is {item.enrollment_state.value}"
+        return None
+
+    def defer_over_domain_limits(self, limiter: SendRateLimiter, items: list[SendItem], now: datetime) -> None:
+        # Only emails that would be sent count against their domain's window.
+        sendable = [item for item in items if self.refusal(item) is None]
+        _, deferred = limiter.admit(sendable, lambda item: item.lead.email.rpartition("@")[2], now)
+        self.deferred = {item.id: window for item, window in deferred}
+
+
+def _prepare(svc: Services, composer: Composer, item: SendItem, checks: _SendChecks, signer: DkimSigner | None):
+    """The bytes to send, or the outcome that says why this email is not sent (now)."""
+    refusal = checks.refusal(item)
+    if refusal is not None:
+        return SendOutcome(item, "cancelled", error=refusal)
+    window = checks.deferred.get(item.id)
+    if window is not None:
+        return SendOutcome(item, "deferred", not_before=window.next_window,
+                           error=f"deferred: rate limit for {window.domain} reached for this minute")
     try:
         email = composer.compose(item, item.lead, item.step, item.step.campaign, svc.clock.now())
         data = build_message(email)
+        if signer is not None:
+            data = signer.sign(data)
     except Exception as exc:  # a template error is permanent for this email; recorded, never dropped
         log.exception("cannot render delivery %s", item.id)
         return SendOutcome(item, "permanent", error=f"render: {type(exc).__name__}: {exc}"[:1000])
@@ -335,6 +409,13 @@ def record_outcomes(session: Session, svc: Services, outcomes: list[SendOutcome]
             _set_delivery(session, outcome.item.id, status=DeliveryStatus.cancelled, last_error=outcome.error)
             _end_enrollment(session, outcome.item.enrollment_id, EnrollmentState.exited, outcome.error, now)
             report.cancelled += 1
+        elif outcome.kind == "deferred":
+            # Never offered to the server: the claim's attempt is given back, so a busy domain
+            # cannot use up SMTP_MAX_ATTEMPTS of an email that was never tried.
+            _set_delivery(session, outcome.item.id, status=DeliveryStatus.queued, enqueued_at=None,
+                          next_attempt_at=outcome.not_before, attempts=Delivery.attempts - 1,
+                          last_error=outcome.error)
+            report.deferred += 1
 
 
 def _record_sent(session: Session, svc: Services, sent: list[SendOutcome]) -> None:
@@ -357,6 +438,7 @@ def _record_sent(session: Session, svc: Services, sent: list[SendOutcome]) -> No
             touches_sent=enrollment.c.touches_sent + 1, last_sent_at=bindparam("e_sent_at")),
         [{"e_id": o.item.enrollment_id, "e_sent_at": o.sent_at} for o in sent],
     )
+    _reset_soft_bounces(session, sent)
     fresh = {o.item.lead_id for o in sent if o.item.lead.status in (LeadStatus.new, LeadStatus.recycled)}
     if fresh:
         session.execute(update(Lead).where(Lead.id.in_(fresh), Lead.status.in_([LeadStatus.new, LeadStatus.recycled]))
@@ -367,6 +449,26 @@ def _record_sent(session: Session, svc: Services, sent: list[SendOutcome]) -> No
             exposures.setdefault((o.item.lead_id, topic), (o.item.id, o.sent_at))
     if exposures:
         _expose(session, exposures)
+
+
+def _reset_soft_bounces(session: Session, sent: list[SendOutcome]) -> None:
+    """A lead's soft-bounce count restarts when it is sent an email that never bounced.
+
+    A soft-bounced email sent again does not reset it: the bounce report arrives only after the
+    server accepted the email, so resetting on every acceptance would keep a full mailbox at
+    one soft bounce forever and "several in a row" could never be reached.
+    """
+    counting = [o for o in sent if o.item.lead.soft_bounces > 0]  # usually none: no query at all
+    if not counting:
+        return
+    bounced_before = set(session.scalars(
+        select(Event.delivery_id).where(Event.delivery_id.in_([o.item.id for o in counting]),
+                                        Event.kind == EventKind.bounce)
+    ))
+    leads = {o.item.lead_id for o in counting if o.item.id not in bounced_before}
+    if leads:
+        session.execute(update(Lead).where(Lead.id.in_(leads), Lead.soft_bounces > 0).values(soft_bounces=0)
+                        .execution_options(synchronize_session=False))
 
 
 def _next_touch(svc: Services, outcome: SendOutcome) -> datetime:
@@ -420,7 +522,7 @@ def default_composer(svc: Services) -> Composer:
 
     urls = TrackingUrls(svc.config)
     return Composer(svc.config, svc.renderer, link_url=urls.link, unsubscribe_url=urls.unsubscribe,
-                    extra_headers=urls.list_unsubscribe_headers)
+                    extra_headers=urls.list_unsubscribe_headers, context_extras=urls.context_extras)
 
 
 def items_of(session: Session, deliveries: Iterable[Delivery]) -> list[SendItem]:

@@ -50,6 +50,7 @@ class TickReport:
 
 def run_tick(svc: Services, now: datetime, enqueue: bool = True) -> TickReport:
     report = TickReport()
+    _drain_tracking_events(svc)
     recover_stale_sends(svc, now, report)
     seen: set[int] = set()
     while True:
@@ -63,6 +64,16 @@ def run_tick(svc: Services, now: datetime, enqueue: bool = True) -> TickReport:
     if enqueue:
         enqueue_queued_deliveries(svc, now, report)
     return report
+
+
+def _drain_tracking_events(svc: Services) -> None:
+    """Clicks buffered since the last drain count now: knowledge changes take effect at this choice."""
+    from ..tracking.ingest import drain_events
+
+    try:
+        drain_events(svc, wait=5.0)
+    except Exception:  # a failing drain must not stop sending; its hits stay buffered for the next
+        log.exception("tracking drain failed at the start of the tick")
 
 
 def _due_enrollments(session: Session, now: datetime, limit: int) -> list[Enrollment]:

@@ -1,18 +1,99 @@
-"""HMAC-signed tokens for the URLs an email carries (unsubscribe, and later clicks and opens)."""
+"""HMAC-signed tokens for the URLs an email carries: clicks, the open pixel, unsubscribe.
+
+Each kind of token has its own salt, so a token made for one purpose never verifies as
+another (an open token is not a click token). Keys rotate: ``SECRET_KEY`` signs, and every
+key in ``SECRET_KEY_FALLBACKS`` still verifies, so emails already in inboxes keep working
+while an old key is phased out.
+
+A click token carries the delivery, the link and the link's URL, signed together: the
+redirect needs no database read, and it can only ever go to a URL that this email contained.
+"""
 from __future__ import annotations
 
+import hashlib
+import json
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
+
 from itsdangerous import BadSignature, URLSafeSerializer
+from itsdangerous.encoding import base64_encode
+
+if TYPE_CHECKING:
+    from ..config import Config
+
+#: The longest target URL a click token may carry (``link.url`` is at most 2,000 characters).
+MAX_URL_LENGTH = 2000
+#: An http(s) URL with no whitespace, control character or backslash anywhere.
+_SAFE_URL = re.compile(r"https?://[^\x00-\x20\x7f\\]+", re.IGNORECASE)
 
 
 class TokenError(ValueError):
     """A token was tampered with, truncated, or made for another purpose."""
 
 
+@dataclass(frozen=True)
+class ClickTarget:
+    """What a verified click token names: the delivery, and the link with its URL.
+
+    The honeypot link of an email (hidden from people, see ``templates/base.html``) has no
+    link row and no URL: ``link_id`` and ``url`` are None.
+    """
+
+    delivery_id: int
+    link_id: int | None
+    url: str | None
+
+    @property
+    def honeypot(self) -> bool:
+        return self.link_id is None
+
+
+def is_safe_target(url: object) -> bool:
+    """An absolute http(s) URL with a host and nothing a browser could reinterpret.
+
+    Campaign files only admit http(s) URLs; this is the second guard, at both ends of a click
+    token, so ``javascript:``, ``data:``, protocol-relative ``//host`` and backslash or
+    whitespace tricks can never become a redirect.
+    """
+    if not isinstance(url, str) or len(url) > MAX_URL_LENGTH or not _SAFE_URL.fullmatch(url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
+
+
 class Tokens:
-    def __init__(self, secret_key: str | list[str]) -> None:
-        # A list of keys allows rotation: the first signs, all verify.
-        keys = [secret_key] if isinstance(secret_key, str) else list(secret_key)
-        self._unsubscribe = URLSafeSerializer(keys, salt="nurture.unsubscribe")
+    """Signs and verifies every kind of token an email carries.
+
+    ``secret_key`` signs; each of ``fallbacks`` (older keys) also verifies. A list given as
+    ``secret_key`` is read the same way: its first key signs, all verify.
+    """
+
+    def __init__(self, secret_key: str | Sequence[str], fallbacks: Sequence[str] = ()) -> None:
+        given = [secret_key] if isinstance(secret_key, str) else list(secret_key)
+        keys: list[str] = []
+        for key in [*given, *fallbacks]:
+            if key and key not in keys:
+                keys.append(key)
+        if not keys:
+            raise ValueError("a secret key is required to sign tokens")
+        # itsdangerous signs with the *last* key of its list and verifies with all of them.
+        ordered = list(reversed(keys))
+        self._unsubscribe = URLSafeSerializer(ordered, salt="nurture.unsubscribe")
+        self._click = _Purpose(ordered, "nurture.click")
+        self._open = _Purpose(ordered, "nurture.open")
+
+    @classmethod
+    def from_config(cls, config: "Config") -> "Tokens":
+        """Tokens that sign with SECRET_KEY and also accept SECRET_KEY_FALLBACKS."""
+        return cls(config.secret_key, config.secret_key_fallbacks)
+
+    # -- unsubscribe -----------------------------------------------------------------------
 
     def unsubscribe(self, delivery_id: int, lead_id: int) -> str:
         return self._unsubscribe.dumps([delivery_id, lead_id])
@@ -23,3 +104,67 @@ class Tokens:
             return int(delivery_id), int(lead_id)
         except (BadSignature, ValueError, TypeError):
             raise TokenError("invalid unsubscribe token") from None
+
+    # -- clicks ----------------------------------------------------------------------------
+
+    def click(self, delivery_id: int, link_id: int, url: str) -> str:
+        """The token of one link of one email; refuses a URL that must never be a redirect."""
+        if not is_safe_target(url):
+            raise ValueError(f"link {link_id}: not an absolute http(s) URL: {url[:100]!r}")
+        return self._click.dumps([delivery_id, link_id, url])
+
+    def honeypot(self, delivery_id: int) -> str:
+        """The token of the hidden link no person can see: whoever follows it is a machine."""
+        return self._click.dumps([delivery_id, None, None])
+
+    def read_click(self, token: str) -> ClickTarget:
+        try:
+            payload = self._click.loads(token)
+        except (BadSignature, ValueError, TypeError):
+            raise TokenError("invalid click token") from None
+        if not isinstance(payload, list) or len(payload) != 3 or not _is_id(payload[0]):
+            raise TokenError("invalid click token")
+        delivery_id, link_id, url = payload
+        if link_id is None and url is None:
+            return ClickTarget(delivery_id, None, None)
+        if not _is_id(link_id) or not is_safe_target(url):
+            raise TokenError("invalid click token")
+        return ClickTarget(delivery_id, link_id, url)
+
+    # -- opens -----------------------------------------------------------------------------
+
+    def open(self, delivery_id: int) -> str:
+        return self._open.dumps([delivery_id])
+
+    def read_open(self, token: str) -> int:
+        try:
+            payload = self._open.loads(token)
+        except (BadSignature, ValueError, TypeError):
+            raise TokenError("invalid open token") from None
+        if not isinstance(payload, list) or len(payload) != 1 or not _is_id(payload[0]):
+            raise TokenError("invalid open token")
+        return payload[0]
+
+
+class _Purpose:
+    """One kind of token: itsdangerous's URL-safe format, HMAC-SHA256, built for speed.
+
+    An email carries a click token per link (20 links: 20 signatures per email, DESIGN §9), so
+    the signer is made once rather than per call, and payloads are not zlib-compressed (they
+    are short). The tokens are ordinary ``URLSafeSerializer`` tokens: ``loads`` reads them.
+    """
+
+    def __init__(self, keys: list[str], salt: str) -> None:
+        self.serializer = URLSafeSerializer(keys, salt=salt, signer_kwargs={"digest_method": hashlib.sha256})
+        self.signer = self.serializer.make_signer()
+
+    def dumps(self, payload: Any) -> str:
+        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+        return self.signer.sign(base64_encode(data)).decode("ascii")
+
+    def loads(self, token: str) -> Any:
+        return self.serializer.load_payload(self.signer.unsign(token))
+
+
+def _is_id(value: object) -> bool:
+    return type(value) is int and value > 0

@@ -14,7 +14,24 @@ class TrackingUrls:
         self._last: tuple[int, str] = (0, "")
 
     def link(self, delivery: Delivery, link: Link) -> str:
-        return link.url
+        """The tracked click URL of one link of this email: ``{BASE_URL}/c/<signed token>``.
+
+        The token signs the delivery, the link and its URL together, so the redirect can only
+        go to this URL, and a click names this email (tracking/clicks.py).
+        """
+        return f"{self.base_url}/c/{self.tokens.click(delivery.id, link.id, link.url)}"
+
+    def open_pixel(self, delivery: Delivery) -> str:
+        """The open pixel's URL (a 1×1 GIF); fetched by mail clients, and by privacy proxies."""
+        return f"{self.base_url}/o/{self.tokens.open(delivery.id)}.gif"
+
+    def honeypot(self, delivery: Delivery) -> str:
+        """A click URL hidden from people in the layout: only a machine follows it."""
+        return f"{self.base_url}/c/{self.tokens.honeypot(delivery.id)}"
+
+    def context_extras(self, delivery: Delivery) -> dict[str, str]:
+        """Template variables for ``templates/base.html``: ``open_pixel_url``, ``honeypot_url``."""
+        return {"open_pixel_url": self.open_pixel(delivery), "honeypot_url": self.honeypot(delivery)}
 
     def unsubscribe(self, delivery: Delivery) -> str:
         # Asked twice per email (body and List-Unsubscribe): sign once.
@@ -23,8 +40,14 @@ class TrackingUrls:
         return self._last[1]
 
     def list_unsubscribe_headers(self, delivery: Delivery) -> tuple[tuple[str, str], ...]:
-        """RFC 8058: an HTTPS URI that alone names recipient and list, and the one-click flag."""
+        """RFC 8058: an HTTPS URI that alone names recipient and list, and the one-click flag.
+
+        The mailto's subject carries the same token, so a mailto unsubscribe names the address
+        we wrote to even when it comes back from an alias (bounces/inbound.py).
+        """
+        url = self.unsubscribe(delivery)
+        token = url.rpartition("/")[2]
         return (
-            ("List-Unsubscribe", f"<{self.unsubscribe(delivery)}>, <mailto:{self.unsubscribe_mailto}?subject=unsubscribe>"),
+            ("List-Unsubscribe", f"<{url}>, <mailto:{self.unsubscribe_mailto}?subject=unsubscribe%20{token}>"),
             ("List-Unsubscribe-Post", "List-Unsubscribe=One-Click"),
         )
