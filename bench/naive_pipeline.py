@@ -3,8 +3,8 @@ connection per email, one RQ job per email, one commit per email."""
 from __future__ import annotations
 
 import smtplib
-from email.policy import SMTP as SMTP_POLICY
 from email.message import EmailMessage
+from email.policy import SMTP as SMTP_POLICY
 
 from sqlalchemy import select
 from sqlalchemy.orm import selectinload

@@ -6,9 +6,9 @@ so no connection is ever opened at import time.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cached_property
-from typing import Iterator
 
 from redis import Redis
 from rq import Queue

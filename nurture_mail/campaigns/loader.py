@@ -438,7 +438,7 @@ class CampaignLoader:
             c.add(path, "expected a list of topic slugs")
             return []
         result: list[str] = []
-        for i, t in enumerate(raw):
+        for t in raw:
             if not isinstance(t, str):
                 c.add(path, f"expected a topic slug, got {t!r}")
             elif t not in topics:

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from .campaigns import sync_campaigns_command, preview_command
+from .campaigns import preview_command, sync_campaigns_command
 from .leads import enroll_command, import_leads_command
 from .runtime import cron_command, init_command, run_command, tick_command, worker_command
 

@@ -6,10 +6,10 @@ from pathlib import Path
 import click
 
 from .. import services
-from ..leads.importer import import_rows, read_rows
-from ..nurture.enroll import enroll, find_campaign, find_lead
-from ..models import Lead
 from ..exceptions import NurtureError
+from ..leads.importer import import_rows, read_rows
+from ..models import Lead
+from ..nurture.enroll import enroll, find_campaign, find_lead
 from .common import with_app
 
 

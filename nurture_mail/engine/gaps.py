@@ -9,8 +9,8 @@
 """
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
-from typing import AbstractSet
 
 from .plan import CampaignPlan, KnowledgeMap, Level, StepPlan
 

@@ -1,10 +1,9 @@
 """Journey preview: what a lead would receive next, when, and why other steps are skipped."""
 from __future__ import annotations
 
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import AbstractSet
-
 from zoneinfo import ZoneInfo
 
 from .gaps import Skip, after_delivery, choose_next_step

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 import enum
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import time
-from typing import Mapping
 
 
 class Level(enum.IntEnum):

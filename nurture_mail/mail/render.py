@@ -16,9 +16,10 @@ import logging
 import os
 import re
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from jinja2 import BaseLoader, ChainableUndefined, Environment, FileSystemLoader, Template
 from jinja2.sandbox import ImmutableSandboxedEnvironment

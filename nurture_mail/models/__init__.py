@@ -5,8 +5,8 @@ from .delivery import Delivery, DeliveryStatus
 from .enrollment import Enrollment, EnrollmentState, StepSkip
 from .event import Event, EventKind
 from .knowledge import LEVEL_RANK, Knowledge, KnowledgeEvidence, KnowledgeLevel
-from .suppression import ALL_EMAIL, Suppression
 from .lead import NO_SEND_STATUSES, QUALIFICATION_ATTRIBUTES, Lead, LeadStatus
+from .suppression import ALL_EMAIL, Suppression
 
 __all__ = [
     "Base", "UTCDateTime", "Campaign", "Link", "Stage", "STAGE_ORDER", "Step", "Topic",

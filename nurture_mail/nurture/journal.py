@@ -9,8 +9,8 @@ transaction was in flight when the worker died can go out twice.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 from redis import Redis
 

@@ -1,8 +1,8 @@
 """Raise what a lead knows about topics, keeping the evidence for every change."""
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
-from typing import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session

@@ -18,7 +18,12 @@ from ..engine.plan import CampaignPlan
 from ..engine.schedule import in_window, next_in_window, zone
 from ..extensions import Services
 from ..models import (
-    Delivery, DeliveryStatus, Enrollment, EnrollmentState, Lead, StepSkip,
+    Delivery,
+    DeliveryStatus,
+    Enrollment,
+    EnrollmentState,
+    Lead,
+    StepSkip,
 )
 from .journal import SentJournal
 from .plans import delivered_keys, knowledge_of, load_campaign, plan_of

@@ -10,8 +10,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from nurture_mail.engine import (
-    CampaignPlan, Journey, Level, PlannedTouch, SendWindow, StepPlan, after_delivery, choose_next_step,
-    in_window, preview_journey,
+    CampaignPlan,
+    Journey,
+    Level,
+    PlannedTouch,
+    SendWindow,
+    StepPlan,
+    after_delivery,
+    choose_next_step,
+    in_window,
+    preview_journey,
 )
 from nurture_mail.engine.plan import STAGES
 

@@ -177,7 +177,7 @@ def assert_well_formed(data: bytes) -> None:
     assert data.isascii()
     assert data.count(b"\n") == data.count(b"\r\n") == data.count(b"\r")
     head, body = data.split(b"\r\n\r\n", 1)
-    for index, line in enumerate(head.split(b"\r\n")):
+    for line in head.split(b"\r\n"):
         assert len(line) <= 998
         assert line.strip(b" \t"), "a header line of only whitespace"
         if len(line) > 78:  # only when there was no space to fold at
