@@ -4,7 +4,7 @@ from __future__ import annotations
 import click
 
 from .campaigns import preview_command, sync_campaigns_command
-from .leads import enroll_command, import_leads_command
+from .leads import enroll_command, import_leads_command, lead_command
 from .runtime import cron_command, init_command, run_command, tick_command, worker_command
 
 
@@ -14,5 +14,5 @@ def main() -> None:
 
 
 for command in (init_command, sync_campaigns_command, import_leads_command, enroll_command, tick_command,
-                worker_command, cron_command, preview_command, run_command):
+                worker_command, cron_command, preview_command, lead_command, run_command):
     main.add_command(command)

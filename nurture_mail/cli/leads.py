@@ -64,3 +64,22 @@ def enroll_command(email: str, campaign: str, knows: str, declared_by: str) -> N
         enrollment = enroll(session, lead, target, svc.clock.now(), knows=knows.split(","),
                             declared_by=declared_by, source="sales", default_timezone=svc.config.default_timezone)
         click.echo(f"{lead.email} enrolled in {target.slug}; first touch due {enrollment.next_send_at:%Y-%m-%d %H:%M} UTC")
+
+
+@click.command("lead")
+@click.argument("email")
+@with_app
+def lead_command(email: str) -> None:
+    """Show a lead: status, enrollments, what they know, and their timeline (bots flagged, with why)."""
+    from ..nurture.timeline import lead_story
+
+    svc = services()
+    with svc.db.session() as session:
+        story = lead_story(session, email)
+    click.echo(f"{story.email}  {story.name}  {story.company}  status={story.status}  tz={story.timezone or '-'}")
+    for line in story.enrollments:
+        click.echo(f"  enrolled  {line}")
+    for topic, level in sorted(story.knowledge.items()):
+        click.echo(f"  knows     {topic:<28} {level}")
+    for entry in story.entries:
+        click.echo(f"  {entry.at:%Y-%m-%d %H:%M:%S}  {entry.kind:<10} {entry.text}")
