@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -155,8 +155,3 @@ def _import_row(session: Session, number: int, cells: dict[str, str], source: st
     outcome = "created" if created else "updated"
     reason = "; ".join(f"row {number}, {w}" for w in warnings)
     return RowOutcome(number, email, outcome, reason, lead.id)
-
-
-def iter_chunks(items: list, size: int) -> Iterator[list]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]

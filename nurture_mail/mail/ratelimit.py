@@ -15,12 +15,11 @@ Two limits, both off (0) by default:
 """
 from __future__ import annotations
 
-import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from redis import Redis
 
@@ -59,63 +58,20 @@ class DeliverabilitySettings:
         return bool(self.dkim_selector and self.dkim_private_key_path)
 
 
-def _float(name: str, raw: str) -> float:
-    try:
-        value = float(raw)
-    except ValueError:
-        raise ConfigError(f"{name}: expected a number, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name}: must be 0 (unlimited) or positive, got {raw!r}")
-    return value
-
-
-def _count(name: str, raw: str) -> int:
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}: expected an integer, got {raw!r}") from None
-    if value < 0:
-        raise ConfigError(f"{name}: must be 0 or positive, got {raw!r}")
-    return value
-
-
-def _text(name: str, raw: str) -> str:
-    return raw.strip()
-
-
-# name, environment variable, default, parser
-_FIELDS: tuple[tuple[str, str, Any, Callable[[str, str], Any]], ...] = (
-    ("send_rate_per_second", "SEND_RATE_PER_SECOND", 0.0, _float),
-    ("send_rate_per_domain_per_minute", "SEND_RATE_PER_DOMAIN_PER_MINUTE", 0, _count),
-    ("dkim_selector", "DKIM_SELECTOR", "", _text),
-    ("dkim_private_key_path", "DKIM_PRIVATE_KEY_PATH", "", _text),
-    ("dkim_domain", "DKIM_DOMAIN", "", _text),
-    ("webhook_secret", "WEBHOOK_SECRET", "", _text),
-    ("soft_bounce_limit", "SOFT_BOUNCE_LIMIT", 3, _count),
-    ("bounce_domain", "BOUNCE_DOMAIN", "", _text),
-)
-
-
-def deliverability_settings(config: Config, env: Mapping[str, str] | None = None) -> DeliverabilitySettings:
-    """The settings from ``config`` where it has the field, else from the environment.
-
-    (Interim: once ``Config`` carries these fields, every value comes from it.)
-    """
-    env = os.environ if env is None else env
-    values: dict[str, Any] = {}
-    for name, variable, default, parse in _FIELDS:
-        if hasattr(config, name):
-            values[name] = getattr(config, name)
-            continue
-        raw = env.get(variable, "")
-        values[name] = parse(variable, raw) if raw.strip() else default
-    if values["soft_bounce_limit"] < 1:
-        raise ConfigError("SOFT_BOUNCE_LIMIT: must be at least 1")
-    values["dkim_domain"] = values["dkim_domain"] or config.sender_domain
-    values["bounce_domain"] = values["bounce_domain"] or config.sender_domain
-    if bool(values["dkim_selector"]) != bool(values["dkim_private_key_path"]):
+def deliverability_settings(config: Config) -> DeliverabilitySettings:
+    """The deliverability settings of ``config``, with the sender's domain filled in as default."""
+    if bool(config.dkim_selector) != bool(config.dkim_private_key_path):
         raise ConfigError("DKIM_SELECTOR and DKIM_PRIVATE_KEY_PATH: set both to sign, or neither")
-    return DeliverabilitySettings(**values)
+    return DeliverabilitySettings(
+        send_rate_per_second=config.send_rate_per_second,
+        send_rate_per_domain_per_minute=config.send_rate_per_domain_per_minute,
+        dkim_selector=config.dkim_selector,
+        dkim_private_key_path=config.dkim_private_key_path,
+        dkim_domain=config.dkim_domain or config.sender_domain,
+        webhook_secret=config.webhook_secret,
+        soft_bounce_limit=config.soft_bounce_limit,
+        bounce_domain=config.bounce_domain or config.sender_domain,
+    )
 
 
 # GCRA in one round trip. Microseconds since the epoch fit a Lua number (a double) exactly.

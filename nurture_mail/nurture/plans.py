@@ -25,14 +25,18 @@ def plan_of(campaign: Campaign) -> CampaignPlan:
         )
         for s in steps
     )
-    window = SendWindow(
+    return CampaignPlan(
+        slug=campaign.slug, steps=plans, cadence_seconds=campaign.cadence_seconds,
+        max_touches=campaign.max_touches, window=window_of(campaign),
+    )
+
+
+def window_of(campaign: Campaign) -> SendWindow:
+    """The campaign's send window (stored as minutes after local midnight)."""
+    return SendWindow(
         start=time(campaign.window_start_minute // 60, campaign.window_start_minute % 60),
         end=time(campaign.window_end_minute // 60, campaign.window_end_minute % 60),
         weekdays_only=campaign.weekdays_only,
-    )
-    return CampaignPlan(
-        slug=campaign.slug, steps=plans, cadence_seconds=campaign.cadence_seconds,
-        max_touches=campaign.max_touches, window=window,
     )
 
 

@@ -20,9 +20,8 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime, time, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import bindparam, select, update
@@ -55,6 +54,7 @@ from ..models import (
     Step,
 )
 from .journal import SentJournal
+from .plans import window_of
 from .sql import insert_ignoring_conflicts
 from .suppression import suppression_scopes
 
@@ -206,9 +206,7 @@ def _steps(session: Session, step_ids: set[int]) -> dict[int, StepRow]:
     ).tuples():
         if campaign.id not in campaigns:
             campaigns[campaign.id] = CampaignRow(
-                campaign.id, campaign.slug, campaign.name, campaign.cadence_seconds,
-                SendWindow(_minute_time(campaign.window_start_minute), _minute_time(campaign.window_end_minute),
-                           campaign.weekdays_only),
+                campaign.id, campaign.slug, campaign.name, campaign.cadence_seconds, window_of(campaign),
             )
         result[step.id] = StepRow(step.id, step.key, step.subject, step.preheader, step.html_template, step.text_template,
                                   tuple(step.teaches), tuple(links[step.id]), campaigns[campaign.id])
@@ -508,10 +506,6 @@ def _end_enrollment(session: Session, enrollment_id: int, state: EnrollmentState
     )
 
 
-def _minute_time(minutes: int) -> time:
-    return time(minutes // 60, minutes % 60)
-
-
 def backoff(base_seconds: int, attempts: int) -> timedelta:
     """1, 5, 25, … × base, capped at six hours: soft failures get room to clear."""
     return timedelta(seconds=min(base_seconds * 5 ** max(attempts - 1, 0), 6 * 3600))
@@ -523,7 +517,3 @@ def default_composer(svc: Services) -> Composer:
     urls = TrackingUrls(svc.config)
     return Composer(svc.config, svc.renderer, link_url=urls.link, unsubscribe_url=urls.unsubscribe,
                     extra_headers=urls.list_unsubscribe_headers, context_extras=urls.context_extras)
-
-
-def items_of(session: Session, deliveries: Iterable[Delivery]) -> list[SendItem]:
-    return load_items(session, [d.id for d in deliveries])

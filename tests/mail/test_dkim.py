@@ -94,8 +94,7 @@ def test_bad_keys_and_settings_are_refused_naming_the_setting(tmp_path, keypair)
     assert DkimSigner.from_settings(DeliverabilitySettings()) is None
 
     def settings(env: dict[str, str]) -> DeliverabilitySettings:
-        # Through Config.from_env too, so this holds once Config carries these fields itself.
-        return deliverability_settings(Config.from_env(env, instance_path=tmp_path, secret_key="x"), env)
+        return deliverability_settings(Config.from_env(env, instance_path=tmp_path, secret_key="x"))
 
     env = {"DKIM_SELECTOR": "s1", "DKIM_PRIVATE_KEY_PATH": str(keypair[0])}
     assert (settings(env).dkim_enabled, settings(env).dkim_domain) == (True, "northwind.example")
