@@ -75,6 +75,10 @@ class Lead(Base):
     )
     #: Soft bounces in a row since the last delivered email; several in a row suppress.
     soft_bounces: Mapped[int] = mapped_column(default=0, server_default="0")
+    #: Hygiene flags found at intake ("role_account", "deny:competitor", …): never handed off.
+    hygiene: Mapped[list[str]] = mapped_column(default=list, server_default="[]")
+    #: Set when personal data was erased (GDPR): the row stays for anonymous aggregates.
+    erased_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -84,6 +88,11 @@ class Lead(Base):
     @property
     def full_name(self) -> str:
         return " ".join(p for p in (self.first_name, self.last_name) if p)
+
+    @property
+    def is_clean(self) -> bool:
+        """No hygiene flag: the lead may be handed to sales."""
+        return not self.hygiene
 
     @property
     def can_receive(self) -> bool:
