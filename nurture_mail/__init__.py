@@ -19,11 +19,14 @@ def create_app(config: Config | None = None, clock: Clock | None = None, **servi
     app.config.update(SECRET_KEY=config.secret_key, NURTURE=config)
     app.extensions["nurture"] = Services(config, clock=clock, **services_kwargs)
 
-    from . import bounces, tracking, web
+    from . import api, auth, bounces, sales, tracking, web
 
+    auth.init_app(app)
     web.init_app(app)
     tracking.init_app(app)
     bounces.init_app(app)
+    sales.init_app(app)
+    api.init_app(app)
     return app
 
 

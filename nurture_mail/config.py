@@ -110,6 +110,37 @@ class Config:
     send_rate_per_second: float = 0.0
     #: Emails per minute to one recipient domain; 0 = unlimited.
     send_rate_per_domain_per_minute: int = 0
+    # --- scoring and handoff (issue 4)
+    #: Scoring rules (fit and engagement weights, half-life); per-campaign overrides live in
+    #: the campaign file's ``handoff.scoring`` block.
+    scoring_rules_path: Path = PROJECT_ROOT / "campaigns" / "scoring.yaml"
+    #: The sales team (reps, incoming group, managers, territories), synced into the database.
+    sales_team_path: Path = PROJECT_ROOT / "campaigns" / "sales_team.yaml"
+    #: Days an incoming closer owns a handed-off account before it moves to the territory owner.
+    ownership_days: int = 14
+    #: Business hours without a first action before a handoff is escalated to the rep's manager.
+    handoff_sla_hours: float = 4.0
+    #: Business hours used for the SLA clock (local time in SALES_TIMEZONE, Monday to Friday).
+    sales_timezone: str = "UTC"
+    sales_day_start: str = "09:00"
+    sales_day_end: str = "17:00"
+    #: Where handoff dossiers are posted as JSON (Slack-compatible); empty turns it off.
+    sales_webhook_url: str = ""
+    #: HMAC-SHA256 key of the ``X-Nurture-Signature`` header; empty: SECRET_KEY signs.
+    sales_webhook_secret: str = ""
+    sales_webhook_max_attempts: int = 5
+    sales_webhook_timeout: float = 10.0
+    #: Campaign a lead rejected as "not ready" goes back to; empty: the campaign it came from.
+    recycle_campaign: str = ""
+    # --- API and import (issue 5)
+    #: Writes (POST/PATCH/DELETE) per API token per minute; 0 = unlimited.
+    api_write_rate_per_minute: int = 120
+    #: Seconds an ``Idempotency-Key`` and its stored response are kept.
+    idempotency_ttl_seconds: int = 86400
+    #: Deny lists and role-account prefixes for lead hygiene.
+    hygiene_path: Path = PROJECT_ROOT / "campaigns" / "hygiene.yaml"
+    #: Check that an imported address's domain has MX/A records (needs network; off by default).
+    check_deliverability: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
@@ -159,6 +190,22 @@ class Config:
             send_rate_per_second=_float(env, "SEND_RATE_PER_SECOND", cls.send_rate_per_second),
             send_rate_per_domain_per_minute=_int(env, "SEND_RATE_PER_DOMAIN_PER_MINUTE",
                                                  cls.send_rate_per_domain_per_minute),
+            scoring_rules_path=Path(env.get("SCORING_RULES_PATH") or cls.scoring_rules_path),
+            sales_team_path=Path(env.get("SALES_TEAM_PATH") or cls.sales_team_path),
+            ownership_days=_int(env, "OWNERSHIP_DAYS", cls.ownership_days),
+            handoff_sla_hours=_float(env, "HANDOFF_SLA_HOURS", cls.handoff_sla_hours),
+            sales_timezone=env.get("SALES_TIMEZONE", cls.sales_timezone),
+            sales_day_start=env.get("SALES_DAY_START", cls.sales_day_start),
+            sales_day_end=env.get("SALES_DAY_END", cls.sales_day_end),
+            sales_webhook_url=env.get("SALES_WEBHOOK_URL", "").strip(),
+            sales_webhook_secret=env.get("SALES_WEBHOOK_SECRET", ""),
+            sales_webhook_max_attempts=_int(env, "SALES_WEBHOOK_MAX_ATTEMPTS", cls.sales_webhook_max_attempts),
+            sales_webhook_timeout=_float(env, "SALES_WEBHOOK_TIMEOUT", cls.sales_webhook_timeout),
+            recycle_campaign=env.get("RECYCLE_CAMPAIGN", "").strip(),
+            api_write_rate_per_minute=_int(env, "API_WRITE_RATE_PER_MINUTE", cls.api_write_rate_per_minute),
+            idempotency_ttl_seconds=_int(env, "IDEMPOTENCY_TTL_SECONDS", cls.idempotency_ttl_seconds),
+            hygiene_path=Path(env.get("HYGIENE_PATH") or cls.hygiene_path),
+            check_deliverability=_bool(env, "CHECK_DELIVERABILITY", cls.check_deliverability),
         )
         values.update(overrides)
         return cls(**values).resolved()
@@ -178,6 +225,14 @@ class Config:
             raise ConfigError("SEND_RATE_PER_SECOND / SEND_RATE_PER_DOMAIN_PER_MINUTE: must be 0 (unlimited) or positive")
         if not 1 <= self.event_drain_batch_size <= 5000:
             raise ConfigError("EVENT_DRAIN_BATCH_SIZE: must be between 1 and 5000")
+        if self.ownership_days < 1:
+            raise ConfigError("OWNERSHIP_DAYS: must be at least 1")
+        if self.handoff_sla_hours <= 0:
+            raise ConfigError("HANDOFF_SLA_HOURS: must be positive")
+        if self.sales_webhook_max_attempts < 1:
+            raise ConfigError("SALES_WEBHOOK_MAX_ATTEMPTS: must be at least 1")
+        if self.api_write_rate_per_minute < 0:
+            raise ConfigError("API_WRITE_RATE_PER_MINUTE: must be 0 (unlimited) or positive")
         return replace(self, **changes) if changes else self
 
     @property

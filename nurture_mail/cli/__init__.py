@@ -6,6 +6,8 @@ import click
 from .campaigns import preview_command, sync_campaigns_command
 from .leads import enroll_command, import_leads_command, lead_command
 from .runtime import cron_command, init_command, run_command, tick_command, worker_command
+from .sales import commands as sales_commands
+from .users import commands as user_commands
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -14,5 +16,6 @@ def main() -> None:
 
 
 for command in (init_command, sync_campaigns_command, import_leads_command, enroll_command, tick_command,
-                worker_command, cron_command, preview_command, lead_command, run_command):
+                worker_command, cron_command, preview_command, lead_command, run_command,
+                *sales_commands, *user_commands):
     main.add_command(command)

@@ -1,0 +1,6 @@
+"""User and API token commands (admins)."""
+from __future__ import annotations
+
+import click
+
+commands: list[click.Command] = []

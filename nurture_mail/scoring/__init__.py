@@ -1,0 +1,1 @@
+"""Fit and engagement scores with explained breakdowns, and the per-campaign handoff rule."""
