@@ -13,6 +13,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from ..engine.plan import STAGES
 from ..exceptions import CampaignDefinitionError, Problem
+from ..scoring.rules import check_handoff_block
 from .spec import CampaignSpec, LinkSpec, StepSpec, TopicSpec
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
@@ -29,6 +30,9 @@ STEP_KEYS = {"key", "subject", "preheader", "template", "teaches", "requires", "
 ALTERNATE_KEYS = {"key", "subject", "preheader", "template", "links"}
 LINK_KEYS = {"name", "url", "label", "topic", "hand_raiser"}
 WINDOW_KEYS = {"start", "end", "weekdays_only"}
+
+#: Files beside the campaigns that are not campaigns (scoring rules, sales team, hygiene lists).
+NOT_CAMPAIGNS = frozenset({"scoring.yaml", "sales_team.yaml", "hygiene.yaml"})
 
 DEFAULT_CADENCE = "3d"
 DEFAULT_MAX_TOUCHES = 12
@@ -100,7 +104,8 @@ class CampaignLoader:
         """Every ``*.yaml``/``*.yml`` in the folder; good files load even when others are bad."""
         specs: list[CampaignSpec] = []
         problems: list[Problem] = []
-        files = sorted([*Path(directory).glob("*.yaml"), *Path(directory).glob("*.yml")])
+        files = sorted(path for path in [*Path(directory).glob("*.yaml"), *Path(directory).glob("*.yml")]
+                       if path.name not in NOT_CAMPAIGNS)
         for path in files:
             try:
                 specs.append(self.load_file(path))
@@ -145,9 +150,13 @@ class CampaignLoader:
             # Only on otherwise valid steps: a step dropped for another error would look
             # like a missing teacher.
             self._check_prerequisites(steps, c)
-        for rule_key in ("exit", "handoff"):
-            if data.get(rule_key) is not None and not isinstance(data.get(rule_key), dict):
-                c.add(rule_key, "expected a mapping")
+        if data.get("exit") is not None and not isinstance(data.get("exit"), dict):
+            c.add("exit", "expected a mapping")
+        if data.get("handoff") is not None:
+            if not isinstance(data.get("handoff"), dict):
+                c.add("handoff", "expected a mapping")
+            else:  # thresholds and scoring overrides, checked like campaigns/scoring.yaml
+                check_handoff_block(data["handoff"], "handoff", c.add)
         if c.problems:
             return None
         return CampaignSpec(

@@ -24,6 +24,12 @@ def init_command() -> None:
     result, problems = sync_from_files()
     click.echo(f"campaigns: {len(result.created)} created, {len(result.updated)} updated, "
                f"{len(result.unchanged)} unchanged")
+    team_path = svc.config.sales_team_path
+    if team_path.exists():
+        from ..sales.team import sync_sales_team
+
+        with svc.db.session() as session:
+            click.echo(f"sales team: {sync_sales_team(session, team_path, svc.clock.now()).summary()}")
     if problems:
         for problem in problems:
             click.echo(f"error: {problem}", err=True)

@@ -5,6 +5,8 @@ from typing import Any
 
 from ..config import Config
 from .events import drain_tracking_events
+from .sales import sales_housekeeping
+from .scoring import rescore_all
 from .tick import scheduler_tick
 
 
@@ -15,4 +17,10 @@ def cron_table(config: Config) -> list[dict[str, Any]]:
              job_timeout=600, result_ttl=600, name="nurture-scheduler-tick"),
         dict(func=drain_tracking_events, queue_name=config.queue_name, interval=config.event_drain_interval,
              job_timeout=300, result_ttl=60, name="nurture-tracking-drain"),
+        # SLA escalation and the ownership-window transfer of sales handoffs (sales/housekeeping.py).
+        dict(func=sales_housekeeping, queue_name=config.queue_name, interval=60,
+             job_timeout=300, result_ttl=600, name="nurture-sales-housekeeping"),
+        # Engagement decays with time even without new events: rescore every scored lead daily.
+        dict(func=rescore_all, queue_name=config.queue_name, interval=86400,
+             job_timeout=3600, result_ttl=86400, name="nurture-scoring-rescore-all"),
     ]

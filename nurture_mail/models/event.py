@@ -19,6 +19,9 @@ class EventKind(str, enum.Enum):
     complaint = "complaint"
     reply = "reply"
     form = "form"
+    #: Recorded from outside (API): a webinar attended, a meeting held (nurture/external_events.py).
+    webinar = "webinar"
+    meeting = "meeting"
 
 
 class Event(Base):

@@ -6,3 +6,6 @@ from flask import Flask
 
 def init_app(app: Flask) -> None:
     """Register the sales blueprints (signed accept / reject links)."""
+    from .views import bp
+
+    app.register_blueprint(bp)

@@ -8,6 +8,12 @@ classify machines (``tracking/bots.py``), insert the events with ``ON CONFLICT (
 NOTHING``, and raise the clicked link's topic to ``engaged`` for each human click that was
 newly stored, with the event as evidence. A batch stored twice (a drainer died between the
 commit and the acknowledgement) therefore adds nothing the second time.
+
+After each committed batch, and before it is acknowledged, the leads it names are rescored and
+handed to sales when ready (``scoring.pipeline.after_events``), in their own transactions. A
+batch re-read after a crash rescores its leads again: harmless (a lead with an open handoff is
+never decided twice), and it is what keeps a crash between the commit and the scoring from
+leaving a hand-raiser unnoticed.
 """
 from __future__ import annotations
 
@@ -49,6 +55,9 @@ class DrainReport:
     taught: int = 0
     #: another drainer held the lock: nothing was done
     busy: bool = False
+    #: leads rescored after their batches, and handoffs started for them
+    rescored: int = 0
+    handoffs: int = 0
 
 
 def bot_rules(svc: Services) -> BotRules:
@@ -78,8 +87,10 @@ def drain_events(svc: Services, *, wait: float = 0.0, max_batches: int = MAX_BAT
             if not raw:
                 break
             with svc.db.session() as session:
-                store_hits(session, raw, rules, journal, report)
+                leads = store_hits(session, raw, rules, journal, report)
             report.batches += 1
+            if leads:
+                _after_events(svc, leads, report)
             if not buffer.ack(token):
                 log.warning("tracking drain: lock lease expired after a commit; the batch will be re-read")
                 break
@@ -91,9 +102,22 @@ def drain_events(svc: Services, *, wait: float = 0.0, max_batches: int = MAX_BAT
     return report
 
 
+def _after_events(svc: Services, leads: set[int], report: DrainReport) -> None:
+    """Rescore and maybe hand off; a scoring failure must not stop the drain (events are safe)."""
+    from ..scoring.pipeline import after_events
+
+    try:
+        outcome = after_events(svc, leads, svc.clock.now())
+    except Exception:
+        log.exception("tracking drain: rescoring %d leads failed; their events are stored", len(leads))
+        return
+    report.rescored += outcome.scored
+    report.handoffs += len(outcome.handoffs)
+
+
 def store_hits(session: Session, raw: list[bytes], rules: BotRules, journal: SentJournal,
-               report: DrainReport) -> None:
-    """Store one batch of buffered hits in the caller's transaction."""
+               report: DrainReport) -> set[int]:
+    """Store one batch of buffered hits in the caller's transaction; returns the leads it names."""
     report.read += len(raw)
     hits: dict[str, TrackedHit] = {}
     for line in raw:
@@ -105,7 +129,7 @@ def store_hits(session: Session, raw: list[bytes], rules: BotRules, journal: Sen
             continue
         hits.setdefault(hit.uid, hit)
     if not hits:
-        return
+        return set()
     deliveries = {
         row.id: row for row in session.execute(
             select(Delivery.id, Delivery.lead_id, Delivery.sent_at)
@@ -130,13 +154,15 @@ def store_hits(session: Session, raw: list[bytes], rules: BotRules, journal: Sen
             continue
         rows.append(_event_row(hit, delivery, links, noted, rules))
     if not rows:
-        return
+        return set()
     statement = insert_ignoring_conflicts(session, Event, ["uid"]).returning(Event.id, Event.uid)
     inserted = {uid: event_id for event_id, uid in session.execute(statement, rows)}
     report.stored += len(inserted)
     report.duplicates += len(rows) - len(inserted)
     report.bots += sum(1 for row in rows if row["uid"] in inserted and row["suspected_bot"])
     report.taught += _teach(session, [row | {"id": inserted[row["uid"]]} for row in rows if row["uid"] in inserted])
+    # Duplicates included: a batch re-read after a crash may never have been scored.
+    return {row["lead_id"] for row in rows}
 
 
 def _event_row(hit: TrackedHit, delivery: Any, links: dict[int, Any], noted: dict[int, tuple[datetime, str]],

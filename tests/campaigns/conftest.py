@@ -63,7 +63,7 @@ steps:
     subject: Checking in
     template: plain
 exit: {when: [replied, unsubscribed]}
-handoff: {engagement: 30, fit: 50}
+handoff: {engagement_at_least: 30, fit_at_least: 50}
 """
 
 

@@ -71,7 +71,7 @@ def test_valid_campaign_loads(loader, write, valid_yaml):
         LinkSpec("demo", "http://acme.example/demo", "Book a demo", None, True),
     )
     assert spec.exit_rules == {"when": ["replied", "unsubscribed"]}
-    assert spec.handoff_rule == {"engagement": 30, "fit": 50}
+    assert spec.handoff_rule == {"engagement_at_least": 30, "fit_at_least": 50}
 
 
 def test_stage_is_inferred_from_the_latest_stage_taught(loader, write, valid_yaml):

@@ -15,6 +15,7 @@ from redis import Redis
 from sqlalchemy import select
 
 from nurture_mail.config import Config
+from nurture_mail.extensions import redis_url_of
 from nurture_mail.mail.ratelimit import SendRateLimiter
 from nurture_mail.models import Delivery, DeliveryStatus
 
@@ -149,8 +150,8 @@ def test_over_the_global_limit_the_sender_waits(platform, monkeypatch):
 
 def test_the_global_limit_is_shared_by_workers(redis):
     """Two workers (two connections, two threads) reserve slots from one schedule in Redis."""
-    kwargs = redis.connection_pool.connection_kwargs
-    limiters = [SendRateLimiter(Redis(**kwargs), per_second=40) for _ in range(2)]
+    url = redis_url_of(redis)  # a second connection, also to an embedded (unix socket) server
+    limiters = [SendRateLimiter(Redis.from_url(url), per_second=40) for _ in range(2)]
     stamps: list[float] = []
     lock = threading.Lock()
 

@@ -1,0 +1,220 @@
+"""Start a handoff: stop nurturing, route to a rep, build the dossier, notify after commit.
+
+Called by the scoring side in the worker, right after tracking events are drained, with a
+:class:`~nurture_mail.sales.decision.HandoffDecision`. It runs inside the caller's
+transaction; the notification and webhook jobs are enqueued only once that transaction
+commits (a rolled-back handoff notifies nobody, and a job never runs before its rows exist).
+
+Two workers handing off the same lead at once: the lead row is locked (a no-op ``UPDATE`` then
+``SELECT … FOR UPDATE``; on SQLite the UPDATE takes the one write lock) before the "already has
+an open handoff" check, so the second waits, then finds the first handoff and declines. The incoming reps are
+locked the same way while one is picked, so concurrent handoffs rotate fairly.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
+
+from sqlalchemy import event, select, update
+from sqlalchemy.orm import Session
+
+from ..engine.routing import (
+    RepCandidate,
+    TerritoryRule,
+    add_business_hours,
+    match_territory,
+    parse_hhmm,
+    pick_incoming,
+)
+from ..models import (
+    Enrollment,
+    EnrollmentState,
+    Handoff,
+    HandoffAssignment,
+    HandoffState,
+    Lead,
+    LeadStatus,
+    SalesRep,
+    Territory,
+    WebhookDelivery,
+)
+from .decision import HandoffDecision
+from .dossier import build_dossier
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..extensions import Services
+
+__all__ = ["OPEN_STATES", "Route", "after_commit", "decline_reason", "route_lead", "sla_due", "start_handoff"]
+
+log = logging.getLogger(__name__)
+
+#: A lead with a handoff in one of these states is with sales: no second handoff.
+OPEN_STATES = (HandoffState.notified, HandoffState.accepted)
+DECLINED_STATUSES = {
+    LeadStatus.unsubscribed: "unsubscribed",
+    LeadStatus.bounced: "bounced",
+    LeadStatus.disqualified: "disqualified",
+    LeadStatus.won: "already a customer (won)",
+}
+_JOBS_KEY = "nurture.sales.jobs"
+
+
+@dataclass(frozen=True)
+class Route:
+    rep: SalesRep | None
+    #: incoming | territory | escalation (the manager, when no closer or owner is available)
+    role: str
+    why: str
+
+
+def decline_reason(session: Session, lead: Lead) -> str | None:
+    """Why this lead must not be handed off now, or None."""
+    if lead.erased_at is not None:
+        return "its personal data was erased"
+    if lead.hygiene:
+        return f"it failed hygiene ({', '.join(lead.hygiene)})"
+    if lead.status in DECLINED_STATUSES:
+        return f"it is {DECLINED_STATUSES[lead.status]}"
+    open_id = session.scalar(select(Handoff.id).where(Handoff.lead_id == lead.id, Handoff.state.in_(OPEN_STATES)))
+    if open_id is not None:
+        return f"it already has an open handoff #{open_id}"
+    return None
+
+
+def sla_due(config: "Config", start: datetime) -> datetime:
+    return add_business_hours(start, config.handoff_sla_hours, config.sales_timezone,
+                              parse_hhmm(config.sales_day_start, "SALES_DAY_START"),
+                              parse_hhmm(config.sales_day_end, "SALES_DAY_END"))
+
+
+def territory_owner(session: Session, lead: Lead, available_only: bool = False) -> tuple[SalesRep, str] | None:
+    """The owner of the most specific territory covering the lead, with the territory's name."""
+    territories = list(session.scalars(select(Territory).order_by(Territory.id)))
+    rules = [TerritoryRule(t.id, t.name, t.owner_id, t.region, t.industry) for t in territories
+             if not available_only or t.owner.available]
+    match = match_territory(rules, lead.region, (lead.industry_sic, lead.industry_naics))
+    if match is None:
+        return None
+    return session.get(SalesRep, match.owner_id), match.name
+
+
+def route_lead(session: Session, lead: Lead) -> Route:
+    """Incoming closer (least recently assigned, available) → territory owner → a manager."""
+    reps = list(session.scalars(
+        select(SalesRep).where(SalesRep.incoming.is_(True), SalesRep.available.is_(True))
+        .order_by(SalesRep.id).with_for_update()
+    ))
+    picked = pick_incoming(RepCandidate(r.id, r.available, r.incoming, r.last_assigned_at) for r in reps)
+    if picked is not None:
+        return Route(next(r for r in reps if r.id == picked.id), "incoming", "least recently assigned closer")
+    owner = territory_owner(session, lead, available_only=True)
+    if owner is not None:
+        return Route(owner[0], "territory", f"no closer available; owner of territory {owner[1]!r}")
+    managers = list(session.scalars(
+        select(SalesRep).where(SalesRep.available.is_(True),
+                               SalesRep.id.in_(select(SalesRep.manager_id).where(SalesRep.manager_id.is_not(None))))
+        .order_by(SalesRep.id).with_for_update()
+    ))
+    manager = pick_incoming(RepCandidate(m.id, True, True, m.last_assigned_at) for m in managers)
+    if manager is not None:
+        return Route(next(m for m in managers if m.id == manager.id), "escalation",
+                     "no closer or territory owner available; a manager")
+    return Route(None, "", "nobody in the sales team is available")
+
+
+def start_handoff(svc: "Services", session: Session, decision: HandoffDecision, now: datetime) -> Handoff | None:
+    """Hand the lead to sales, or decline (None, logged); safe to call again for the same lead."""
+    # Lock the lead before looking for an open handoff. PostgreSQL: FOR UPDATE. SQLite runs reads
+    # outside a transaction, so a no-op UPDATE first takes the database's write lock (a second
+    # worker waits here, then sees the first one's handoff).
+    session.execute(update(Lead).where(Lead.id == decision.lead_id).values(updated_at=Lead.updated_at))
+    lead = session.scalar(select(Lead).where(Lead.id == decision.lead_id).with_for_update())
+    if lead is None:
+        log.warning("handoff declined: lead %s does not exist", decision.lead_id)
+        return None
+    why = decline_reason(session, lead)
+    if why is not None:
+        log.info("handoff of lead %s (%s) declined: %s", lead.id, lead.email, why)
+        return None
+    for enrollment in session.scalars(select(Enrollment).where(
+            Enrollment.lead_id == lead.id, Enrollment.state.in_([EnrollmentState.active, EnrollmentState.paused]))):
+        enrollment.state = EnrollmentState.exited
+        enrollment.state_reason = f"handed off to sales: {decision.detail}"[:500]
+        enrollment.next_send_at = None
+        enrollment.ended_at = now
+    lead.status = LeadStatus.handed_off
+    lead.updated_at = now
+    route = route_lead(session, lead)
+    handoff = Handoff(
+        lead_id=lead.id, campaign_id=decision.campaign_id, reason=decision.reason,
+        reason_detail=(decision.detail or "")[:500] or None, trigger_event_id=decision.trigger_event_id,
+        state=HandoffState.notified, created_at=now, triggered_at=decision.triggered_at or now,
+        sla_due_at=sla_due(svc.config, now), ownership_ends_at=now + timedelta(days=svc.config.ownership_days),
+        dossier={},
+    )
+    session.add(handoff)
+    session.flush()
+    if route.rep is not None:
+        assign(session, handoff, route.rep, route.role, now)
+        log.info("handoff #%s of lead %s routed to %s (%s)", handoff.id, lead.email, route.rep.email, route.why)
+    else:
+        log.warning("handoff #%s of lead %s is unassigned: %s", handoff.id, lead.email, route.why)
+    handoff.dossier = build_dossier(session, svc.config, handoff, lead, now)
+    jobs: list[tuple[str, int]] = []
+    if route.rep is not None:
+        jobs.append(("notify", handoff.id))
+    if svc.config.sales_webhook_url:
+        delivery = WebhookDelivery(handoff_id=handoff.id, url=svc.config.sales_webhook_url, status="pending",
+                                   attempts=0, created_at=now)
+        session.add(delivery)
+        session.flush()
+        jobs.append(("webhook", delivery.id))
+    session.flush()
+    for kind, ident in jobs:
+        after_commit(svc, session, kind, ident)
+    return handoff
+
+
+def assign(session: Session, handoff: Handoff, rep: SalesRep, role: str, now: datetime) -> HandoffAssignment:
+    """Make ``rep`` the owner; the assignment row is kept for credit."""
+    assignment = HandoffAssignment(handoff_id=handoff.id, rep_id=rep.id, role=role, assigned_at=now)
+    session.add(assignment)
+    handoff.rep_id = rep.id
+    rep.last_assigned_at = now
+    session.flush()
+    return assignment
+
+
+# -- jobs after commit --------------------------------------------------------------------------
+
+
+def after_commit(svc: "Services", session: Session, kind: str, ident: int, *args: object) -> None:
+    """Enqueue a sales job once ``session``'s transaction commits; dropped if it rolls back."""
+    pending = session.info.setdefault(_JOBS_KEY, [])
+    if not session.info.get(_JOBS_KEY + ".listening"):
+        session.info[_JOBS_KEY + ".listening"] = True
+        event.listen(session, "after_commit", _enqueue_pending)
+        event.listen(session, "after_rollback", _drop_pending)
+        session.info[_JOBS_KEY + ".svc"] = svc
+    pending.append((kind, ident, args))
+
+
+def _enqueue_pending(session: Session) -> None:
+    pending = session.info.pop(_JOBS_KEY, [])
+    svc = session.info.get(_JOBS_KEY + ".svc")
+    if not pending or svc is None:
+        return
+    from ..jobs.sales import enqueue
+
+    for kind, ident, args in pending:
+        try:
+            enqueue(svc, kind, ident, *args)
+        except Exception:  # the rows are committed: housekeeping re-sends what was never notified
+            log.exception("could not enqueue sales job %s %s", kind, ident)
+
+
+def _drop_pending(session: Session) -> None:
+    session.info.pop(_JOBS_KEY, None)

@@ -1,0 +1,127 @@
+"""Notification destination: the dossier posted as JSON to SALES_WEBHOOK_URL, HMAC-signed.
+
+Body: ``{"event": "handoff.created", "handoff_id": …, "text": "<Slack-compatible summary>",
+"dossier": {…}}``. Headers: ``X-Nurture-Timestamp: <unix seconds>`` and
+``X-Nurture-Signature: sha256=<hex>``, the HMAC-SHA256 of ``"<timestamp>.<raw body>"`` with
+SALES_WEBHOOK_SECRET (or SECRET_KEY when unset). Signing the timestamp with the body lets a
+receiver refuse replays: recompute, compare in constant time, and reject old timestamps.
+
+Each attempt is counted on a ``WebhookDelivery`` row (status, attempts, last status code and
+error). A failed attempt raises so RQ retries the job with backoff; the last allowed attempt
+marks the row ``failed`` instead, so failures stay visible (``handoffs`` CLI).
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ..models import Handoff, WebhookDelivery
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from ..extensions import Services
+
+__all__ = ["WebhookFailed", "post_webhook", "sign", "verify"]
+
+log = logging.getLogger(__name__)
+
+
+class WebhookFailed(RuntimeError):
+    """One attempt failed; RQ retries the job."""
+
+
+@dataclass(frozen=True)
+class WebhookResult:
+    #: delivered | failed | retrying | skipped
+    outcome: str
+    attempts: int
+    status_code: int | None = None
+
+
+def webhook_secret(config: "Config") -> bytes:
+    return (config.sales_webhook_secret or config.secret_key).encode()
+
+
+def sign(secret: bytes, timestamp: str, body: bytes) -> str:
+    digest = hmac.new(secret, timestamp.encode("ascii") + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def verify(secret: bytes, timestamp: str, body: bytes, signature: str) -> bool:
+    """What a receiver does (also used by the tests): constant-time compare of the signature."""
+    return hmac.compare_digest(sign(secret, timestamp, body), signature or "")
+
+
+def payload(handoff: Handoff) -> dict[str, Any]:
+    dossier = handoff.dossier or {}
+    return {"event": "handoff.created", "handoff_id": handoff.id, "text": dossier.get("text", ""),
+            "dossier": dossier}
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """A redirect is an answer, not an instruction: the signed body goes to the configured URL only."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
+def _post(url: str, body: bytes, headers: dict[str, str], timeout: float) -> tuple[int | None, str | None]:
+    """One POST with the stdlib; (status code, error or None when 2xx)."""
+    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
+    try:
+        with _OPENER.open(request, timeout=timeout) as response:
+            response.read(65536)
+            return response.status, None
+    except urllib.error.HTTPError as exc:
+        detail = exc.read(300).decode("utf-8", "replace") if exc.fp is not None else ""
+        return exc.code, f"HTTP {exc.code}: {detail}"[:1000]
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return None, f"{type(exc).__name__}: {reason}"[:1000]
+
+
+def post_webhook(svc: "Services", delivery_id: int) -> WebhookResult:
+    config = svc.config
+    with svc.db.session() as session:
+        delivery = session.get(WebhookDelivery, delivery_id)
+        if delivery is None or delivery.status != "pending":
+            return WebhookResult("skipped", delivery.attempts if delivery else 0)
+        handoff = session.get(Handoff, delivery.handoff_id) if delivery.handoff_id else None
+        body = json.dumps(payload(handoff) if handoff else {"event": "handoff.deleted"},
+                          separators=(",", ":"), ensure_ascii=False, default=str).encode("utf-8")
+        url = delivery.url
+        delivery.attempts += 1
+        attempts = delivery.attempts
+        session.commit()  # the attempt counts even if this worker dies during the request
+        now: datetime = svc.clock.now()
+        timestamp = str(int(now.timestamp()))
+        headers = {"Content-Type": "application/json", "User-Agent": "nurture_mail-webhook/1",
+                   "X-Nurture-Timestamp": timestamp, "X-Nurture-Signature": sign(webhook_secret(config), timestamp, body),
+                   "X-Nurture-Delivery": str(delivery_id)}
+        status_code, error = _post(url, body, headers, config.sales_webhook_timeout)
+        delivery.last_status_code = status_code
+        delivery.last_error = error
+        if error is None:
+            delivery.status = "delivered"
+            delivery.delivered_at = svc.clock.now()
+            log.info("webhook delivery %s for handoff #%s delivered (attempt %d)", delivery_id, delivery.handoff_id,
+                     attempts)
+            return WebhookResult("delivered", attempts, status_code)
+        if attempts >= config.sales_webhook_max_attempts:
+            delivery.status = "failed"
+            log.error("webhook delivery %s for handoff #%s failed after %d attempts: %s", delivery_id,
+                      delivery.handoff_id, attempts, error)
+            return WebhookResult("failed", attempts, status_code)
+        log.warning("webhook delivery %s attempt %d failed, will retry: %s", delivery_id, attempts, error)
+    # Committed above (the context manager); raising makes RQ schedule the next attempt.
+    raise WebhookFailed(f"webhook delivery {delivery_id} attempt {attempts}: {error}")
