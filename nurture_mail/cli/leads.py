@@ -4,49 +4,74 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from sqlalchemy import select
 
 from .. import services
-from ..exceptions import NurtureError
-from ..leads.importer import import_rows, read_rows
-from ..models import Lead
+from ..models import ImportRowResult
 from ..nurture.enroll import enroll, find_campaign, find_lead
 from .common import with_app
+
+#: Rows with a reason printed under the summary; the report has all of them.
+PROBLEM_LINES = 20
 
 
 @click.command("import-leads")
 @click.argument("file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--source", required=True, help="Lead source to record (trade show, webinar, list …).")
-@click.option("--campaign", "campaign_slug", help="Enroll every imported lead in this campaign.")
+@click.option("--campaign", "campaign_slug", help="Enroll every clean imported lead in this campaign.")
+@click.option("--map", "mappings", multiple=True, metavar="COLUMN=FIELD",
+              help="Map a column to a field (repeatable), e.g. --map 'Contact=email'; FIELD may be "
+                   "custom:<name> or ignore.")
+@click.option("--check-deliverability", is_flag=True, default=None,
+              help="Also check that each address's domain has MX/A records (needs network).")
+@click.option("--report", "report_path", type=click.Path(dir_okay=False, writable=True, path_type=Path),
+              help="Write the row-by-row report (CSV, safe to open in a spreadsheet) to this file.")
 @with_app
-def import_leads_command(file: Path, source: str, campaign_slug: str | None) -> None:
-    """Import leads from FILE.csv (columns by header name; `email` required)."""
+def import_leads_command(file: Path, source: str, campaign_slug: str | None, mappings: tuple[str, ...],
+                         check_deliverability: bool | None, report_path: Path | None) -> None:
+    """Import leads from FILE.csv: the same code as an uploaded import job, run here with a progress bar.
+
+    Columns are matched by header (email, E-mail, Email Address, First Name, Company Name, …; see
+    docs/import.md). Exits non-zero, with one line saying why, only when the file itself is unusable.
+    """
+    from ..leads.imports import create_import, import_progress, report_csv, run_import, summary_line
+
     svc = services()
-    now = svc.clock.now()
-    _, rows = read_rows(file)
+    mapping = {}
+    for item in mappings:
+        column, sep, target = item.partition("=")
+        if not sep or not column.strip():
+            raise click.BadParameter(f"expected COLUMN=FIELD, got {item!r}", param_hint="--map")
+        mapping[column.strip()] = target.strip()
     with svc.db.session() as session:
-        campaign = find_campaign(session, campaign_slug) if campaign_slug else None
-        with click.progressbar(length=len(rows), label="importing", file=click.get_text_stream("stderr")) as bar:
-            report = import_rows(session, rows, source, now, progress=bar.update)
-        enrolled, not_enrolled, done = 0, [], set()
-        if campaign is not None:
-            for row in report.rows:
-                if row.lead_id is None or row.lead_id in done:
-                    continue
-                done.add(row.lead_id)
-                lead = session.get(Lead, row.lead_id)
-                try:
-                    with session.begin_nested():
-                        enroll(session, lead, campaign, now, source="import", declared_by=f"import:{source}",
-                               default_timezone=svc.config.default_timezone)
-                    enrolled += 1
-                except NurtureError as exc:
-                    not_enrolled.append(f"row {row.row}: {exc}")
-    for row in report.rows:
-        if row.outcome == "rejected" or row.reason:
-            click.echo(f"{row.outcome:<9} {row.reason}", err=True)
-    for line in not_enrolled:
-        click.echo(f"not enrolled: {line}", err=True)
-    click.echo(f"{file.name}: {report.summary()}" + (f"; {enrolled} enrolled in {campaign_slug}" if campaign else ""))
+        job = create_import(svc, session, filename=file.name, data=file.read_bytes(), lead_source=source,
+                            campaign_slug=campaign_slug, mapping=mapping, check_deliverability=check_deliverability,
+                            created_by="cli", now=svc.clock.now())
+        import_id, total = job.id, job.total_rows
+    with click.progressbar(length=total or 0, label=f"importing {file.name}",
+                           file=click.get_text_stream("stderr")) as bar:
+        job = run_import(svc, import_id, progress=bar.update)
+    info = import_progress(job)
+    counts = info["counts"]
+    with svc.db.session() as session:
+        problems = session.execute(
+            select(ImportRowResult.row, ImportRowResult.outcome, ImportRowResult.reason)
+            .where(ImportRowResult.import_id == import_id, ImportRowResult.reason.is_not(None))
+            .order_by(ImportRowResult.row).limit(PROBLEM_LINES + 1)).all()
+        for row, outcome, reason in problems[:PROBLEM_LINES]:
+            click.echo(f"row {row}: {outcome}: {reason}", err=True)
+        if len(problems) > PROBLEM_LINES:
+            click.echo(f"… more in the report{'' if report_path else ' (use --report FILE)'}", err=True)
+        if report_path:
+            with report_path.open("w", encoding="utf-8", newline="") as out:
+                for line in report_csv(session, import_id):
+                    out.write(line)
+    line = f"{file.name}: {summary_line(counts, info['processed_rows'])}"
+    if campaign_slug:
+        line += f"; {counts.get('enrolled', 0)} enrolled in {campaign_slug}"
+    click.echo(line + f" (import {import_id})")
+    if report_path:
+        click.echo(f"report: {report_path}")
 
 
 @click.command("enroll")

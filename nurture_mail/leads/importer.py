@@ -1,92 +1,59 @@
-"""Import leads from CSV by header name; a bad row is reported and never drops a good one.
+"""Import leads from a CSV in one session: the in-process entry point (demo seed, scripts).
 
-Merge policy for an address we already have: a non-empty cell replaces the stored value, an
-empty cell never erases one; custom fields merge the same way.
+The job path (``leads.imports``: upload, RQ worker, progress, stored report) and this one share
+the reader (``csvfile``) and the engine (``batch.import_chunk``); the merge policy is in
+``leads.merge``. Here nothing is committed: the caller's session owns the transaction.
 """
 from __future__ import annotations
 
-import csv
-import io
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..models import Lead, LeadStatus
+from ..config import Config
+from .batch import CHUNK_SIZE, OUTCOMES, ImportContext, RowResult, import_chunk
+from .csvfile import parse
+from .hygiene import Hygiene, normalize_email
 
-TEXT_COLUMNS = ("first_name", "last_name", "title", "company", "region", "industry_sic", "industry_naics")
-INT_COLUMNS = ("revenue", "employees", "locations")
-KNOWN_COLUMNS = {"email", "timezone", "lead_source", *TEXT_COLUMNS, *INT_COLUMNS}
+__all__ = ["ImportReport", "RowOutcome", "import_rows", "normalize_email", "read_rows"]
 
-
-@dataclass
-class RowOutcome:
-    row: int
-    email: str
-    #: created | updated | rejected
-    outcome: str
-    reason: str = ""
-    lead_id: int | None = None
+#: Kept for callers of the first importer: one row's outcome.
+RowOutcome = RowResult
 
 
 @dataclass
 class ImportReport:
-    rows: list[RowOutcome] = field(default_factory=list)
+    rows: list[RowResult] = field(default_factory=list)
 
     def count(self, outcome: str) -> int:
         return sum(1 for r in self.rows if r.outcome == outcome)
 
     @property
     def lead_ids(self) -> list[int]:
-        return [r.lead_id for r in self.rows if r.lead_id is not None]
+        """The clean leads of the file (no hygiene flag), once each, in file order: the ones to enroll."""
+        ids = dict.fromkeys(r.lead_id for r in self.rows if r.lead_id is not None and not r.flags)
+        return list(ids)
+
+    @property
+    def all_lead_ids(self) -> list[int]:
+        """Every lead the file touched, flagged ones included."""
+        return list(dict.fromkeys(r.lead_id for r in self.rows if r.lead_id is not None))
 
     def summary(self) -> str:
-        return (f"{len(self.rows)} rows: {self.count('created')} created, {self.count('updated')} updated, "
-                f"{self.count('rejected')} rejected")
+        parts = [f"{self.count(o)} {o}" for o in OUTCOMES if self.count(o)]
+        return f"{len(self.rows)} rows" + (": " + ", ".join(parts) if parts else "")
 
 
-def normalize_email(raw: str) -> str:
-    """Validated and normalized (lower-cased) address; raises ValueError saying why not."""
-    raw = (raw or "").strip()
-    if not raw:
-        raise ValueError("empty")
-    try:
-        result = validate_email(raw, check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise ValueError(str(exc)) from None
-    return result.normalized.lower()
+def read_rows(path: Path, mapping: dict[str, str] | None = None) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
+    """The header and the data rows ``(row number, {field: text})`` of a CSV file (the header is row 1).
 
-
-def read_rows(path: Path) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
-    """Header and data rows with their line numbers (row 1 is the header)."""
-    raw = Path(path).read_bytes()
-    try:
-        text = raw.decode("utf-8-sig")
-    except UnicodeDecodeError:
-        text = raw.decode("latin-1")
-    sample = text[:4096]
-    try:
-        dialect = csv.Sniffer().sniff(sample, delimiters=",;\t")
-    except csv.Error:
-        dialect = csv.excel
-    reader = csv.reader(io.StringIO(text), dialect)
-    try:
-        header = [h.strip().lower().replace(" ", "_") for h in next(reader)]
-    except StopIteration:
-        raise ValueError("the file is empty") from None
-    if "email" not in header:
-        raise ValueError(f"no 'email' column in the header (columns: {', '.join(header)})")
-    rows = []
-    for number, cells in enumerate(reader, start=2):
-        if not any(c.strip() for c in cells):
-            continue
-        rows.append((number, {h: (cells[i].strip() if i < len(cells) else "") for i, h in enumerate(header) if h}))
-    return header, rows
+    Raises ``ImportOptionsError`` (a ValueError) when the file has no header or no email column.
+    """
+    parsed = parse(Path(path).read_bytes(), mapping)
+    return parsed.header, list(parsed.rows())
 
 
 def import_rows(
@@ -95,63 +62,18 @@ def import_rows(
     source: str,
     now: datetime,
     progress: Callable[[int], None] | None = None,
+    *,
+    hygiene: Hygiene | None = None,
+    check_deliverability: bool = False,
 ) -> ImportReport:
+    """Import ``rows`` (from ``read_rows``) in the caller's session; flagged leads are stored, not enrolled."""
+    ctx = ImportContext(hygiene=hygiene or Hygiene.load(Config.hygiene_path), source=source, now=now,
+                        check_deliverability=check_deliverability)
     report = ImportReport()
-    seen: dict[str, int] = {}
-    for number, cells in rows:
-        outcome = _import_row(session, number, cells, source, now, seen)
-        report.rows.append(outcome)
+    for start in range(0, len(rows), CHUNK_SIZE):
+        chunk = rows[start:start + CHUNK_SIZE]
+        report.rows.extend(import_chunk(session, chunk, ctx))
         if progress:
-            progress(1)
+            progress(len(chunk))
     session.flush()
-    for r in report.rows:
-        if r.lead_id is None and r.outcome != "rejected":
-            r.lead_id = seen.get(r.email)
     return report
-
-
-def _import_row(session: Session, number: int, cells: dict[str, str], source: str, now: datetime,
-                seen: dict[str, int]) -> RowOutcome:
-    raw_email = cells.get("email", "")
-    try:
-        email = normalize_email(raw_email)
-    except ValueError as exc:
-        return RowOutcome(number, raw_email, "rejected", f"row {number}, email: {exc}")
-    warnings: list[str] = []
-    values: dict[str, object] = {}
-    for column in TEXT_COLUMNS:
-        if cells.get(column):
-            values[column] = cells[column][:200]
-    for column in INT_COLUMNS:
-        if cells.get(column):
-            try:
-                values[column] = int(cells[column].replace(",", "").replace("_", ""))
-            except ValueError:
-                warnings.append(f"{column}: not a whole number ({cells[column]!r}), ignored")
-    tz = cells.get("timezone")
-    if tz:
-        try:
-            ZoneInfo(tz)
-            values["timezone"] = tz
-        except (ZoneInfoNotFoundError, ValueError):
-            warnings.append(f"timezone: unknown IANA zone {tz!r}, ignored")
-    custom = {k: v for k, v in cells.items() if k not in KNOWN_COLUMNS and v}
-    if email in seen:
-        warnings.insert(0, "duplicate of an earlier row in this file, merged")
-    with session.no_autoflush:
-        lead = session.scalar(select(Lead).where(Lead.email == email))
-    created = lead is None
-    if created:
-        lead = Lead(email=email, lead_source=cells.get("lead_source") or source, status=LeadStatus.new,
-                    created_at=now, updated_at=now, qualification={}, custom_fields={})
-        session.add(lead)
-    for column, value in values.items():
-        setattr(lead, column, value)
-    if custom:
-        lead.custom_fields = {**(lead.custom_fields or {}), **custom}
-    lead.updated_at = now
-    session.flush()
-    seen[email] = lead.id
-    outcome = "created" if created else "updated"
-    reason = "; ".join(f"row {number}, {w}" for w in warnings)
-    return RowOutcome(number, email, outcome, reason, lead.id)

@@ -50,11 +50,11 @@ def test_init_import_enroll_preview_tick_worker(cli, smtp_server, tmp_path):
         encoding="utf-8",
     )
     result = cli("import-leads", str(csv_file), "--source", "trade-show", "--campaign", "northwind-security")
-    assert "4 rows: 2 created, 1 updated, 1 rejected" in result.stdout
+    assert "4 rows: 2 created, 1 merged, 1 rejected" in result.stdout
     assert "2 enrolled in northwind-security" in result.stdout
-    assert "row 3, email:" in result.stderr  # the bad row says where and why
-    assert "row 4, timezone: unknown IANA zone 'Mars/Olympus'" in result.stderr
-    assert "row 5, duplicate of an earlier row" in result.stderr
+    assert "row 3: rejected: invalid address:" in result.stderr  # the bad row says where and why
+    assert "row 4: created: timezone: unknown IANA zone 'Mars/Olympus', ignored" in result.stderr
+    assert "row 5: merged: duplicate of row 2, merged into its lead" in result.stderr
 
     preview = cli("preview", "zoe@acme.example", "northwind-security").stdout
     assert "welcome" in preview and "upcoming:" in preview
@@ -100,3 +100,39 @@ def test_sync_campaigns_reports_every_error_with_its_location(tmp_path, cli):
     result = cli("sync-campaigns", ok=False, CAMPAIGNS_DIR=str(campaigns))
     assert result.returncode == 1
     assert "campaigns/broken.yaml: steps[0].teaches: unknown topic 'pricng' (did you mean 'pricing'?)" in result.stderr
+
+
+def test_import_leads_messy_file_with_progress_report_and_mapping(cli, tmp_path):
+    """The import command: progress bar, summary, a formula-safe report, --map; unusable files fail in one line."""
+    import csv
+
+    cli("init")
+    fixture = ROOT / "tests" / "fixtures" / "leads_messy.csv"
+    report = tmp_path / "report.csv"
+    result = cli("import-leads", str(fixture), "--source", "expo-2026", "--campaign", "northwind-security",
+                 "--report", str(report))
+    assert "importing leads_messy.csv" in result.stderr  # the progress bar (its label when not a terminal)
+    assert ("leads_messy.csv: 15 rows: 7 created, 1 merged, 4 flagged, 3 rejected; 7 enrolled in "
+            "northwind-security (import 1)") in result.stdout
+    assert "row 6: flagged: role account (shared mailbox); lead created, not enrolled" in result.stderr
+    assert "row 13: created: employees: not a whole number ('lots'), ignored" in result.stderr
+    rows = list(csv.reader(report.open(encoding="utf-8", newline="")))
+    assert rows[0] == ["row", "email", "outcome", "field", "reason", "lead_id"] and len(rows) == 16
+    assert ["12", "'=HYPERLINK(\"http://evil\",\"x\")", "rejected", "email"] == rows[9][:4]
+    assert not any(cell.startswith(("=", "+", "-", "@")) for row in rows for cell in row)
+
+    mapped = tmp_path / "crm.csv"
+    mapped.write_text("Contact;Firma\nann@acme.example;Acme GmbH\n", encoding="utf-8")
+    result = cli("import-leads", str(mapped), "--source", "crm", "--map", "Contact=email", "--map", "Firma=company")
+    assert "crm.csv: 1 rows: 1 created" in result.stdout
+
+    for content, message in [("name,company\nAnn,Acme\n", "Error: file: no email column in the header"),
+                             ("", "Error: file: the file is empty")]:
+        bad = tmp_path / "bad.csv"
+        bad.write_text(content, encoding="utf-8")
+        result = cli("import-leads", str(bad), "--source", "x", ok=False)
+        assert result.returncode == 1 and message in result.stderr and result.stderr.count("\n") == 1
+    result = cli("import-leads", str(mapped), "--source", "x", "--map", "Contact=mail", ok=False)
+    assert result.returncode == 1 and "Error: mapping: column 'Contact': unknown field 'mail'" in result.stderr
+    result = cli("import-leads", str(mapped), "--source", "x", "--campaign", "nope", ok=False)
+    assert result.returncode == 1 and "Error: campaign_slug: no campaign 'nope'" in result.stderr

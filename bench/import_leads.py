@@ -1,0 +1,212 @@
+#!/usr/bin/env python
+"""Lead-import benchmark: 100,000 messy CSV rows through the real import, on embedded defaults.
+
+Generates a realistic trade-show / purchased-list file (``;``-separated, BOM, Excel-style
+headers such as ``Email Address`` and ``Company Name``) where about a quarter of the addresses
+are bad, a few percent of rows are duplicates, and about a fifth are role accounts, students,
+consultants, competitors or suppressed addresses; 5 % of the addresses already exist as leads.
+Then it runs ``create_import`` + ``run_import`` (what the RQ job and ``import-leads`` run) and
+prints rows/s and seconds, and compares with a naive row-by-row ORM import (one SELECT and one
+flush per row, as the first importer did) on a 5,000-row subset.
+
+Runs on SQLite in a temp folder unless DATABASE_URL is set.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import random
+import sys
+import tempfile
+import time
+import unicodedata
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from sqlalchemy import func, insert, select  # noqa: E402
+
+from nurture_mail.clock import FrozenClock  # noqa: E402
+from nurture_mail.config import Config  # noqa: E402
+from nurture_mail.extensions import Services  # noqa: E402
+from nurture_mail.leads.hygiene import Hygiene  # noqa: E402
+from nurture_mail.leads.imports import create_import, run_import  # noqa: E402
+from nurture_mail.migrate import upgrade  # noqa: E402
+from nurture_mail.models import ImportRowResult, Lead, LeadStatus, Suppression  # noqa: E402
+
+START = datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)
+FIRST = ["Maria", "José", "Dan", "Akira", "Rachel", "Zoë", "Søren", "Françoise", "Wei", "Priya", "Liam", "Ana"]
+LAST = ["Lopez", "Ramírez", "Whitfield", "Tanaka", "Okafor", "Müller", "Madsen", "Lemaire", "Lim", "Raghavan"]
+TITLES = ["Director of IT", "CISO", "Security Engineer", "VP, Infrastructure", "IT Manager", "Cloud Architect"]
+COUNTRIES = ["United States", "Germany", "France", "United Kingdom", "Singapore", "Australia"]
+BAD = ["{f}.{l}@", "{f}.{l}", "{f} {l}@acme.example", "{f}..{l}@acme.example", "{f}@acme", "@acme.example",
+       "{f}.{l}@acme..example", "{f}.{l}@-acme.example"]
+FLAGGED = ["info@{c}.example", "sales@{c}.example", "noreply@{c}.example", "{f}.{l}{i}@cs.stanford.edu",
+           "{f}{i}@student.uva.nl", "{f}.{l}{i}@ox.ac.uk", "{f}.{l}{i}@accenture.com", "{f}.{l}{i}@deloitte.com",
+           "{f}.{l}{i}@wiz.io", "{f}.{l}{i}@crowdstrike.com"]
+
+
+def ascii_name(name: str) -> str:
+    """How a name shows up in an address: ``José`` -> ``jose``, ``Søren`` -> ``sren``."""
+    return unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode().lower()
+
+
+def generate(n: int, seed: int = 5) -> tuple[bytes, list[str], list[str]]:
+    """The CSV bytes, 1,000 addresses to suppress and 5 % addresses that already exist as leads."""
+    rng = random.Random(seed)
+    lines = ["Email Address;First Name;Last Name;Company Name;Job Title;Country/Region;Employees;Budget;Booth Notes"]
+    good: list[str] = []
+    for i in range(n):
+        f, last = rng.choice(FIRST), rng.choice(LAST)
+        # Addresses are ASCII-fied names, except 1 % that keep their accents (internationalized).
+        af, al = (f.lower(), last.lower()) if rng.random() < 0.01 else (ascii_name(f), ascii_name(last))
+        c = f"company{rng.randrange(20000)}"
+        kind = rng.random()
+        if kind < 0.25:
+            email = rng.choice(BAD).format(f=af, l=al)
+        elif kind < 0.43:
+            email = rng.choice(FLAGGED).format(f=af, l=al, c=c, i=i)
+        elif kind < 0.47 and good:
+            email = rng.choice(good).upper()  # a duplicate, as scanned twice at the booth
+        else:
+            email = f"{af}.{al}{i}@{c}.example"
+            good.append(email)
+        employees = "lots" if rng.random() < 0.01 else str(rng.randrange(5, 50000))
+        lines.append(";".join([email, f, last, f"Company {c[7:]} GmbH", rng.choice(TITLES), rng.choice(COUNTRIES),
+                               employees, rng.choice(["", "", "approved Q3", "unknown"]),
+                               rng.choice(["", "met at booth 12", "=HYPERLINK(\"http://evil\",\"x\")"])]))
+    rng.shuffle(good)
+    data = ("\ufeff" + "\r\n".join(lines) + "\r\n").encode("utf-8")
+    return data, good[:1000], good[1000:1000 + n // 20]
+
+
+def make(tmp: Path):
+    config = Config.from_env(os.environ, instance_path=tmp / "instance", secret_key="bench")
+    svc = Services(config, clock=FrozenClock(START))  # what create_app builds; no Flask app needed
+    upgrade(svc.db)
+    return svc
+
+
+def seed(svc, suppressed: list[str], existing: list[str]) -> None:
+    with svc.db.session() as session:
+        if suppressed:
+            session.execute(insert(Suppression), [dict(email=e, scope="*", reason="unsubscribe", source="link",
+                                                       created_at=START) for e in suppressed])
+        if existing:
+            session.execute(insert(Lead), [dict(email=e, first_name="Known", status=LeadStatus.new, created_at=START,
+                                                updated_at=START, qualification={}, custom_fields={}, hygiene=[],
+                                                consent=True, soft_bounces=0) for e in existing])
+
+
+def fast_import(svc, data: bytes) -> tuple[float, dict]:
+    now = svc.clock.now()
+    started, cpu = time.perf_counter(), time.process_time()
+    with svc.db.session() as session:
+        job = create_import(svc, session, filename="tradeshow.csv", data=data, lead_source="bench", now=now)
+        import_id = job.id
+    job = run_import(svc, import_id)
+    elapsed = time.perf_counter() - started
+    assert job.status == "done", job.error
+    return elapsed, dict(job.counts, cpu_seconds=round(time.process_time() - cpu, 2))
+
+
+def naive_import(svc, data: bytes) -> float:
+    """The row-by-row ORM way: a SELECT, an object and a flush per row, hygiene checked per row."""
+    from nurture_mail.leads.csvfile import parse
+
+    hygiene = Hygiene.from_config(svc.config)
+    parsed = parse(data)
+    now = svc.clock.now()
+    started = time.perf_counter()
+    with svc.db.session() as session:
+        from nurture_mail.models import ImportJob
+
+        job = ImportJob(filename="naive.csv", status="running", created_at=now, options={}, counts={})
+        session.add(job)
+        session.flush()
+        for number, cells in parsed.rows():
+            raw = cells.get("email", "")
+            try:
+                email = hygiene.normalize_email(raw)
+            except ValueError as exc:
+                session.add(ImportRowResult(import_id=job.id, row=number, email=raw, outcome="rejected",
+                                            reason=str(exc), field="email"))
+                session.flush()
+                continue
+            flags = hygiene.check(email)
+            if session.scalar(select(Suppression.id).where(Suppression.email == email, Suppression.scope == "*")):
+                flags.append("suppressed")
+            lead = session.scalar(select(Lead).where(Lead.email == email))
+            outcome = "updated"
+            if lead is None:
+                lead = Lead(email=email, status=LeadStatus.new, created_at=now, updated_at=now, qualification={},
+                            custom_fields={}, hygiene=[], lead_source="naive")
+                session.add(lead)
+                outcome = "created"
+            for key in ("first_name", "last_name", "company", "title", "region"):
+                if cells.get(key):
+                    setattr(lead, key, cells[key])
+            lead.hygiene = sorted(set(lead.hygiene or []) | set(flags))
+            session.flush()
+            session.add(ImportRowResult(import_id=job.id, row=number, email=email,
+                                        outcome="flagged" if flags else outcome, lead_id=lead.id))
+            session.flush()
+    return time.perf_counter() - started
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rows", type=int, default=100_000)
+    parser.add_argument("--naive-rows", type=int, default=5_000)
+    parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
+    args = parser.parse_args()
+
+    data, suppressed, existing = generate(args.rows)
+    header, *body = data.decode("utf-8-sig").split("\r\n")
+    subset = ("\ufeff" + "\r\n".join([header, *body[:args.naive_rows]]) + "\r\n").encode("utf-8")
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        svc = make(Path(tmp) / "fast")
+        seed(svc, suppressed, existing)
+        seconds, counts = fast_import(svc, data)
+        with svc.db.session() as session:
+            leads = session.scalar(select(func.count()).select_from(Lead))
+        cpu_seconds = counts.pop("cpu_seconds")
+        results["fast"] = dict(rows=args.rows, seconds=round(seconds, 2), rows_per_s=round(args.rows / seconds),
+                               cpu_seconds=cpu_seconds, counts=counts, leads_in_db=leads, bytes=len(data))
+        svc.close()
+
+        svc = make(Path(tmp) / "fast-subset")
+        seed(svc, suppressed, existing)
+        sub_seconds, _counts = fast_import(svc, subset)
+        svc.close()
+
+        svc = make(Path(tmp) / "naive")
+        seed(svc, suppressed, existing)
+        naive_seconds = naive_import(svc, subset)
+        svc.close()
+    results["subset"] = dict(rows=args.naive_rows, fast_seconds=round(sub_seconds, 3),
+                             fast_rows_per_s=round(args.naive_rows / sub_seconds),
+                             naive_seconds=round(naive_seconds, 3),
+                             naive_rows_per_s=round(args.naive_rows / naive_seconds),
+                             speedup=round(naive_seconds / sub_seconds, 1))
+    backend = "PostgreSQL" if (os.environ.get("DATABASE_URL") or "").startswith("postgres") else "SQLite"
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, {backend}")
+    fast = results["fast"]
+    print(f"import of {fast['rows']:,} rows ({fast['bytes'] / 1e6:.1f} MB): {fast['seconds']:.2f} s, "
+          f"{fast['rows_per_s']:,} rows/s (CPU of this process {fast['cpu_seconds']:.2f} s; SQLite runs in it)")
+    print("  outcomes: " + ", ".join(f"{k} {v:,}" for k, v in sorted(counts.items())))
+    sub = results["subset"]
+    print(f"{sub['rows']:,}-row subset: fast {sub['fast_seconds']:.2f} s ({sub['fast_rows_per_s']:,} rows/s), "
+          f"naive row-by-row ORM {sub['naive_seconds']:.2f} s ({sub['naive_rows_per_s']:,} rows/s): "
+          f"{sub['speedup']}x")
+    if args.json:
+        print(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

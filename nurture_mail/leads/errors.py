@@ -1,0 +1,24 @@
+"""Errors of the lead import, each naming the field (or option) that is wrong."""
+from __future__ import annotations
+
+
+class ImportOptionsError(ValueError):
+    """The file or an option of an import cannot be used at all (nothing was imported).
+
+    ``field`` is the option at fault (``file``, ``mapping``, ``campaign_slug``, ``lead_source``);
+    ``message`` says what is wrong without it; ``str()`` is ``"<field>: <message>"``.
+    """
+
+    def __init__(self, message: str, field: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")
+
+
+class LeadValueError(ValueError):
+    """One value of a lead cannot be used (``employees: not a whole number ('lots')``)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")

@@ -1,0 +1,283 @@
+"""A CSV import as a job: created (and checked) at upload, run by an RQ worker or the CLI, polled.
+
+``create_import`` refuses a file or option that cannot work before anything is stored (no
+header, no email column, a mapping to a field we do not have, an unknown campaign), so a job
+that is queued can only fail on rows, and a bad row is an outcome, never a failure.
+``run_import`` commits every chunk with its row results and the job's progress, so a poller
+sees the job move and a crash loses at most one chunk: the job is marked ``failed`` with the
+error, and running it again resumes after the last committed chunk. A ``done`` import run
+again does nothing.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session
+
+from ..exceptions import NotFound
+from ..models import Campaign, ImportJob, ImportRowResult
+from .batch import CHUNK_SIZE, OUTCOMES, ImportContext, RowResult, import_chunk
+from .csvfile import parse
+from .errors import ImportOptionsError
+from .hygiene import Hygiene
+
+__all__ = ["ImportOptionsError", "create_import", "enqueue_import", "import_file_path", "import_progress",
+           "report_csv", "run_import", "summary_line", "REPORT_HEADER"]
+
+log = logging.getLogger(__name__)
+
+REPORT_HEADER = ("row", "email", "outcome", "field", "reason", "lead_id")
+#: A cell starting with one of these is a formula to a spreadsheet (OWASP "CSV Injection").
+FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def import_file_path(config, import_id: int) -> Path:
+    return Path(config.instance_path) / "imports" / f"{import_id}.csv"
+
+
+def create_import(svc, session: Session, *, filename: str, data: bytes, lead_source: str | None,
+                  campaign_slug: str | None = None, mapping: dict[str, str] | None = None,
+                  check_deliverability: bool | None = None, created_by: str | None = None,
+                  now: datetime) -> ImportJob:
+    """Check the file and options, store the bytes under ``instance/imports/<id>.csv``; status ``queued``."""
+    if lead_source is not None and len(lead_source.strip()) > 120:
+        raise ImportOptionsError("longer than 120 characters", "lead_source")
+    if campaign_slug:
+        if session.scalar(select(Campaign.id).where(Campaign.slug == campaign_slug)) is None:
+            known = ", ".join(session.scalars(select(Campaign.slug).order_by(Campaign.slug))) or "none"
+            raise ImportOptionsError(f"no campaign {campaign_slug!r} (campaigns: {known})", "campaign_slug")
+    parsed = parse(data, mapping)
+    if check_deliverability is None:
+        check_deliverability = svc.config.check_deliverability
+    job = ImportJob(
+        filename=(Path(filename or "import.csv").name or "import.csv")[:300],
+        status="queued",
+        lead_source=(lead_source or "").strip() or "import",
+        campaign_slug=campaign_slug or None,
+        options={
+            "mapping": dict(mapping or {}),
+            "check_deliverability": bool(check_deliverability),
+            "encoding": parsed.encoding,
+            "delimiter": parsed.delimiter,
+            "columns": {c.header: c.target for c in parsed.columns if c.header},
+        },
+        total_rows=parsed.count_rows(),
+        processed_rows=0,
+        counts={},
+        created_by=created_by,
+        created_at=now,
+    )
+    session.add(job)
+    session.flush()
+    path = import_file_path(svc.config, job.id)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    return job
+
+
+def enqueue_import(svc, import_id: int) -> None:
+    """Queue ``jobs/imports.run_import_job`` on the app's queue."""
+    from ..jobs.imports import run_import_job
+
+    svc.queue.enqueue(run_import_job, import_id, job_timeout=3600, result_ttl=86400,
+                      description=f"import {import_id}")
+
+
+def run_import(svc, import_id: int, *, progress: Callable[[int], None] | None = None) -> ImportJob:
+    """Run (or resume) an import; ``progress(n)`` is called with the rows done after each chunk.
+
+    Returns the job as it ends. A crash marks the job ``failed`` with the error and re-raises.
+    """
+    with svc.db.session() as session:
+        job = session.get(ImportJob, import_id)
+        if job is None:
+            raise NotFound(f"no import {import_id}")
+        if job.status == "done":
+            return job
+        resume_at = job.processed_rows if job.status in ("running", "failed") else 0
+        job.status = "running"
+        job.error = None
+        job.started_at = job.started_at or svc.clock.now()
+        job.finished_at = None
+        session.flush()
+        options = dict(job.options or {})
+        campaign_slug, source = job.campaign_slug, job.lead_source
+        counts: dict[str, int] = dict(job.counts or {}) if resume_at else {}
+        first_seen = _first_seen(session, import_id) if resume_at else {}
+    try:
+        campaign_id = None
+        if campaign_slug:
+            with svc.db.session() as session:
+                campaign_id = session.scalar(select(Campaign.id).where(Campaign.slug == campaign_slug))
+            if campaign_id is None:
+                raise NotFound(f"campaign {campaign_slug!r} no longer exists")
+        data = import_file_path(svc.config, import_id).read_bytes()
+        parsed = parse(data, options.get("mapping") or {})
+        ctx = ImportContext(hygiene=Hygiene.from_config(svc.config), source=source, now=svc.clock.now(),
+                            check_deliverability=bool(options.get("check_deliverability")),
+                            campaign_id=campaign_id, default_timezone=svc.config.default_timezone,
+                            first_seen=first_seen)
+        processed = resume_at
+        if progress and resume_at:
+            progress(resume_at)
+        for chunk in _chunks(parsed.rows(), CHUNK_SIZE, skip=resume_at):
+            ctx.now = svc.clock.now()
+            with svc.db.session() as session:
+                results = import_chunk(session, chunk, ctx)
+                _store_results(session, import_id, results)
+                _count(counts, results)
+                processed += len(chunk)
+                job = session.get(ImportJob, import_id)
+                job.processed_rows = processed
+                job.counts = dict(counts)
+            _rq_progress(import_id, processed, job.total_rows)
+            if progress:
+                progress(len(chunk))
+        with svc.db.session() as session:
+            job = session.get(ImportJob, import_id)
+            job.status = "done"
+            job.processed_rows = processed
+            job.total_rows = processed
+            job.counts = dict(counts)
+            job.finished_at = svc.clock.now()
+        _rq_progress(import_id, processed, processed)
+        return job
+    except BaseException as exc:
+        log.exception("import %s failed", import_id)
+        with svc.db.session() as session:
+            job = session.get(ImportJob, import_id)
+            job.status = "failed"
+            job.error = f"{type(exc).__name__}: {exc}"[:4000] if not isinstance(exc, KeyboardInterrupt) \
+                else "interrupted"
+            job.finished_at = svc.clock.now()
+        raise
+
+
+def _chunks(rows: Iterator[tuple[int, dict[str, str]]], size: int, skip: int = 0):
+    chunk: list[tuple[int, dict[str, str]]] = []
+    for index, row in enumerate(rows):
+        if index < skip:
+            continue
+        chunk.append(row)
+        if len(chunk) == size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _first_seen(session: Session, import_id: int) -> dict[str, tuple[int, int | None]]:
+    """For a resumed import: the first row of every address already imported."""
+    seen: dict[str, tuple[int, int | None]] = {}
+    rows = session.execute(
+        select(ImportRowResult.email, ImportRowResult.row, ImportRowResult.lead_id)
+        .where(ImportRowResult.import_id == import_id, ImportRowResult.outcome != "rejected")
+        .order_by(ImportRowResult.row))
+    for email, row, lead_id in rows:
+        seen.setdefault(email, (row, lead_id))
+    return seen
+
+
+def _store_results(session: Session, import_id: int, results: list[RowResult]) -> None:
+    if results:
+        session.execute(insert(ImportRowResult.__table__), [
+            {"import_id": import_id, "row": r.row, "email": (r.email or "")[:320] or None, "outcome": r.outcome,
+             "reason": r.reason[:1000] or None, "field": r.field, "lead_id": r.lead_id}
+            for r in results
+        ])
+
+
+def _count(counts: dict[str, int], results: list[RowResult]) -> None:
+    for r in results:
+        counts[r.outcome] = counts.get(r.outcome, 0) + 1
+        if r.enrolled:
+            counts["enrolled"] = counts.get("enrolled", 0) + 1
+        if "not enrolled:" in r.reason:
+            counts["not_enrolled"] = counts.get("not_enrolled", 0) + 1
+
+
+def _rq_progress(import_id: int, processed: int, total: int | None) -> None:
+    """Mirror the progress into the RQ job's meta when running inside one (rq dashboards show it)."""
+    from rq import get_current_job
+
+    job = get_current_job()
+    if job is not None:
+        job.meta["progress"] = {"import_id": import_id, "processed_rows": processed, "total_rows": total}
+        job.save_meta()
+
+
+def summary_line(counts: Mapping[str, Any], total: int | None = None) -> str:
+    """``"9 rows: 4 created, 1 merged, 2 flagged, 2 rejected"`` (only the outcomes that happened)."""
+    total = sum(int(counts.get(o, 0)) for o in OUTCOMES) if total is None else total
+    parts = [f"{counts[o]} {o}" for o in OUTCOMES if counts.get(o)]
+    return f"{total} rows" + (": " + ", ".join(parts) if parts else "")
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value else None
+
+
+def import_progress(job: ImportJob) -> dict[str, Any]:
+    """What a poller needs: status, rows done of total, percent, counts per outcome, error, times."""
+    total = job.total_rows
+    done = job.processed_rows or 0
+    percent = 100.0 if job.status == "done" else (round(100.0 * done / total, 1) if total else 0.0)
+    return {
+        "id": job.id,
+        "filename": job.filename,
+        "status": job.status,
+        "lead_source": job.lead_source,
+        "campaign_slug": job.campaign_slug,
+        "total_rows": total,
+        "processed_rows": done,
+        "percent": percent,
+        "counts": dict(job.counts or {}),
+        "error": job.error,
+        "created_by": job.created_by,
+        "created_at": _iso(job.created_at),
+        "started_at": _iso(job.started_at),
+        "finished_at": _iso(job.finished_at),
+    }
+
+
+def safe_cell(value: Any) -> str:
+    """A cell a spreadsheet shows as text: one starting with = + - @ TAB CR gets a leading ``'``."""
+    text = "" if value is None else str(value)
+    if text.startswith(FORMULA_TRIGGERS):
+        return "'" + text
+    return text
+
+
+def _line(cells: tuple[Any, ...]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer).writerow([safe_cell(c) for c in cells])
+    return buffer.getvalue()
+
+
+def report_csv(session: Session, import_id: int) -> Iterator[str]:
+    """The row-by-row report: a header line, then ``row,email,outcome,field,reason,lead_id`` per row.
+
+    Every cell is formula-safe (OWASP CSV injection guidance), so it opens safely in Excel,
+    LibreOffice or Google Sheets. Streams: a 100k-row report is never built in memory.
+    """
+    if session.get(ImportJob, import_id) is None:  # raised now, not at the first next()
+        raise NotFound(f"no import {import_id}")
+    return _report_lines(session, import_id)
+
+
+def _report_lines(session: Session, import_id: int) -> Iterator[str]:
+    yield _line(REPORT_HEADER)
+    rows = session.execute(
+        select(ImportRowResult.row, ImportRowResult.email, ImportRowResult.outcome, ImportRowResult.field,
+               ImportRowResult.reason, ImportRowResult.lead_id)
+        .where(ImportRowResult.import_id == import_id).order_by(ImportRowResult.row)
+        .execution_options(yield_per=1000))
+    for row in rows:
+        yield _line(tuple(row))

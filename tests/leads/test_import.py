@@ -1,0 +1,264 @@
+"""The CSV import end to end on SQLite and PostgreSQL: outcomes, merge policy, hygiene, report, job."""
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+from rq.job import Job
+from rq.registry import FailedJobRegistry, FinishedJobRegistry
+from sqlalchemy import func, select
+
+from nurture_mail.leads import imports as imports_module
+from nurture_mail.leads.errors import ImportOptionsError
+from nurture_mail.leads.importer import import_rows, read_rows
+from nurture_mail.leads.imports import (
+    enqueue_import,
+    import_file_path,
+    import_progress,
+    report_csv,
+    run_import,
+)
+from nurture_mail.models import Enrollment, ImportJob, ImportRowResult, Lead
+from nurture_mail.runtime import run_worker
+
+from .conftest import FIXTURES
+
+HYPERLINK = '=HYPERLINK("http://evil","x")'
+
+#: (row, email, outcome, field) of every row of tests/fixtures/leads_messy.csv, in order.
+EXPECTED = [
+    (2, "maria.lopez@brightpath.example", "created", None),
+    (4, "zoe.hartley@fernhill.example", "created", None),
+    (5, "not-an-email", "rejected", "email"),
+    (6, "info@acme.example", "flagged", "email"),
+    (7, "jan.devries@students.uu.nl", "flagged", "email"),
+    (8, "zoe.hartley@fernhill.example", "merged", "email"),
+    (10, "eve@wiz.io", "flagged", "email"),
+    (11, "pat.kim@deloitte.com", "flagged", "email"),
+    (12, HYPERLINK, "rejected", "email"),
+    (13, "li.wei@merlion.example", "created", "employees"),
+    (14, "gone@former.example", "flagged", "email"),
+    (15, "existing@known.example", "updated", None),
+    (16, "same@known.example", "unchanged", None),
+    (17, "a@b@c.example", "rejected", "email"),
+    (18, "=1+2@calc.example", "created", None),
+]
+CLEAN = ["maria.lopez@brightpath.example", "zoe.hartley@fernhill.example", "li.wei@merlion.example",
+         "existing@known.example", "same@known.example", "=1+2@calc.example"]
+FLAGGED = {"info@acme.example": ["role_account"], "jan.devries@students.uu.nl": ["deny:student"],
+           "eve@wiz.io": ["deny:competitor"], "pat.kim@deloitte.com": ["deny:consultant"],
+           "gone@former.example": ["suppressed"]}
+
+
+def _prepare(bed) -> None:
+    bed.add_lead("existing@known.example", first_name="Known", company="OldCo", lead_source="webinar",
+                 qualification={"budget": "pending"})
+    bed.add_lead("same@known.example", first_name="Same")
+    bed.suppress("gone@former.example")
+
+
+def _enrolled(bed) -> set[str]:
+    with bed.svc.db.session() as session:
+        return set(session.scalars(select(Lead.email).join(Enrollment, Enrollment.lead_id == Lead.id)))
+
+
+def test_messy_file_through_a_real_worker_gives_exactly_the_expected_outcomes(bed, messy, monkeypatch):
+    _prepare(bed)
+    monkeypatch.setattr(imports_module, "CHUNK_SIZE", 4)
+    import_id = bed.create(messy, campaign_slug="northwind-security", created_by="marketer@northwind.example")
+    with bed.svc.db.session() as session:
+        queued = import_progress(session.get(ImportJob, import_id))
+    assert queued["status"] == "queued" and queued["total_rows"] == 15 and queued["percent"] == 0.0
+    assert import_file_path(bed.svc.config, import_id).read_bytes() == messy
+
+    # What a poller sees after each chunk, read from the database in a session of its own.
+    seen = []
+    original = imports_module._rq_progress
+
+    def spy(job_id, processed, total):
+        with bed.svc.db.Session() as poller:
+            seen.append(import_progress(poller.get(ImportJob, job_id)))
+        original(job_id, processed, total)
+
+    monkeypatch.setattr(imports_module, "_rq_progress", spy)
+    enqueue_import(bed.svc, import_id)
+    run_worker(bed.app, burst=True, logging_level="WARNING")
+
+    assert [(s["status"], s["processed_rows"]) for s in seen[:4]] == [
+        ("running", 4), ("running", 8), ("running", 12), ("running", 15)]
+    assert [s["percent"] for s in seen[:4]] == [26.7, 53.3, 80.0, 100.0]
+    assert seen[1]["counts"] == {"created": 2, "rejected": 1, "flagged": 4, "merged": 1, "enrolled": 2}
+    assert bed.outcomes(import_id) == EXPECTED
+
+    finished = FinishedJobRegistry(bed.svc.config.queue_name, connection=bed.svc.redis).get_job_ids()
+    assert len(finished) == 1
+    job = Job.fetch(finished[0], connection=bed.svc.redis)
+    assert job.meta["progress"] == {"import_id": import_id, "processed_rows": 15, "total_rows": 15}
+    result = job.return_value()
+    assert result["status"] == "done" and result["percent"] == 100.0
+    assert result["counts"] == {"created": 4, "rejected": 3, "flagged": 5, "merged": 1, "updated": 1,
+                                "unchanged": 1, "enrolled": 6}
+    assert result["started_at"] and result["finished_at"] and result["created_by"] == "marketer@northwind.example"
+
+    reasons = bed.reasons(import_id)
+    assert reasons[5].startswith("invalid address: ") and "@-sign" in reasons[5]
+    assert reasons[6] == "role account (shared mailbox); lead created, not enrolled"
+    assert reasons[7] == "student domain (deny list); lead created, not enrolled"
+    assert reasons[8] == "duplicate of row 4, merged into its lead"
+    assert reasons[10] == "competitor domain (deny list); lead created, not enrolled"
+    assert reasons[11] == "consultant domain (deny list); lead created, not enrolled"
+    assert reasons[13] == "employees: not a whole number ('lots'), ignored"
+    assert reasons[14].startswith("suppressed address")
+    assert reasons[2] is None and reasons[15] is None
+
+    # Clean leads are enrolled; flagged ones are stored with their flags and never enrolled.
+    assert _enrolled(bed) == set(CLEAN)
+    for email, flags in FLAGGED.items():
+        assert bed.lead(email).hygiene == flags
+    assert all(bed.lead(email).hygiene == [] for email in CLEAN)
+    with bed.svc.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Lead)) == 11  # 2 existing + 9 new
+
+
+def test_merge_policy_within_the_file_and_against_existing_leads(bed, messy):
+    _prepare(bed)
+    import_id = bed.create(messy)
+    run_import(bed.svc, import_id)
+    zoe = bed.lead("zoe.hartley@fernhill.example")
+    # Row 8 (same address, other case) fills the gaps of row 4 and its non-empty company wins.
+    assert (zoe.first_name, zoe.last_name, zoe.title, zoe.company, zoe.region, zoe.employees) == (
+        "Zoë", "Hartley", "CISO", "Fernhill Digital Ltd", "United Kingdom", 1200)
+    assert zoe.custom_fields == {"booth_notes": "second scan"} and zoe.lead_source == "trade-show"
+    existing = bed.lead("existing@known.example")
+    # Known values are not erased by empty cells; the original source keeps the credit.
+    assert (existing.first_name, existing.company, existing.lead_source) == ("Known", "NewCo", "webinar")
+    assert existing.qualification == {"budget": "pending"}
+    maria = bed.lead("maria.lopez@brightpath.example")
+    assert (maria.first_name, maria.last_name, maria.employees) == ("María", "López", 850)
+    assert maria.qualification == {"budget": "approved Q3"}
+    li = bed.lead("li.wei@merlion.example")
+    assert (li.first_name, li.last_name, li.employees) == ("李", "伟", None)
+    assert li.custom_fields == {"booth_notes": HYPERLINK}  # data kept as given; the report is what is made safe
+    assert _enrolled(bed) == set()  # no campaign given
+
+
+def test_report_csv_is_formula_safe_and_lists_every_row(bed, messy):
+    import_id = bed.create(messy)
+    run_import(bed.svc, import_id)
+    with bed.svc.db.session() as session:
+        text = "".join(report_csv(session, import_id))
+    rows = list(csv.reader(io.StringIO(text)))
+    assert rows[0] == ["row", "email", "outcome", "field", "reason", "lead_id"]
+    assert [int(r[0]) for r in rows[1:]] == [e[0] for e in EXPECTED]
+    for row in rows:
+        for cell in row:
+            assert not cell.startswith(("=", "+", "-", "@", "\t", "\r")), cell
+    by_row = {int(r[0]): r for r in rows[1:]}
+    assert by_row[12][1] == "'" + HYPERLINK and by_row[12][2] == "rejected"
+    assert by_row[18][1] == "'=1+2@calc.example" and by_row[18][2] == "created" and by_row[18][5].isdigit()
+    assert by_row[8][5] == by_row[4][5]  # the merged row points at the first row's lead
+
+
+def test_report_of_an_unknown_import_is_not_found(bed):
+    from nurture_mail.exceptions import NotFound
+
+    with bed.svc.db.session() as session, pytest.raises(NotFound):
+        report_csv(session, 999)
+
+
+def test_latin1_file(bed):
+    import_id = bed.create((FIXTURES / "leads_latin1.csv").read_bytes())
+    job = run_import(bed.svc, import_id)
+    assert job.counts == {"created": 2} and job.options["encoding"] == "windows-1252"
+    assert (bed.lead("francoise@beaumont.example").last_name, bed.lead("soren@nordhavn.example").first_name) == (
+        "Lemaître", "Søren")
+
+
+def test_a_crash_mid_way_marks_the_job_failed_and_a_rerun_resumes(bed, messy, monkeypatch):
+    _prepare(bed)
+    monkeypatch.setattr(imports_module, "CHUNK_SIZE", 4)
+    real_chunk = imports_module.import_chunk
+    calls = []
+
+    def crash_on_third(session, rows, ctx):
+        calls.append(len(rows))
+        if len(calls) == 3:
+            raise RuntimeError("disk full")
+        return real_chunk(session, rows, ctx)
+
+    monkeypatch.setattr(imports_module, "import_chunk", crash_on_third)
+    import_id = bed.create(messy, campaign_slug="northwind-security")
+    enqueue_import(bed.svc, import_id)
+    run_worker(bed.app, burst=True, logging_level="CRITICAL")
+    assert len(FailedJobRegistry(bed.svc.config.queue_name, connection=bed.svc.redis)) == 1
+    with bed.svc.db.session() as session:
+        failed = import_progress(session.get(ImportJob, import_id))
+    assert failed["status"] == "failed" and failed["error"] == "RuntimeError: disk full"
+    assert failed["processed_rows"] == 8 and failed["finished_at"]
+    assert [o[0] for o in bed.outcomes(import_id)] == [2, 4, 5, 6, 7, 8, 10, 11]
+
+    monkeypatch.setattr(imports_module, "import_chunk", real_chunk)
+    done = run_import(bed.svc, import_id)
+    assert done.status == "done" and done.error is None and done.processed_rows == 15
+    assert bed.outcomes(import_id) == EXPECTED  # resumed after row 11: nothing twice, nothing lost
+    assert _enrolled(bed) == set(CLEAN)
+
+    # A finished import run again does nothing.
+    bed.clock.advance(hours=1)
+    again = run_import(bed.svc, import_id)
+    assert again.status == "done" and again.finished_at == done.finished_at
+    with bed.svc.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(ImportRowResult)) == 15
+
+
+def test_a_second_import_of_the_same_file_changes_nothing(bed, messy):
+    first = bed.create(messy)
+    run_import(bed.svc, first)
+    second = bed.create(messy)
+    job = run_import(bed.svc, second)
+    assert job.counts == {"unchanged": 7, "rejected": 3, "flagged": 4, "merged": 1}  # gone@ is not suppressed here
+    assert bed.reasons(second)[6] == "role account (shared mailbox); existing lead, not enrolled"
+    assert [o[2] for o in bed.outcomes(second) if o[2] not in ("rejected", "flagged", "merged")] == ["unchanged"] * 7
+
+
+@pytest.mark.parametrize("options, field, message", [
+    (dict(campaign_slug="nope"), "campaign_slug", "no campaign 'nope' (campaigns: northwind-security)"),
+    (dict(mapping={"E-mail": "mail"}), "mapping", "column 'E-mail': unknown field 'mail'"),
+    (dict(mapping={"Phone": "title"}), "mapping", "column 'Phone' is not in the file"),
+    (dict(lead_source="x" * 121), "lead_source", "longer than 120 characters"),
+])
+def test_create_import_refuses_unusable_options(bed, messy, options, field, message):
+    with pytest.raises(ImportOptionsError) as error:
+        bed.create(messy, **options)
+    assert error.value.field == field and message in error.value.message
+    with bed.svc.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(ImportJob)) == 0
+
+
+def test_create_import_refuses_a_file_without_email_column(bed):
+    with pytest.raises(ImportOptionsError) as error:
+        bed.create(b"name;company\nAnn;Acme\n")
+    assert error.value.field == "file" and str(error.value).startswith("file: no email column")
+
+
+def test_explicit_mapping(bed):
+    data = b"Contact,Org,Notes\nann@acme.example,Acme,met at booth\n"
+    import_id = bed.create(data, mapping={"Contact": "email", "Org": "company", "Notes": "pain_validated"})
+    run_import(bed.svc, import_id)
+    ann = bed.lead("ann@acme.example")
+    assert ann.company == "Acme" and ann.qualification == {"pain_validated": "met at booth"}
+
+
+def test_read_rows_and_import_rows_in_one_session(bed, messy, tmp_path):
+    _prepare(bed)
+    path = tmp_path / "messy.csv"
+    path.write_bytes(messy)
+    header, rows = read_rows(path)
+    assert header[0] == "E-mail" and len(rows) == 15
+    with bed.svc.db.session() as session:
+        report = import_rows(session, rows, "demo", bed.clock.now())
+        assert report.summary() == "15 rows: 4 created, 1 updated, 1 unchanged, 1 merged, 5 flagged, 3 rejected"
+        emails = dict(session.execute(select(Lead.id, Lead.email)).all())
+    assert [emails[i] for i in report.lead_ids] == CLEAN  # only the clean leads: the ones to enroll
+    assert len(report.all_lead_ids) == len(CLEAN) + len(FLAGGED)
