@@ -12,6 +12,7 @@ from pathlib import Path
 from flask import Flask
 from rq import Queue, SimpleWorker
 from rq.cron import CronScheduler
+from sqlalchemy import select
 
 from .extensions import redis_url_of
 from .jobs.schedule import cron_table
@@ -73,9 +74,41 @@ DEMO_CAMPAIGN = "northwind-security"
 DEMO_LEADS = Path(__file__).resolve().parent.parent / "samples" / "leads.csv"
 
 
+DEMO_ADMIN = "admin@northwind.example"
+
+
+def seed_demo_admin(app: Flask) -> str:
+    """A demo admin with a fresh password and API token, printed so ``make run`` is usable.
+
+    Created once; on later runs its password and token are replaced (the old token is revoked),
+    since only hashes are stored and the previous values cannot be shown again.
+    """
+    import secrets
+
+    from .auth.accounts import create_user, issue_token, set_password
+    from .models import ApiToken, User
+
+    svc = app.extensions["nurture"]
+    password = secrets.token_urlsafe(12)
+    with app.app_context(), svc.db.session() as session:
+        now = svc.clock.now()
+        user = session.scalar(select(User).where(User.email == DEMO_ADMIN))
+        if user is None:
+            user = create_user(session, DEMO_ADMIN, "Demo admin", "admin", now, password=password)
+        else:
+            set_password(user, password)
+            for token in session.scalars(select(ApiToken).where(ApiToken.user_id == user.id,
+                                                                ApiToken.name == "demo",
+                                                                ApiToken.revoked_at.is_(None))):
+                token.revoked_at = now
+        issued = issue_token(session, user, "demo", now)
+    return (f"demo admin: sign in at {svc.config.base_url}/signin as {DEMO_ADMIN} / {password}; "
+            f"API token: {issued.secret}")
+
+
 def seed_demo(app: Flask) -> str:
     """Import the sample leads into the demo campaign once; later runs leave data alone."""
-    from sqlalchemy import func, select
+    from sqlalchemy import func
 
     from .leads.importer import import_rows, read_rows
     from .models import Lead
@@ -126,6 +159,8 @@ def run_platform(demo: bool = False, host: str | None = None, port: int | None =
         sync_all(session, specs, svc.clock.now())
     if demo:
         log.info(seed_demo(app))
+        # Printed (not only logged) so the credentials are visible whatever the log level.
+        print(seed_demo_admin(app), flush=True)
 
     capture = None
     if config.embedded_smtp:

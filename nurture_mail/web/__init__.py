@@ -1,5 +1,8 @@
 """Web UI blueprints, one per area; ``init_app`` registers them all.
 
+Access: every view but sign-in needs a signed-in user whose role grants the view's permission
+(``@role_required`` from ``auth``; the table is ``auth/roles.py``).
+
 CSRF: every POST/PUT/PATCH/DELETE to a blueprint listed in ``BLUEPRINTS`` needs the form's
 ``csrf_token`` (Flask-WTF). Protection is opt-in per blueprint rather than app-wide because
 the same app serves endpoints that must never ask for one: the RFC 8058 one-click unsubscribe
@@ -35,6 +38,8 @@ class NavItem:
     label: str
     endpoint: str
     shown: Callable[[Config], bool] = lambda config: True
+    #: The permission a user needs to see the entry (the view checks it again).
+    permission: str | None = None
 
     @property
     def blueprint(self) -> str:
@@ -43,14 +48,14 @@ class NavItem:
 
 # The top navigation, in order: a new area adds its line here.
 NAV: list[NavItem] = [
-    NavItem("Inbox", "inbox.index", shown=lambda config: config.embedded_smtp),
+    NavItem("Inbox", "inbox.index", shown=lambda config: config.embedded_smtp, permission="inbox:read"),
 ]
 
 
 def _blueprints() -> list[Blueprint]:
-    from . import home, inbox
+    from . import home, inbox, signin
 
-    return [home.bp, inbox.bp]
+    return [home.bp, inbox.bp, signin.bp]
 
 
 def init_app(app: Flask) -> None:
@@ -68,6 +73,7 @@ def init_app(app: Flask) -> None:
             csrf.protect()
 
     app.register_error_handler(CSRFError, _csrf_failed)
+
     app.context_processor(_navigation)
 
 
@@ -76,11 +82,14 @@ def _navigation() -> dict[str, Any]:
 
     if not has_request_context():  # a template rendered by a job or a CLI command
         return {"nav_items": []}
+    from flask_login import current_user
+
     config = services().config
     items = [
         {"label": item.label, "url": url_for(item.endpoint), "active": request.blueprint == item.blueprint}
         for item in NAV
-        if item.shown(config)
+        if item.shown(config) and current_user.is_authenticated
+        and (item.permission is None or current_user.can(item.permission))
     ]
     return {"nav_items": items}
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 from flask import Blueprint, render_template
 
 from .. import services
+from ..auth import role_required
+from . import errors
 
 bp = Blueprint(
     "home",
@@ -12,9 +14,11 @@ bp = Blueprint(
     static_folder="static",
     static_url_path="/assets",
 )
+errors.install(bp)
 
 
 @bp.get("/")
+@role_required("leads:read")
 def index() -> str:
     captured = None
     if services().config.embedded_smtp:

@@ -26,9 +26,12 @@ from flask.typing import ResponseReturnValue
 from werkzeug.utils import secure_filename
 
 from .. import services
+from ..auth import role_required
 from ..mail.capture import CapturedMessage, CaptureStore
+from . import errors
 
 bp = Blueprint("inbox", __name__, url_prefix="/inbox", template_folder="templates")
+errors.install(bp)
 
 PAGE_SIZE = 50
 
@@ -77,6 +80,7 @@ def _security_headers(response: Response) -> Response:
 
 
 @bp.get("/")
+@role_required("inbox:read")
 def index() -> str:
     store = capture_store()
     total = store.count()
@@ -87,6 +91,7 @@ def index() -> str:
 
 
 @bp.get("/<key>")
+@role_required("inbox:read")
 def message(key: str) -> str:
     captured = _get_or_404(key)
     html = captured.html
@@ -99,6 +104,7 @@ def message(key: str) -> str:
 
 
 @bp.get("/<key>/raw")
+@role_required("inbox:read")
 def raw(key: str) -> Response:
     captured = _get_or_404(key)
     return send_file(
@@ -111,6 +117,7 @@ def raw(key: str) -> Response:
 
 
 @bp.post("/clear")
+@role_required("inbox:clear")
 def clear() -> ResponseReturnValue:
     store = capture_store()
     removed = store.count()

@@ -14,6 +14,8 @@ from nurture_mail import create_app
 from nurture_mail.config import Config
 from nurture_mail.mail.capture import CaptureServer, CaptureStore
 
+from .conftest import add_users, sign_in
+
 
 def send(server: CaptureServer, subject: str, html: str | None = None, text: str = "Plain words.\n") -> None:
     message = EmailMessage()
@@ -36,7 +38,7 @@ def csrf_token(page: str) -> str:
 def test_list_and_message_pages(web_app: Flask, capture: CaptureServer) -> None:
     send(capture, "First touch")
     send(capture, "Second touch <b>bold?</b>", html='<p title="q">Hi <script>alert(1)</script></p>')
-    client = web_app.test_client()
+    client = sign_in(web_app.test_client())
 
     page = client.get("/inbox/").get_data(as_text=True)
     assert "2 messages" in page
@@ -63,7 +65,7 @@ def test_list_and_message_pages(web_app: Flask, capture: CaptureServer) -> None:
 def test_raw_download_is_the_exact_message(web_app: Flask, capture: CaptureServer) -> None:
     send(capture, "Raw please")
     captured = capture.store.list()[0]
-    response = web_app.test_client().get(f"/inbox/{captured.key}/raw")
+    response = sign_in(web_app.test_client()).get(f"/inbox/{captured.key}/raw")
     assert response.status_code == 200
     assert response.mimetype == "message/rfc822"
     assert response.headers["Content-Disposition"].startswith("attachment;")
@@ -72,7 +74,7 @@ def test_raw_download_is_the_exact_message(web_app: Flask, capture: CaptureServe
 
 
 def test_unknown_key_is_404(web_app: Flask, capture: CaptureServer) -> None:
-    client = web_app.test_client()
+    client = sign_in(web_app.test_client())
     assert client.get("/inbox/no-such-message").status_code == 404
     assert client.get("/inbox/no-such-message/raw").status_code == 404
     assert client.get("/inbox/..%2F..%2Fsecret_key").status_code == 404
@@ -82,7 +84,8 @@ def test_inbox_is_404_when_a_relay_is_configured(tmp_path: Path) -> None:
     config = Config.from_env({"SMTP_URL": "smtp://relay.example.com:587"}, instance_path=tmp_path, secret_key="x")
     CaptureStore(config.capture_dir).add("a@example.com", ["b@example.com"], b"Subject: old\r\n\r\nx\r\n", datetime.now(UTC))
     app = create_app(config)
-    client = app.test_client()
+    add_users(app)
+    client = sign_in(app.test_client())
     assert client.get("/inbox/").status_code == 404
     key = CaptureStore(config.capture_dir).list()[0].key
     assert client.get(f"/inbox/{key}").status_code == 404
@@ -93,7 +96,7 @@ def test_inbox_is_404_when_a_relay_is_configured(tmp_path: Path) -> None:
 
 def test_clear_needs_the_csrf_token(web_app: Flask, capture: CaptureServer) -> None:
     send(capture, "Keep me until a real clear")
-    client = web_app.test_client()
+    client = sign_in(web_app.test_client())
 
     refused = client.post("/inbox/clear")
     assert refused.status_code == 400
@@ -113,7 +116,7 @@ def test_clear_needs_the_csrf_token(web_app: Flask, capture: CaptureServer) -> N
 
 def test_home_links_to_the_inbox(web_app: Flask, capture: CaptureServer) -> None:
     send(capture, "Counted")
-    client = web_app.test_client()
+    client = sign_in(web_app.test_client())
     page = client.get("/").get_data(as_text=True)
     assert 'href="/inbox/"' in page
     assert "<strong>1</strong> captured email" in page
@@ -125,7 +128,7 @@ def test_pages_of_fifty(web_app: Flask, web_config: Config) -> None:
     start = datetime(2026, 3, 2, tzinfo=UTC)
     for n in range(55):
         store.add("a@example.com", ["b@example.com"], b"Subject: number %02d\r\n\r\nx\r\n" % n, start + timedelta(minutes=n))
-    client = web_app.test_client()
+    client = sign_in(web_app.test_client())
     first = client.get("/inbox/").get_data(as_text=True)
     assert "55 messages" in first and "number 54" in first and "number 05" in first and "number 04" not in first
     second = client.get("/inbox/?page=2").get_data(as_text=True)

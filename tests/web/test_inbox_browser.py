@@ -9,6 +9,8 @@ from pathlib import Path
 
 from nurture_mail.mail.capture import CaptureServer
 
+from .conftest import browser_sign_in
+
 SUBJECT = "Grüße, Ana: your pricing questions, answered"
 HTML = """<!doctype html>
 <html><head><title>Pricing</title><style>h1 { color: #3f51d7; }</style></head>
@@ -38,6 +40,7 @@ def test_read_an_email_in_the_browser(page, live_server: str, capture: CaptureSe
 
     send_pricing_email(capture)
 
+    browser_sign_in(page, live_server)
     page.goto(f"{live_server}/inbox")
     expect(page.get_by_test_id("message-count")).to_have_text("1 message")
     expect(page.get_by_role("link", name="Inbox", exact=True)).to_have_attribute("aria-current", "page")
@@ -74,6 +77,7 @@ def test_clear_the_inbox_in_the_browser(page, live_server: str, capture: Capture
     send_pricing_email(capture)
     send_pricing_email(capture)
 
+    browser_sign_in(page, live_server)
     page.goto(f"{live_server}/")
     page.get_by_role("link", name="Inbox", exact=True).click()
     expect(page.get_by_test_id("message-count")).to_have_text("2 messages")

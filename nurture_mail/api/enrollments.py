@@ -1,0 +1,124 @@
+"""``/api/v1/enrollments``: enroll with the topics a lead already knows; pause, resume, exit."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import url_for
+from sqlalchemy.orm import Session
+
+from .. import services
+from ..models import Campaign, Enrollment, EnrollmentState
+from ..nurture.enroll import enroll, find_campaign
+from .common import api_blueprint, enrollment_dict, lead_by_ref, not_found_doc
+from .problems import ApiProblem
+from .schemas import EnrollIn, EnrollmentOut, ReasonIn
+from .security import current_api_user, requires
+
+bp = api_blueprint("api_enrollments", __name__, "/api/v1/enrollments", "Enrollments of leads in campaigns")
+
+
+def _enrollment_or_404(session: Session, enrollment_id: int) -> Enrollment:
+    enrollment = session.get(Enrollment, enrollment_id)
+    if enrollment is None:
+        raise ApiProblem(404, f"no enrollment with id {enrollment_id}", field="enrollment_id")
+    return enrollment
+
+
+def _out(session: Session, enrollment: Enrollment) -> dict[str, Any]:
+    return enrollment_dict(enrollment, session.get(Campaign, enrollment.campaign_id).slug)
+
+
+@bp.route("", methods=["POST"])
+@requires(bp, "enrollments:write")
+@bp.arguments(EnrollIn)
+@bp.response(201, EnrollmentOut)
+@not_found_doc(bp)
+def create_enrollment(data: dict[str, Any]):
+    """Enroll (or re-activate) a lead; ``knows`` topics are marked known, so their steps are skipped."""
+    svc = services()
+    now = svc.clock.now()
+    with svc.db.session() as session:
+        lead = lead_by_ref(session, data.get("lead_id"), data.get("email"))
+        if lead.erased_at is not None:
+            raise ApiProblem(409, "this lead was erased and cannot be enrolled", field="lead_id")
+        campaign = find_campaign(session, data["campaign"])
+        enrollment = enroll(session, lead, campaign, now, knows=data["knows"], declared_by=current_api_user().email,
+                            source="api", default_timezone=svc.config.default_timezone)
+        out = _out(session, enrollment)
+    return out, 201, {"Location": url_for("api_enrollments.get_enrollment", enrollment_id=out["id"])}
+
+
+@bp.route("/<int(min=1, max=2147483647):enrollment_id>", methods=["GET"])
+@requires(bp, "leads:read")
+@bp.response(200, EnrollmentOut)
+@not_found_doc(bp)
+def get_enrollment(enrollment_id: int):
+    """One enrollment: state, touches sent, next send."""
+    with services().db.session() as session:
+        return _out(session, _enrollment_or_404(session, enrollment_id))
+
+
+def _transition(enrollment_id: int, reason: str | None, action: str) -> dict[str, Any]:
+    svc = services()
+    now = svc.clock.now()
+    who = current_api_user().email
+    with svc.db.session() as session:
+        enrollment = _enrollment_or_404(session, enrollment_id)
+        state = enrollment.state
+        if action == "pause":
+            if state != EnrollmentState.active:
+                raise ApiProblem(409, f"only an active enrollment can be paused (this one is {state.value})",
+                                 field="state")
+            enrollment.state = EnrollmentState.paused
+            enrollment.next_send_at = None
+            enrollment.state_reason = reason or f"paused by {who}"
+        elif action == "resume":
+            if state != EnrollmentState.paused:
+                raise ApiProblem(409, f"only a paused enrollment can be resumed (this one is {state.value})",
+                                 field="state")
+            lead = enrollment.lead
+            if lead.erased_at is not None:
+                raise ApiProblem(409, "this lead was erased", field="lead_id")
+            campaign = session.get(Campaign, enrollment.campaign_id)
+            # enroll() re-activates, re-checks suppression and status, and schedules the next send.
+            enrollment = enroll(session, lead, campaign, now, declared_by=who, source="api",
+                                default_timezone=svc.config.default_timezone)
+        else:
+            if state in (EnrollmentState.exited, EnrollmentState.completed):
+                raise ApiProblem(409, f"the enrollment has already ended ({state.value})", field="state")
+            enrollment.state = EnrollmentState.exited
+            enrollment.next_send_at = None
+            enrollment.ended_at = now
+            enrollment.state_reason = reason or f"exited by {who}"
+        session.flush()
+        return _out(session, enrollment)
+
+
+@bp.route("/<int(min=1, max=2147483647):enrollment_id>/pause", methods=["POST"])
+@requires(bp, "enrollments:write")
+@bp.arguments(ReasonIn)
+@bp.response(200, EnrollmentOut)
+@not_found_doc(bp)
+def pause(data: dict[str, Any], enrollment_id: int):
+    """Stop sending until resumed (an active enrollment only)."""
+    return _transition(enrollment_id, data.get("reason"), "pause")
+
+
+@bp.route("/<int(min=1, max=2147483647):enrollment_id>/resume", methods=["POST"])
+@requires(bp, "enrollments:write")
+@bp.arguments(ReasonIn)
+@bp.response(200, EnrollmentOut)
+@not_found_doc(bp)
+def resume(data: dict[str, Any], enrollment_id: int):
+    """Send again from where it stopped, at the next slot in the campaign's send window."""
+    return _transition(enrollment_id, data.get("reason"), "resume")
+
+
+@bp.route("/<int(min=1, max=2147483647):enrollment_id>/exit", methods=["POST"])
+@requires(bp, "enrollments:write")
+@bp.arguments(ReasonIn)
+@bp.response(200, EnrollmentOut)
+@not_found_doc(bp)
+def exit_enrollment(data: dict[str, Any], enrollment_id: int):
+    """End the enrollment for good (enrolling again re-activates it)."""
+    return _transition(enrollment_id, data.get("reason"), "exit")

@@ -1,0 +1,36 @@
+"""``/api/v1/events``: external events (form, webinar, reply, meeting) that teach topics and score.
+
+The event is stored in the request's transaction; the rescoring (and any handoff it causes)
+runs in the worker, enqueued after the commit so the job always sees the event.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+from .. import services
+from .common import api_blueprint, lead_by_ref, not_found_doc
+from .schemas import EventIn, EventOut
+from .security import requires
+
+bp = api_blueprint("api_events", __name__, "/api/v1/events", "External events that teach topics and score")
+
+
+@bp.route("", methods=["POST"])
+@requires(bp, "events:write")
+@bp.arguments(EventIn)
+@bp.response(201, EventOut)
+@not_found_doc(bp)
+def ingest(data: dict[str, Any]):
+    """Record an event for a lead (by id or email); the same ``uid`` is stored once."""
+    from ..nurture.external_events import record_external_event
+
+    svc = services()
+    with svc.db.session() as session:
+        lead = lead_by_ref(session, data.get("lead_id"), data.get("email"))
+        event = record_external_event(session, lead.id, data["kind"], data.get("at") or svc.clock.now(),
+                                      topics=data["topics"], detail=data.get("detail"), uid=data.get("uid"),
+                                      source="api")
+        out = {"id": event.id, "lead_id": event.lead_id, "kind": event.kind.value, "topic": event.topic,
+               "at": event.at, "uid": data.get("uid"), "detail": dict(event.detail or {})}
+    svc.queue.enqueue("nurture_mail.jobs.scoring.rescore_leads", [out["lead_id"]])
+    return out

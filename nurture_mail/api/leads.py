@@ -1,0 +1,197 @@
+"""``/api/v1/leads``: create-or-upsert by email, get with everything, list, update, erase."""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from flask import url_for
+from sqlalchemy import exists, or_, select, update
+from sqlalchemy.orm import Session
+
+from .. import services
+from ..models import (
+    Campaign,
+    Enrollment,
+    EnrollmentState,
+    Event,
+    Handoff,
+    ImportRowResult,
+    Lead,
+    LeadScore,
+)
+from .common import api_blueprint, decode_cursor, encode_cursor, lead_detail, lead_dict, lead_or_404, not_found_doc
+from .problems import ApiProblem
+from .schemas import LeadDetail, LeadFilter, LeadIn, LeadPage, LeadPatch, LeadUpserted
+from .security import current_api_user, requires
+
+bp = api_blueprint("api_leads", __name__, "/api/v1/leads", "Leads: upsert, read, list, update, erase")
+
+ERASED_DOMAIN = "erased.invalid"
+
+
+def _merge_dicts(known: dict[str, Any] | None, given: dict[str, Any] | None) -> dict[str, Any]:
+    """Given values win, but an empty one never blanks a known value."""
+    merged = dict(known or {})
+    for key, value in (given or {}).items():
+        if value not in (None, "") or key not in merged:
+            merged[key] = value
+    return merged
+
+
+def upsert(session: Session, values: dict[str, Any], now: datetime, source: str) -> tuple[Lead, str]:
+    """The import engineer's ``upsert_lead`` (same merge policy and hygiene flags as CSV import)."""
+    from ..leads.errors import LeadValueError
+    from ..leads.hygiene import Hygiene
+    from ..leads.upsert import upsert_lead
+
+    try:
+        return upsert_lead(session, values, now, hygiene=Hygiene.from_config(services().config), source=source)
+    except LeadValueError as error:
+        raise ApiProblem(422, str(error), field=error.field if error.field != "row" else None,
+                         errors=[{"field": error.field, "message": error.message}]) from None
+
+
+@bp.route("", methods=["POST"])
+@requires(bp, "leads:write")
+@bp.arguments(LeadIn)
+@bp.response(200, LeadUpserted, description="The lead existed and was updated (or unchanged)")
+@bp.alt_response(201, schema=LeadUpserted, description="A new lead was created", success=True)
+def create_or_upsert(values: dict[str, Any]):
+    """Create a lead, or update the one with this email (a known value is never blanked)."""
+    svc = services()
+    now = svc.clock.now()
+    with svc.db.session() as session:
+        lead, outcome = upsert(session, values, now, source="api")
+        if lead.erased_at is not None:
+            raise ApiProblem(409, "this lead was erased and cannot be updated", field="email")
+        session.flush()
+        data = lead_detail(session, lead)
+    data["outcome"] = outcome
+    status = 201 if outcome == "created" else 200
+    return data, status, {"Location": url_for("api_leads.get_lead", lead_id=data["id"])}
+
+
+@bp.route("", methods=["GET"])
+@requires(bp, "leads:read")
+@bp.arguments(LeadFilter, location="query", as_kwargs=True)
+@bp.response(200, LeadPage)
+def list_leads(limit: int, cursor: str | None, **filters: Any):
+    """Leads in id order, filtered; ``next_cursor`` pages stay stable while leads are added."""
+    after = decode_cursor(cursor)
+    query = select(Lead, LeadScore).outerjoin(LeadScore, LeadScore.lead_id == Lead.id).where(Lead.id > after)
+    if "email" in filters:
+        query = query.where(Lead.email == filters["email"].strip().lower())
+    if "status" in filters:
+        query = query.where(Lead.status == filters["status"])
+    if "source" in filters:
+        query = query.where(Lead.lead_source == filters["source"])
+    if "campaign" in filters:
+        query = query.where(exists().where(
+            Enrollment.lead_id == Lead.id, Enrollment.campaign_id == Campaign.id, Campaign.slug == filters["campaign"]))
+    for name, column in (("fit", LeadScore.fit), ("engagement", LeadScore.engagement)):
+        if f"{name}_min" in filters:
+            query = query.where(column >= filters[f"{name}_min"])
+        if f"{name}_max" in filters:
+            query = query.where(column <= filters[f"{name}_max"])
+    if "updated_since" in filters:
+        query = query.where(Lead.updated_at >= filters["updated_since"])
+    with services().db.session() as session:
+        rows = session.execute(query.order_by(Lead.id).limit(limit + 1)).tuples().all()
+    items = [lead_dict(lead, score) for lead, score in rows[:limit]]
+    next_cursor = encode_cursor(items[-1]["id"]) if len(rows) > limit else None
+    return {"items": items, "next_cursor": next_cursor}
+
+
+@bp.route("/<int(min=1, max=2147483647):lead_id>", methods=["GET"])
+@requires(bp, "leads:read")
+@bp.response(200, LeadDetail)
+@not_found_doc(bp)
+def get_lead(lead_id: int):
+    """One lead with qualification, knowledge map, scores and their breakdown, enrollments, timeline."""
+    with services().db.session() as session:
+        return lead_detail(session, lead_or_404(session, lead_id))
+
+
+@bp.route("/<int(min=1, max=2147483647):lead_id>", methods=["PATCH"])
+@requires(bp, "leads:write")
+@bp.arguments(LeadPatch)
+@bp.response(200, LeadDetail)
+@not_found_doc(bp)
+def patch_lead(values: dict[str, Any], lead_id: int):
+    """Change the fields sent; ``null`` clears one; qualification and custom fields merge by key."""
+    svc = services()
+    with svc.db.session() as session:
+        lead = lead_or_404(session, lead_id)
+        if lead.erased_at is not None:
+            raise ApiProblem(409, "this lead was erased and cannot be changed", field="lead_id")
+        for name, value in values.items():
+            if name == "qualification":
+                lead.qualification = {**(lead.qualification or {}), **value}
+            elif name == "custom_fields":
+                lead.custom_fields = {**(lead.custom_fields or {}), **value}
+            elif name == "timezone" and value is not None:
+                _check_timezone(value)
+                lead.timezone = value
+            else:
+                setattr(lead, name, value)
+        lead.updated_at = svc.clock.now()
+        session.flush()
+        return lead_detail(session, lead)
+
+
+def _check_timezone(name: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ApiProblem(422, f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin)",
+                         field="timezone") from None
+
+
+@bp.route("/<int(min=1, max=2147483647):lead_id>/erase", methods=["POST"])
+@requires(bp, "leads:erase")
+@bp.response(200, LeadDetail)
+@not_found_doc(bp)
+def erase_lead(lead_id: int):
+    """GDPR erasure: personal data goes, anonymous aggregates (status, firmographics, counts) stay."""
+    svc = services()
+    with svc.db.session() as session:
+        lead = lead_or_404(session, lead_id)
+        erase(session, lead, svc.clock.now(), by=current_api_user().email)
+        session.flush()
+        return lead_detail(session, lead)
+
+
+def erase(session: Session, lead: Lead, now: datetime, by: str) -> None:
+    """Remove what identifies the person; keep the row, its events (anonymised) and scores.
+
+    Gone: email (replaced by ``erased-<id>@erased.invalid``), names, title, company, time zone,
+    qualification notes, custom fields, consent; events' IP, user agent and detail; handoff
+    dossiers; the address in import reports. Kept: status, source, industry, size, region,
+    hygiene flags, knowledge levels, scores, event kinds and times, deliveries (no address).
+    Ongoing enrollments are exited so nothing is sent again. Erasing twice changes nothing.
+    """
+    if lead.erased_at is not None:
+        return
+    for name in ("first_name", "last_name", "title", "company", "timezone"):
+        setattr(lead, name, None)
+    lead.email = f"erased-{lead.id}@{ERASED_DOMAIN}"
+    lead.qualification = {}
+    lead.custom_fields = {}
+    lead.consent = False
+    lead.erased_at = now
+    lead.updated_at = now
+    session.execute(update(Event).where(Event.lead_id == lead.id).values(ip=None, user_agent=None, detail={}))
+    session.execute(update(Handoff).where(Handoff.lead_id == lead.id).values(dossier={"erased": True}))
+    session.execute(update(ImportRowResult).where(ImportRowResult.lead_id == lead.id).values(email=None))
+    session.execute(
+        update(Enrollment)
+        .where(Enrollment.lead_id == lead.id,
+               or_(Enrollment.state == EnrollmentState.active, Enrollment.state == EnrollmentState.paused))
+        .values(state=EnrollmentState.exited, state_reason=f"personal data erased by {by}",
+                next_send_at=None, ended_at=now)
+    )
+
+
+__all__ = ["bp", "erase", "upsert"]
