@@ -32,6 +32,8 @@ test: $(STAMP) browser
 bench: $(STAMP)
 	$(PY) bench/send_pipeline.py
 	$(PY) bench/click_redirect.py
+	$(PY) bench/import_leads.py
+	$(PY) bench/rescore.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check nurture_mail tests bench

@@ -6,7 +6,7 @@ a private schema, dropped afterwards), syncs the shipped campaigns, creates 500 
 with firmographics and 20 earlier events each (history), then times
 ``score_and_decide`` (load, score, upsert, decide) over the 500 leads after 1,000 new events.
 
-    .venv/bin/python tests/scoring/bench_rescore.py [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
+    .venv/bin/python bench/rescore.py [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
 """
 from __future__ import annotations
 
@@ -22,7 +22,7 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, insert, select, text
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from nurture_mail.campaigns import CampaignLoader, sync_all  # noqa: E402

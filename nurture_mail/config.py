@@ -231,6 +231,12 @@ class Config:
             raise ConfigError("HANDOFF_SLA_HOURS: must be positive")
         if self.sales_webhook_max_attempts < 1:
             raise ConfigError("SALES_WEBHOOK_MAX_ATTEMPTS: must be at least 1")
+        _check_zone("SALES_TIMEZONE", self.sales_timezone)
+        start = _check_hhmm("SALES_DAY_START", self.sales_day_start)
+        end = _check_hhmm("SALES_DAY_END", self.sales_day_end)
+        if start >= end:
+            raise ConfigError(f"SALES_DAY_START / SALES_DAY_END: the day must start before it ends "
+                              f"({self.sales_day_start} → {self.sales_day_end})")
         if self.api_write_rate_per_minute < 0:
             raise ConfigError("API_WRITE_RATE_PER_MINUTE: must be 0 (unlimited) or positive")
         return replace(self, **changes) if changes else self
@@ -257,6 +263,25 @@ class Config:
 
     def as_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _check_zone(name: str, value: str) -> None:
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(f"{name}: unknown IANA timezone {value!r} (e.g. Europe/London)") from None
+
+
+def _check_hhmm(name: str, value: str) -> int:
+    """Minutes after midnight of an ``HH:MM`` setting."""
+    hours, sep, minutes = value.partition(":")
+    if sep and hours.isdigit() and minutes.isdigit() and len(minutes) == 2:
+        h, m = int(hours), int(minutes)
+        if 0 <= h <= 24 and 0 <= m < 60 and h * 60 + m <= 24 * 60:
+            return h * 60 + m
+    raise ConfigError(f"{name}: expected a time as HH:MM, got {value!r}")
 
 
 def _instance_secret(instance: Path) -> str:

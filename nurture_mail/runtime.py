@@ -125,7 +125,9 @@ def seed_demo(app: Flask) -> str:
         for lead_id in report.lead_ids:
             enroll(session, session.get(Lead, lead_id), campaign, now, source="import", declared_by="demo",
                    default_timezone=svc.config.default_timezone)
-        return f"seeded {len(report.lead_ids)} sample leads into {DEMO_CAMPAIGN}"
+        imported = len(report.all_lead_ids)
+        return (f"seeded {imported} sample leads; {len(report.lead_ids)} clean ones enrolled in {DEMO_CAMPAIGN} "
+                f"(flagged by hygiene: {imported - len(report.lead_ids)})")
 
 
 def _interrupt(signum, frame) -> None:
@@ -157,6 +159,11 @@ def run_platform(demo: bool = False, host: str | None = None, port: int | None =
         log.error("campaign file error: %s", problem)
     with svc.db.session() as session:
         sync_all(session, specs, svc.clock.now())
+    if config.sales_team_path.exists():
+        from .sales.team import sync_sales_team
+
+        with svc.db.session() as session:
+            log.info("sales team: %s", sync_sales_team(session, config.sales_team_path, svc.clock.now()).summary())
     if demo:
         log.info(seed_demo(app))
         # Printed (not only logged) so the credentials are visible whatever the log level.

@@ -1,0 +1,37 @@
+"""Settings with a value we cannot use fail at start-up with the variable's name."""
+from __future__ import annotations
+
+import pytest
+
+from nurture_mail.config import Config, ConfigError
+
+
+@pytest.mark.parametrize(("env", "message"), [
+    ({"SALES_TIMEZONE": "Mars/Olympus"}, "SALES_TIMEZONE: unknown IANA timezone 'Mars/Olympus'"),
+    ({"SALES_DAY_START": "9am"}, "SALES_DAY_START: expected a time as HH:MM, got '9am'"),
+    ({"SALES_DAY_END": "17:75"}, "SALES_DAY_END: expected a time as HH:MM"),
+    ({"SALES_DAY_START": "18:00"}, "SALES_DAY_START / SALES_DAY_END: the day must start before it ends"),
+    ({"OWNERSHIP_DAYS": "0"}, "OWNERSHIP_DAYS: must be at least 1"),
+    ({"OWNERSHIP_DAYS": "two weeks"}, "OWNERSHIP_DAYS: expected an integer, got 'two weeks'"),
+    ({"HANDOFF_SLA_HOURS": "-1"}, "HANDOFF_SLA_HOURS: must be positive"),
+    ({"API_WRITE_RATE_PER_MINUTE": "-5"}, "API_WRITE_RATE_PER_MINUTE: must be 0 (unlimited) or positive"),
+    ({"CHECK_DELIVERABILITY": "maybe"}, "CHECK_DELIVERABILITY: expected true/false, got 'maybe'"),
+])
+def test_bad_settings_name_the_variable(tmp_path, env, message):
+    with pytest.raises(ConfigError) as error:
+        Config.from_env({"INSTANCE_PATH": str(tmp_path), **env})
+    assert str(error.value).startswith(message)
+
+
+def test_sales_and_api_settings_are_read_from_the_environment(tmp_path):
+    config = Config.from_env({
+        "INSTANCE_PATH": str(tmp_path), "SALES_TIMEZONE": "America/Chicago", "SALES_DAY_START": "08:30",
+        "SALES_DAY_END": "18:00", "OWNERSHIP_DAYS": "21", "HANDOFF_SLA_HOURS": "2.5",
+        "SALES_WEBHOOK_URL": " https://hooks.example/x ", "API_WRITE_RATE_PER_MINUTE": "0",
+        "CHECK_DELIVERABILITY": "yes", "HYGIENE_PATH": str(tmp_path / "h.yaml"),
+    })
+    assert (config.sales_timezone, config.sales_day_start, config.sales_day_end) == ("America/Chicago", "08:30", "18:00")
+    assert (config.ownership_days, config.handoff_sla_hours) == (21, 2.5)
+    assert config.sales_webhook_url == "https://hooks.example/x"
+    assert config.api_write_rate_per_minute == 0 and config.check_deliverability is True
+    assert config.hygiene_path == tmp_path / "h.yaml"
