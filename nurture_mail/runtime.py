@@ -150,6 +150,13 @@ def run_platform(demo: bool = False, host: str | None = None, port: int | None =
     if config.clock_speed != 1.0 and not config.clock_epoch:
         os.environ["CLOCK_EPOCH"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
         config = Config.from_env()
+    from .rulefiles import rule_file_problems
+
+    rule_problems = rule_file_problems(config)
+    if rule_problems:
+        for problem in rule_problems:
+            log.error("rule file error: %s", problem)
+        raise SystemExit(f"{len(rule_problems)} error(s) in rule files; nothing was started")
     app = create_app(config)
     svc = app.extensions["nurture"]
     upgrade(svc.db)

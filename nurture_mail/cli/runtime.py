@@ -10,6 +10,7 @@ from .. import services
 from ..clock import parse_instant
 from ..migrate import upgrade
 from ..nurture.tick import run_tick
+from ..rulefiles import rule_file_problems
 from .campaigns import sync_from_files
 from .common import make_app, with_app
 
@@ -19,6 +20,11 @@ from .common import make_app, with_app
 def init_command() -> None:
     """Create or migrate the database schema and sync campaigns/*.yaml."""
     svc = services()
+    rule_problems = rule_file_problems(svc.config)
+    if rule_problems:
+        for problem in rule_problems:
+            click.echo(f"error: {problem}", err=True)
+        raise click.ClickException(f"{len(rule_problems)} error(s) in rule files; fix them and run init again")
     upgrade(svc.db)
     click.echo(f"database ready: {_safe_url(svc.config.database_url)}")
     result, problems = sync_from_files()
