@@ -10,14 +10,18 @@ score a rep sees in the dossier is one they can check against the contact histor
   since it happened. Suspected bots are listed with 0 points and their reason; unsubscribes,
   bounces and complaints add nothing. An email opened five times counts once, and so does a
   link clicked five times in one email: interest, not stamina.
-- **Handoff**: a human hand-raiser click, or engagement and fit both at their thresholds, on
-  evidence newer than the last handoff (a recycled lead is not handed back by old clicks).
+- **Handoff**: a human hand-raiser click, or engagement and fit both at their thresholds. After
+  a handoff only newer evidence counts: the hand-raiser click must be newer, and the engagement
+  that meets the threshold is the engagement earned since (a lead rejected as "not ready" is not
+  handed straight back by the clicks sales already saw, nor by one more open).
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 #: Event kinds that can earn engagement points, with the weight key each uses.
@@ -50,6 +54,8 @@ class LeadFacts:
 
     industry_sic: str | None = None
     industry_naics: str | None = None
+    #: Free-text industry as imported ("Financial Services"), matched by an industry rule's ``names``.
+    industry_name: str | None = None
     employees: int | None = None
     revenue: int | None = None
     region: str | None = None
@@ -84,6 +90,8 @@ class IndustryRule:
     points: float
     sic: tuple[str, ...] = ()
     naics: tuple[str, ...] = ()
+    #: Free-text industry names, compared after :func:`normalize_name` ("Financial services" = "financial-services").
+    names: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -241,12 +249,24 @@ def is_known(value: Any) -> bool:
     return True
 
 
+@lru_cache(maxsize=8192)
+def normalize_name(value: str) -> str:
+    """Case and punctuation folded, ``&`` read as ``and``: ``"E-Commerce"`` = ``"e commerce"``,
+    ``"Hospital & Health Care"`` = ``"hospital and health care"``."""
+    return " ".join(re.sub(r"[^\w]+|_", " ", value.casefold().replace("&", " and ")).split())
+
+
 def fit_score(facts: LeadFacts, rules: ScoringRules | FitRules) -> Score:
-    """Firmographics and qualification attributes against the fit rules, first match per category."""
+    """Firmographics and qualification attributes against the fit rules, first match per category.
+
+    Industry: a code (SIC, then NAICS) decides when the lead has one; the free-text name only
+    when no rule matched a code.
+    """
     fit = rules.fit if isinstance(rules, ScoringRules) else rules
     lines: list[ScoreLine] = []
     sic = (facts.industry_sic or "").strip()
     naics = (facts.industry_naics or "").strip()
+    name = normalize_name(facts.industry_name or "")
     for rule in fit.industry:
         if sic and any(sic.startswith(p) for p in rule.sic):
             lines.append(ScoreLine(rule.points, f"industry SIC {sic} is {rule.label}"))
@@ -254,6 +274,12 @@ def fit_score(facts: LeadFacts, rules: ScoringRules | FitRules) -> Score:
         if naics and any(naics.startswith(p) for p in rule.naics):
             lines.append(ScoreLine(rule.points, f"industry NAICS {naics} is {rule.label}"))
             break
+    else:
+        if name:
+            for rule in fit.industry:
+                if name in {normalize_name(n) for n in rule.names}:
+                    lines.append(ScoreLine(rule.points, f"industry {facts.industry_name.strip()} is {rule.label}"))
+                    break
     for name, value, rules_ in (("employees", facts.employees, fit.employees),
                                 ("revenue", facts.revenue, fit.revenue)):
         if value is None:
@@ -263,10 +289,10 @@ def fit_score(facts: LeadFacts, rules: ScoringRules | FitRules) -> Score:
                 shown = f"{value:,}"
                 lines.append(ScoreLine(rule.points, f"{name} {shown}: {rule.label}"))
                 break
-    region = (facts.region or "").strip().casefold()
+    region = normalize_name(facts.region or "")
     if region:
         for region_rule in fit.region:
-            if region in {r.casefold() for r in region_rule.regions}:
+            if region in {normalize_name(r) for r in region_rule.regions}:
                 lines.append(ScoreLine(region_rule.points, f"region {facts.region}: {region_rule.label}"))
                 break
     for attribute, points in fit.qualification.items():
@@ -310,11 +336,11 @@ def _repeat_key(event: EventFact) -> tuple[Any, ...] | None:
     return None
 
 
-def engagement_score(events: Iterable[EventFact], rules: ScoringRules | EngagementRules, now: datetime) -> Score:
-    """Weighted human events with half-life decay; lines newest first."""
-    engagement = rules.engagement if isinstance(rules, ScoringRules) else rules
+def _engagement_lines(events: Iterable[EventFact], engagement: EngagementRules,
+                      now: datetime) -> list[tuple[ScoreLine, EventFact]]:
+    """Every line with the event it explains, newest first, nothing folded."""
     seen: set[tuple[Any, ...]] = set()
-    lines: list[ScoreLine] = []
+    lines: list[tuple[ScoreLine, EventFact]] = []
     for event in sorted(events, key=lambda e: (e.at, e.id or 0)):
         repeat = _repeat_key(event)
         key = (event.suspected_bot, *repeat) if repeat is not None else None
@@ -325,20 +351,25 @@ def engagement_score(events: Iterable[EventFact], rules: ScoringRules | Engageme
         reason = describe(event)
         if event.suspected_bot:
             why = event.bot_reason or "suspected bot"
-            lines.append(ScoreLine(0.0, f"{reason}: ignored, suspected bot ({why})", event.at, event.id, 0.0))
+            lines.append((ScoreLine(0.0, f"{reason}: ignored, suspected bot ({why})", event.at, event.id, 0.0),
+                          event))
             continue
         wkey = weight_key(event)
         if wkey is None:
             if event.kind in NEGATIVE_KINDS:
-                lines.append(ScoreLine(0.0, f"{reason}: no points", event.at, event.id, 0.0))
+                lines.append((ScoreLine(0.0, f"{reason}: no points", event.at, event.id, 0.0), event))
             continue
         raw = float(engagement.weights.get(wkey, 0.0))
         if raw == 0:
             continue
         age_days = (now - event.at).total_seconds() / 86400.0
         points = round(raw * decay_factor(age_days, engagement.half_life_days), 2)
-        lines.append(ScoreLine(points, reason, event.at, event.id, raw))
+        lines.append((ScoreLine(points, reason, event.at, event.id, raw), event))
     lines.reverse()
+    return lines
+
+
+def _folded(lines: list[ScoreLine]) -> Score:
     total = round(sum(line.points for line in lines), 2)
     if len(lines) > MAX_LINES:
         # A lead with years of history: the oldest lines fold into one, so the stored
@@ -348,6 +379,30 @@ def engagement_score(events: Iterable[EventFact], rules: ScoringRules | Engageme
             round(sum(line.points for line in older), 2), f"{len(older)} earlier events",
             older[0].at, None, round(sum(line.raw or 0 for line in older), 2))]
     return Score(total=total, lines=tuple(lines))
+
+
+def engagement_score(events: Iterable[EventFact], rules: ScoringRules | EngagementRules, now: datetime) -> Score:
+    """Weighted human events with half-life decay; lines newest first."""
+    engagement = rules.engagement if isinstance(rules, ScoringRules) else rules
+    return _folded([line for line, _ in _engagement_lines(events, engagement, now)])
+
+
+def engagement_since(events: Iterable[EventFact], rules: ScoringRules | EngagementRules, now: datetime,
+                     since: datetime | None) -> tuple[Score, EventFact | None]:
+    """The engagement earned by signals first seen after ``since``, and the latest of them.
+
+    Repeats still count once over the whole history: re-opening an email sales already saw
+    opened is not new evidence. With ``since`` None this is :func:`engagement_score`.
+    """
+    engagement = rules.engagement if isinstance(rules, ScoringRules) else rules
+    return _since(_engagement_lines(events, engagement, now), since)
+
+
+def _since(lines: list[tuple[ScoreLine, EventFact]], since: datetime | None) -> tuple[Score, EventFact | None]:
+    fresh = [(line, event) for line, event in lines if since is None or event.at > since]
+    earning = [event for line, event in fresh if line.raw]
+    latest = max(earning, key=lambda e: (e.at, e.id or 0)) if earning else None
+    return _folded([line for line, _ in fresh]), latest
 
 
 # -- handoff ---------------------------------------------------------------------------------
@@ -370,7 +425,7 @@ def tipping_event(events: Iterable[EventFact], rules: ScoringRules | EngagementR
 
 
 def handoff_due(rule: HandoffRule, fit: Score, engagement: Score,
-                hand_raiser_event: EventFact | None) -> tuple[str, str] | None:
+                hand_raiser_event: EventFact | None, *, engagement_label: str = "engagement") -> tuple[str, str] | None:
     """``(reason, detail)`` when the rule is met, else None. A hand-raiser click wins over scores.
 
     ``hand_raiser_event`` must be a human click (callers pass ``first_hand_raiser(...)``).
@@ -383,7 +438,7 @@ def handoff_due(rule: HandoffRule, fit: Score, engagement: Score,
     if rule.engagement_at_least is not None:
         if engagement.total < rule.engagement_at_least:
             return None
-        parts.append(f"engagement {_fmt(engagement.total)} ≥ {_fmt(rule.engagement_at_least)}")
+        parts.append(f"{engagement_label} {_fmt(engagement.total)} ≥ {_fmt(rule.engagement_at_least)}")
     if rule.fit_at_least is not None:
         if fit.total < rule.fit_at_least:
             return None
@@ -393,15 +448,24 @@ def handoff_due(rule: HandoffRule, fit: Score, engagement: Score,
 
 def evaluate(facts: LeadFacts, events: Sequence[EventFact], rules: ScoringRules, now: datetime,
              since: datetime | None = None) -> "Evaluation":
-    """Both scores and, when the rule is met on evidence newer than ``since``, the handoff."""
+    """Both scores and, when the rule is met on evidence newer than ``since``, the handoff.
+
+    ``since`` is the lead's last handoff. After it, the score route needs the engagement earned
+    *since* to meet the threshold (the stored engagement keeps the whole history), and at least
+    one new event that earned points: a fit-only rule (``engagement_at_least: null``) hands a
+    lead off once on fit alone, and again only after new engagement.
+    """
     fit = fit_score(facts, rules)
-    engagement = engagement_score(events, rules, now)
+    lines = _engagement_lines(events, rules.engagement, now)
+    engagement = _folded([line for line, _ in lines])
     raiser = first_hand_raiser(events, since) if rules.handoff.hand_raiser else None
-    due = handoff_due(rules.handoff, fit, engagement, raiser)
+    fresh, tipping = _since(lines, since)
+    label = "engagement" if since is None else "engagement since the last handoff"
+    due = handoff_due(rules.handoff, fit, fresh, raiser, engagement_label=label)
     trigger = None
     if due is not None:
-        trigger = raiser if due[0] == "hand_raiser" else tipping_event(events, rules, since)
-        if trigger is None:  # the scores are met, but by evidence the last handoff already saw
+        trigger = raiser if due[0] == "hand_raiser" else tipping
+        if trigger is None and since is not None:  # met, but on evidence the last handoff already saw
             due = None
     return Evaluation(fit, engagement, due, trigger)
 

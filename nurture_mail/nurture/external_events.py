@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import select
@@ -33,6 +33,20 @@ EXTERNAL_KINDS: dict[str, KnowledgeLevel] = {
     "meeting": KnowledgeLevel.known,
 }
 MAX_UID = 64
+#: How far ahead of our clock an event's ``at`` may be (the sender's clock skew).
+MAX_CLOCK_SKEW = timedelta(minutes=5)
+
+
+class EventInFuture(InvalidInput, ValueError):
+    """``at`` is later than now plus :data:`MAX_CLOCK_SKEW`; ``field`` is ``"at"`` (API: 422).
+
+    A future event would count in full (no decay) until its time came and could tip a handoff
+    with evidence that has not happened yet.
+    """
+
+    def __init__(self, at: datetime, now: datetime) -> None:
+        super().__init__(f"{at.isoformat()} is in the future (now {now.isoformat()}; at most "
+                         f"{int(MAX_CLOCK_SKEW.total_seconds() // 60)} minutes of clock skew allowed)", field="at")
 
 
 def record_external_event(
@@ -45,16 +59,22 @@ def record_external_event(
     detail: Mapping[str, Any] | None = None,
     uid: str | None = None,
     source: str = "api",
+    now: datetime | None = None,
 ) -> Event:
     """Store the event (once per ``uid``) and raise what it teaches; returns the stored Event.
 
     Recording the same ``uid`` again returns the first event unchanged (a retried API call).
     ``detail["title"]`` names the event in score breakdowns ("attended webinar 'CSPM 101'").
+    ``now`` is the caller's clock (``svc.clock.now()``; the system clock when None): an ``at``
+    more than :data:`MAX_CLOCK_SKEW` after it raises :class:`EventInFuture`.
     """
     if kind not in EXTERNAL_KINDS:
         raise InvalidInput(f"expected one of {', '.join(EXTERNAL_KINDS)}, got {kind!r}", field="kind")
     if at.tzinfo is None:
         raise InvalidInput("expected a date-time with a timezone", field="at")
+    current = now if now is not None else datetime.now(timezone.utc)
+    if at > current + MAX_CLOCK_SKEW:
+        raise EventInFuture(at, current)
     if uid is not None and not 0 < len(uid) <= MAX_UID:
         raise InvalidInput(f"expected 1 to {MAX_UID} characters", field="uid")
     if detail is not None and not isinstance(detail, Mapping):

@@ -11,6 +11,7 @@ import difflib
 import json
 import threading
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -32,11 +33,14 @@ from ..models.lead import QUALIFICATION_ATTRIBUTES
 
 TOP_KEYS = {"fit", "engagement", "handoff"}
 FIT_KEYS = {"industry", "employees", "revenue", "region", "qualification"}
-INDUSTRY_KEYS = {"label", "points", "sic", "naics"}
+INDUSTRY_KEYS = {"label", "points", "sic", "naics", "names"}
 RANGE_KEYS = {"label", "points", "min", "max"}
 REGION_KEYS = {"label", "points", "regions"}
 ENGAGEMENT_KEYS = {"weights", "half_life_days"}
 THRESHOLD_KEYS = {"engagement_at_least", "fit_at_least", "hand_raiser"}
+#: The rule when scoring.yaml has no ``handoff:`` block, or leaves a key out (DESIGN §5: engagement
+#: and fit both at a threshold, or any hand-raiser click). An explicit ``null`` turns a threshold off.
+DEFAULT_HANDOFF = HandoffRule(engagement_at_least=25.0, fit_at_least=40.0, hand_raiser=True)
 #: Keys of a campaign's ``handoff:`` block.
 CAMPAIGN_HANDOFF_KEYS = THRESHOLD_KEYS | {"scoring"}
 
@@ -122,6 +126,13 @@ def _codes(value: Any, path: str, c: _Collector) -> tuple[str, ...]:
     return tuple(codes)
 
 
+def _names(value: Any, path: str, c: _Collector, what: str = "industry names") -> tuple[str, ...]:
+    if not isinstance(value, list) or not value or not all(isinstance(n, str) and n.strip() for n in value):
+        c.add(path, f"expected a non-empty list of {what}, got {value!r}")
+        return ()
+    return tuple(n.strip() for n in value)
+
+
 # -- sections --------------------------------------------------------------------------------
 
 
@@ -135,17 +146,18 @@ def _fit(raw: Any, c: _Collector) -> FitRules:
     industry: list[IndustryRule] = []
     for i, item in enumerate(_list(data.get("industry"), "fit.industry", c) or []):
         path = f"fit.industry[{i}]"
-        if _mapping(item, path, c, "label, points, sic, naics") is None:
+        if _mapping(item, path, c, "label, points, sic, naics, names") is None:
             continue
         _unknown(item, INDUSTRY_KEYS, path, c)
         label = _label(item, path, c)
         points = _number(item.get("points"), f"{path}.points", c)
         sic = _codes(item.get("sic"), f"{path}.sic", c)
         naics = _codes(item.get("naics"), f"{path}.naics", c)
-        if not sic and not naics and "sic" not in item and "naics" not in item:
-            c.add(path, "expected sic and/or naics code prefixes")
+        names = _names(item.get("names"), f"{path}.names", c) if "names" in item else ()
+        if not any(k in item for k in ("sic", "naics", "names")):
+            c.add(path, "expected sic and/or naics code prefixes, and/or industry names")
         if label and points is not None:
-            industry.append(IndustryRule(label, points, sic, naics))
+            industry.append(IndustryRule(label, points, sic, naics, names))
     ranges: dict[str, list[RangeRule]] = {}
     for name in ("employees", "revenue"):
         ranges[name] = []
@@ -174,12 +186,9 @@ def _fit(raw: Any, c: _Collector) -> FitRules:
         _unknown(item, REGION_KEYS, path, c)
         label = _label(item, path, c)
         points = _number(item.get("points"), f"{path}.points", c)
-        names = item.get("regions")
-        if not isinstance(names, list) or not names or not all(isinstance(n, str) and n.strip() for n in names):
-            c.add(f"{path}.regions", f"expected a non-empty list of region names, got {names!r}")
-            names = []
+        names = _names(item.get("regions"), f"{path}.regions", c, what="region names")
         if label and points is not None:
-            region.append(RegionRule(label, points, tuple(n.strip() for n in names)))
+            region.append(RegionRule(label, points, names))
     qualification: dict[str, float] = {}
     raw_q = data.get("qualification")
     if raw_q is not None and _mapping(raw_q, "fit.qualification", c, "attribute: points") is not None:
@@ -260,11 +269,11 @@ def parse_rules(data: Any, source: str) -> ScoringRules:
                 c.add("engagement.half_life_days", "required")
             if "weights" not in data["engagement"]:
                 c.add("engagement.weights", "required")
-    handoff = HandoffRule()
+    handoff = DEFAULT_HANDOFF
     raw_handoff = data.get("handoff")
     if raw_handoff is not None and _mapping(raw_handoff, "handoff", c, ", ".join(sorted(THRESHOLD_KEYS))):
         _unknown(raw_handoff, THRESHOLD_KEYS, "handoff", c)
-        handoff = HandoffRule(**_thresholds(raw_handoff, "handoff", c))
+        handoff = replace(DEFAULT_HANDOFF, **_thresholds(raw_handoff, "handoff", c))
     if c.problems:
         raise ScoringRulesError(c.problems)
     return ScoringRules(fit=fit, engagement=EngagementRules(weights, half_life or 30.0), handoff=handoff)
@@ -326,6 +335,17 @@ def read_rules_file(path: Path) -> ScoringRules:
     except (OSError, UnicodeDecodeError) as exc:
         raise ScoringRulesError([Problem(source, "", f"cannot read file: {exc}")]) from None
     return parse_rules(data, source)
+
+
+def validate_rules_file(path: str | Path) -> list[str]:
+    """Every problem of the rules file, one line each (``campaigns/scoring.yaml: handoff.x: …``);
+    an empty list when it is valid. Never raises for a bad or missing file: ``init`` and ``run``
+    print the lines and refuse to start."""
+    try:
+        read_rules_file(Path(path))
+    except ScoringRulesError as exc:
+        return [str(problem) for problem in exc.problems]
+    return []
 
 
 def load_rules(path: Path) -> ScoringRules:

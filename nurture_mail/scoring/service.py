@@ -1,6 +1,10 @@
 """The scoring shell: load facts and events for a batch of leads, score them, store the scores,
 and decide which leads are ready for sales.
 
+Candidates are leads with an active or paused enrollment (both routes, by that campaign's rule)
+or, when none, a completed one (a hand-raiser click on a finished campaign's email still hands
+off). After a handoff only newer evidence counts (``engine.scoring.evaluate``'s ``since``).
+
 A batch costs a fixed number of queries whatever its size (leads, events, enrollments with
 their campaigns' rules, handoffs, then one upsert), so a drain batch of 1,000 events over 500
 leads rescores in one round of SQL, not 500.
@@ -18,7 +22,16 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ..config import Config
-from ..engine.scoring import Evaluation, EventFact, LeadFacts, ScoringRules, evaluate
+from ..engine.scoring import (
+    Evaluation,
+    EventFact,
+    LeadFacts,
+    Score,
+    ScoringRules,
+    evaluate,
+    first_hand_raiser,
+    handoff_due,
+)
 from ..models import (
     Campaign,
     Delivery,
@@ -47,6 +60,11 @@ NOT_CANDIDATES = frozenset({
 #: Handoffs still with sales: no second one while one of these is open.
 OPEN_HANDOFF_STATES = frozenset({HandoffState.notified, HandoffState.accepted})
 NURTURING = (EnrollmentState.active, EnrollmentState.paused)
+#: Enrollments whose campaign still decides: nurturing ones, and completed ones (a hand-raiser
+#: click on an email of a finished campaign still hands the lead off).
+DECIDING = (*NURTURING, EnrollmentState.completed)
+#: The custom field holding the lead's free-text industry (the CSV column ``industry``).
+INDUSTRY_FIELD = "industry"
 #: Leads per round of queries (IN lists stay well under every backend's parameter limit).
 CHUNK = 500
 #: Events older than this many half-lives are not loaded (their weight is under 1/4000).
@@ -70,6 +88,10 @@ class _LeadData:
     events: list[EventFact] = field(default_factory=list)
     #: active or paused enrollments, oldest first
     enrollments: list[_Enrolled] = field(default_factory=list)
+    #: completed enrollments, oldest first (only the hand-raiser route applies to these)
+    completed: list[_Enrolled] = field(default_factory=list)
+    #: event id -> campaign of the email it came from
+    event_campaign: dict[int, int] = field(default_factory=dict)
     open_handoff: bool = False
     last_handoff_at: datetime | None = None
 
@@ -126,17 +148,36 @@ def _evaluate(d: _LeadData, base: ScoringRules, now: datetime) -> tuple[Evaluati
     for enrolled in d.enrollments:
         result = stored if enrolled.rules == primary else evaluate(
             d.facts, d.events, enrolled.rules, now, since=d.last_handoff_at)
-        if result.due is not None and result.trigger is not None:
+        if result.due is not None:
             reason, detail = result.due
+            trigger = result.trigger
             return stored, HandoffDecision(
                 lead_id=lead_id, campaign_id=enrolled.campaign_id, reason=reason, detail=detail,
-                trigger_event_id=result.trigger.id, triggered_at=result.trigger.at,
+                trigger_event_id=trigger.id if trigger else None, triggered_at=trigger.at if trigger else None,
             )
+    if not d.enrollments and d.completed:
+        return stored, _after_completion(d)
     return stored, None
 
 
+def _after_completion(d: _LeadData) -> HandoffDecision | None:
+    """A lead whose nurture ended: a human hand-raiser click still hands it off, by the rule of the
+    campaign whose email carried the click (else the latest finished one)."""
+    raiser = first_hand_raiser(d.events, d.last_handoff_at)
+    if raiser is None:
+        return None
+    by_campaign = {e.campaign_id: e for e in d.completed}
+    enrolled = by_campaign.get(d.event_campaign.get(raiser.id or 0, 0)) or d.completed[-1]
+    due = handoff_due(enrolled.rules.handoff, Score(0), Score(0), raiser)
+    if due is None or due[0] != "hand_raiser":
+        return None
+    return HandoffDecision(lead_id=d.lead_id, campaign_id=enrolled.campaign_id, reason=due[0], detail=due[1],
+                           trigger_event_id=raiser.id, triggered_at=raiser.at)
+
+
 def _candidate(d: _LeadData) -> bool:
-    return bool(d.enrollments) and d.clean and not d.open_handoff and d.status not in NOT_CANDIDATES
+    return ((bool(d.enrollments) or bool(d.completed)) and d.clean and not d.open_handoff
+            and d.status not in NOT_CANDIDATES)
 
 
 # -- loading -----------------------------------------------------------------------------------
@@ -144,27 +185,33 @@ def _candidate(d: _LeadData) -> bool:
 
 def _load(session: Session, ids: Sequence[int], base: ScoringRules, now: datetime) -> dict[int, _LeadData]:
     data: dict[int, _LeadData] = {}
-    for lead_id, sic, naics, employees, revenue, region, qualification, status, hygiene, erased_at in session.execute(
-        select(Lead.id, Lead.industry_sic, Lead.industry_naics, Lead.employees, Lead.revenue, Lead.region,
-               Lead.qualification, Lead.status, Lead.hygiene, Lead.erased_at).where(Lead.id.in_(ids))
+    for (lead_id, sic, naics, industry, employees, revenue, region, qualification, status, hygiene,
+         erased_at) in session.execute(
+        select(Lead.id, Lead.industry_sic, Lead.industry_naics, Lead.custom_fields[INDUSTRY_FIELD].as_string(),
+               Lead.employees, Lead.revenue, Lead.region, Lead.qualification, Lead.status, Lead.hygiene,
+               Lead.erased_at).where(Lead.id.in_(ids))
     ):
         data[lead_id] = _LeadData(
             lead_id=lead_id,
-            facts=LeadFacts(industry_sic=sic, industry_naics=naics, employees=employees, revenue=revenue,
-                            region=region, qualification=qualification or {}),
+            facts=LeadFacts(industry_sic=sic, industry_naics=naics,
+                            industry_name=str(industry) if industry is not None else None,
+                            employees=employees, revenue=revenue, region=region,
+                            qualification=qualification or {}),
             status=LeadStatus(status), clean=not hygiene and erased_at is None,
         )
     if not data:
         return data
     present = list(data)
     for row in session.execute(
-        select(Enrollment.lead_id, Enrollment.campaign_id, Campaign.slug, Campaign.source, Campaign.handoff_rule)
+        select(Enrollment.lead_id, Enrollment.campaign_id, Enrollment.state, Campaign.slug, Campaign.source,
+               Campaign.handoff_rule)
         .join(Campaign, Campaign.id == Enrollment.campaign_id)
-        .where(Enrollment.lead_id.in_(present), Enrollment.state.in_(NURTURING))
+        .where(Enrollment.lead_id.in_(present), Enrollment.state.in_(DECIDING))
         .order_by(Enrollment.enrolled_at, Enrollment.id)
     ):
-        data[row.lead_id].enrollments.append(
-            _Enrolled(row.campaign_id, row.slug, _campaign_rules(base, row.handoff_rule, row.source, row.slug)))
+        enrolled = _Enrolled(row.campaign_id, row.slug, _campaign_rules(base, row.handoff_rule, row.source, row.slug))
+        d = data[row.lead_id]
+        (d.completed if EnrollmentState(row.state) == EnrollmentState.completed else d.enrollments).append(enrolled)
     for lead_id, state, created_at in session.execute(
         select(Handoff.lead_id, Handoff.state, Handoff.created_at).where(Handoff.lead_id.in_(present))
     ):
@@ -184,9 +231,10 @@ def _load(session: Session, ids: Sequence[int], base: ScoringRules, now: datetim
             or_(Event.kind.not_in(TRACKED_KINDS), and_(Event.kind == EventKind.click, Event.link_id.is_(None))))
     ).all())
     for (event_id, lead_id, kind, at, delivery_id, link_id, bot, bot_reason, label, name, hand_raiser,
-         step_key) in session.execute(
+         step_key, campaign_id) in session.execute(
         select(Event.id, Event.lead_id, Event.kind, Event.at, Event.delivery_id, Event.link_id,
-               Event.suspected_bot, Event.bot_reason, Link.label, Link.name, Link.hand_raiser, Step.key)
+               Event.suspected_bot, Event.bot_reason, Link.label, Link.name, Link.hand_raiser, Step.key,
+               Step.campaign_id)
         .outerjoin(Link, Link.id == Event.link_id)
         .outerjoin(Delivery, Delivery.id == Event.delivery_id)
         .outerjoin(Step, Step.id == Delivery.step_id)
@@ -201,10 +249,13 @@ def _load(session: Session, ids: Sequence[int], base: ScoringRules, now: datetim
         else:
             label, hand_raiser = None, False
             title = detail.get("title") if kind != "open" else step_key
-        data[lead_id].events.append(EventFact(
+        d = data[lead_id]
+        d.events.append(EventFact(
             id=event_id, kind=kind, at=at, delivery_id=delivery_id, link_id=link_id, label=label,
             hand_raiser=hand_raiser, suspected_bot=bool(bot), bot_reason=bot_reason, title=title,
         ))
+        if hand_raiser and campaign_id is not None and d.completed:
+            d.event_campaign[event_id] = campaign_id
     return data
 
 

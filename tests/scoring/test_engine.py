@@ -227,3 +227,68 @@ def test_a_long_history_folds_its_oldest_lines_and_still_adds_up():
     last = score.lines[-1]
     assert (last.reason, last.raw, last.event_id) == ("51 earlier events", 255, None)
     assert score.total == pytest.approx(sum(line.points for line in score.lines), abs=0.01)
+
+
+# -- review fixes ------------------------------------------------------------------------------
+
+
+def opened(at, *, id, delivery):
+    return EventFact(id=id, kind="open", at=at, delivery_id=delivery)
+
+
+def test_after_a_handoff_only_engagement_earned_since_meets_the_threshold():
+    """Finding 4: a lead rejected as not ready is not handed back by one more open."""
+    facts = LeadFacts(industry_sic="7372", employees=600, region="emea")  # fit 40
+    handed_off_at = NOW - timedelta(days=1)
+    old = [EventFact(id=1, kind="meeting", at=handed_off_at - timedelta(hours=2)),
+           EventFact(id=2, kind="reply", at=handed_off_at - timedelta(hours=1))]  # 35, ~33 now
+    assert evaluate(facts, old, RULES, NOW).due is not None  # what handed it off
+    reopen = opened(NOW - timedelta(minutes=5), id=3, delivery=7)
+    result = evaluate(facts, [*old, reopen], RULES, NOW, since=handed_off_at)
+    assert result.due is None
+    assert result.engagement.total > 25  # the stored score keeps the whole history
+    # New evidence of its own that meets the threshold: handed off again, and the detail says so.
+    fresh = [EventFact(id=4, kind="meeting", at=NOW - timedelta(minutes=3)), reopen]
+    result = evaluate(facts, [*old, *fresh], RULES, NOW, since=handed_off_at)
+    assert result.due == ("score", "engagement since the last handoff 26 ≥ 25 and fit 40 ≥ 40")
+    assert result.trigger.id == 4
+
+
+def test_reopening_an_email_already_opened_before_the_handoff_is_not_new_evidence():
+    engagement_only = ScoringRules(RULES.fit, RULES.engagement, HandoffRule(engagement_at_least=1))
+    handed_off_at = NOW - timedelta(days=1)
+    first = opened(handed_off_at - timedelta(hours=1), id=1, delivery=7)
+    again = opened(NOW - timedelta(minutes=1), id=2, delivery=7)
+    assert evaluate(LeadFacts(), [first, again], engagement_only, NOW, since=handed_off_at).due is None
+    other = opened(NOW - timedelta(minutes=1), id=3, delivery=8)
+    assert evaluate(LeadFacts(), [first, other], engagement_only, NOW, since=handed_off_at).due is not None
+
+
+def test_a_fit_only_rule_fires_without_any_event_and_again_only_after_new_engagement():
+    """Finding 17: ``engagement_at_least: null`` needs no tipping event (none can exist)."""
+    fit_only = ScoringRules(RULES.fit, RULES.engagement, HandoffRule(None, 40, hand_raiser=True))
+    facts = LeadFacts(industry_sic="7372", employees=600, region="emea")
+    result = evaluate(facts, [], fit_only, NOW)
+    assert (result.due, result.trigger) == (("score", "fit 40 ≥ 40"), None)
+    assert evaluate(LeadFacts(employees=600), [], fit_only, NOW).due is None
+    handed_off_at = NOW - timedelta(days=2)
+    assert evaluate(facts, [], fit_only, NOW, since=handed_off_at).due is None  # recycled: not straight back
+    later = click(NOW - timedelta(hours=1), id=5)
+    result = evaluate(facts, [later], fit_only, NOW, since=handed_off_at)
+    assert result.due == ("score", "fit 40 ≥ 40") and result.trigger.id == 5
+
+
+def test_free_text_industry_and_region_names_ignore_case_and_punctuation():
+    """Finding 7: an imported industry ("Financial Services") and region or country score."""
+    rules = FitRules(
+        industry=(IndustryRule("software", 15, sic=("737",), names=("SaaS", "software")),
+                  IndustryRule("healthcare", 12, sic=("80",), names=("hospital and health care",))),
+        region=(RegionRule("EMEA", 5, ("EMEA", "Spain", "ES", "United Kingdom")),),
+    )
+    lines = fit_score(LeadFacts(industry_name=" saas ", region="united-kingdom"), rules).lines
+    assert [line.text for line in lines] == ["+15 industry saas is software", "+5 region united-kingdom: EMEA"]
+    assert fit_score(LeadFacts(industry_name="Hospital & Health Care", region="es"), rules).total == 17
+    # A code decides before the name: SIC 8011 is healthcare whatever the free text says.
+    assert [line.text for line in fit_score(LeadFacts(industry_sic="8011", industry_name="SaaS"), rules).lines] == [
+        "+12 industry SIC 8011 is healthcare"]
+    assert fit_score(LeadFacts(industry_name="Logistics", region="Narnia"), rules).total == 0

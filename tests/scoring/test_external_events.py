@@ -1,7 +1,7 @@
 """Events recorded from outside (API): stored once per uid, teaching topics, scored by the RQ job."""
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
 from sqlalchemy import func, select
@@ -73,3 +73,23 @@ def test_rescore_all_applies_a_day_of_decay_to_every_scored_lead(platform, clock
     assert job.return_value()["scored"] == 3
     with platform.svc.db.session() as session:
         assert [s.engagement for s in session.scalars(select(LeadScore).order_by(LeadScore.lead_id))] == [7.5] * 3
+
+
+def test_an_event_from_the_future_is_refused_naming_the_field(platform, clock):
+    """Finding 16: a future ``at`` would count undecayed and could tip a handoff before it happened."""
+    from nurture_mail.nurture.external_events import MAX_CLOCK_SKEW, EventInFuture
+
+    lead_id = platform.add_lead("future@acme.example")
+    with platform.svc.db.session() as session:
+        with pytest.raises(EventInFuture, match="^at: .* is in the future") as info:
+            record_external_event(session, lead_id, "meeting", clock.now() + timedelta(minutes=6), now=clock.now())
+        assert info.value.field == "at"
+        assert isinstance(info.value, ValueError) and isinstance(info.value, InvalidInput)
+        # A sender's clock a little ahead of ours is fine.
+        event = record_external_event(session, lead_id, "reply", clock.now() + MAX_CLOCK_SKEW, now=clock.now())
+        assert event.id is not None
+        # Without ``now``: the system clock (a year ahead of it is refused).
+        with pytest.raises(EventInFuture):
+            record_external_event(session, lead_id, "form", datetime.now(timezone.utc) + timedelta(days=365))
+    with platform.svc.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Event).where(Event.lead_id == lead_id)) == 1

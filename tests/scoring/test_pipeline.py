@@ -62,7 +62,7 @@ def test_drained_clicks_become_scores_explained_by_the_link_label(platform, cloc
     assert score.fit == 46.0
     assert [line["text"] for line in score.fit_breakdown] == [
         "+15 industry SIC 7372 is software and IT services", "+20 employees 600: mid-market (200–2,000)",
-        "+5 region emea: sales coverage", "+6 budget known"]
+        "+5 region emea: sales coverage (EMEA)", "+6 budget known"]
     assert score.computed_at == now(platform)
 
 
@@ -136,7 +136,9 @@ def test_decide_handoffs_returns_the_hand_raiser_decision(platform, clock, monke
 
 
 def test_a_lead_that_failed_hygiene_is_never_decided(platform, clock):
-    lead_id = hand_raiser_lead(platform, clock, "info@acme.example", hygiene=["role_account"])
+    lead_id = hand_raiser_lead(platform, clock, "info@acme.example")
+    with platform.svc.db.session() as session:  # flagged after enrollment (enroll refuses flagged leads)
+        session.get(Lead, lead_id).hygiene = ["role_account"]
     report = drain_events(platform.svc)
     assert report.rescored == 1 and report.handoffs == 0
     with platform.svc.db.session() as session:

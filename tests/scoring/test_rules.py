@@ -148,3 +148,81 @@ def test_a_bad_stored_override_raises_with_its_source():
         "campaigns/c.yaml: handoff.scoring.half_life: unknown key (did you mean 'half_life_days'?); "
         "expected one of half_life_days, weights",
     ]
+
+
+# -- review fixes ------------------------------------------------------------------------------
+
+
+def test_validate_rules_file_lists_every_problem_and_never_raises(write, tmp_path):
+    """Finding 12: ``init`` and ``run`` refuse to start on these lines."""
+    from nurture_mail.scoring.rules import validate_rules_file
+
+    assert validate_rules_file(Config.scoring_rules_path) == []
+    data = yaml.safe_load(VALID)
+    data["engagement"]["half_life_days"] = 0
+    data["fit"]["qualification"]["budgte"] = 6
+    assert validate_rules_file(write(data)) == [
+        "campaigns/scoring.yaml: fit.qualification.budgte: unknown qualification attribute (did you mean 'budget'?)",
+        "campaigns/scoring.yaml: engagement.half_life_days: must be greater than 0, got 0",
+    ]
+    [broken] = validate_rules_file(write("fit: [\n"))
+    assert broken.startswith("campaigns/scoring.yaml: line 2, column 1: invalid YAML: ")
+    [missing] = validate_rules_file(tmp_path / "nowhere" / "scoring.yaml")
+    assert missing.startswith("nowhere/scoring.yaml: cannot read file:")
+
+
+def test_without_a_handoff_block_the_default_rule_applies(write):
+    """Finding 17: DESIGN §5's default (both thresholds, or a hand-raiser click), not "score route off"."""
+    data = yaml.safe_load(VALID)
+    del data["handoff"]
+    assert read_rules_file(write(data)).handoff == HandoffRule(25, 40, True)
+    data["handoff"] = {"fit_at_least": 30}
+    assert read_rules_file(write(data)).handoff == HandoffRule(25, 30, True)
+    data["handoff"] = {"engagement_at_least": None, "fit_at_least": None}  # explicitly off
+    assert read_rules_file(write(data)).handoff == HandoffRule(None, None, True)
+
+
+def test_industry_names_are_validated(write):
+    data = yaml.safe_load(VALID)
+    data["fit"]["industry"] = [{"label": "software", "names": ["SaaS", ""], "points": 15},
+                               {"label": "finance", "names": ["Banking"], "points": 15},
+                               {"label": "nothing", "points": 1}]
+    assert problems(write, data) == [
+        "campaigns/scoring.yaml: fit.industry[0].names: expected a non-empty list of industry names, got ['SaaS', '']",
+        "campaigns/scoring.yaml: fit.industry[2]: expected sic and/or naics code prefixes, and/or industry names",
+    ]
+    data["fit"]["industry"] = data["fit"]["industry"][1:2]
+    assert read_rules_file(write(data)).fit.industry[0].names == ("Banking",)
+
+
+def test_the_shipped_regions_are_the_sales_regions_and_countries():
+    """Finding 7: AMER/EMEA/APAC of campaigns/sales_team.yaml, plus country names and codes."""
+    from nurture_mail.engine.scoring import LeadFacts, fit_score
+
+    rules = read_rules_file(Config.scoring_rules_path)
+    team = yaml.safe_load((Config.scoring_rules_path.parent / "sales_team.yaml").read_text(encoding="utf-8"))
+    for region in {t["region"] for t in team["territories"] if t.get("region")}:
+        assert fit_score(LeadFacts(region=region), rules).total == 5, region
+    for region, label in [("Spain", "EMEA"), ("DE", "EMEA"), ("no", "EMEA"), ("United States", "AMER"),
+                          ("usa", "AMER"), ("north-america", "AMER"), ("Japan", "APAC"), ("AU", "APAC")]:
+        [line] = fit_score(LeadFacts(region=region), rules).lines
+        assert line.text == f"+5 region {region}: sales coverage ({label})"
+
+
+def test_a_realistic_share_of_the_demo_leads_reaches_the_fit_threshold():
+    """Finding 7: samples/leads.csv has a free-text industry, employees and a sales region."""
+    import csv
+
+    from nurture_mail.engine.scoring import LeadFacts, fit_score
+
+    rules = read_rules_file(Config.scoring_rules_path)
+    path = Config.scoring_rules_path.parent.parent / "samples" / "leads.csv"
+    with path.open(encoding="utf-8", newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    fits = {row["email"]: fit_score(LeadFacts(industry_name=row["industry"], employees=int(row["employees"]),
+                                              region=row["region"]), rules).total for row in rows}
+    ready = [email for email, fit in fits.items() if fit >= rules.handoff.fit_at_least]
+    assert 0.3 <= len(ready) / len(rows) <= 0.6, fits  # the target buyer, not everyone
+    assert fits["dan.whitfield@ledgerstone.example"] == 40  # Financial Services, 640, AMER
+    assert fits["maria.lopez@brightpathhealth.example"] == 40  # Healthcare, 850, AMER
+    assert fits["jose.ramirez@corvidlogistics.example"] == 25  # Logistics: no industry points
