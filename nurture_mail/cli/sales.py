@@ -130,4 +130,22 @@ def handoff_command(target: str, action: str, kind: str | None, reason: str, val
         click.echo(f"handoff #{handoff.id}: {handoff.state.value}")
 
 
+@click.command("webhook-secret")
+@with_app
+def webhook_secret_command() -> None:
+    """Print the key that signs the sales webhook, to configure the receiver with.
+
+    SALES_WEBHOOK_SECRET when set; otherwise a key derived from SECRET_KEY
+    (HMAC-SHA256(SECRET_KEY, "nurture.sales.webhook"), hex), never SECRET_KEY itself.
+    """
+    from ..sales.webhook import webhook_secret_text
+
+    config = services().config
+    source = "SALES_WEBHOOK_SECRET" if config.sales_webhook_secret else "derived from SECRET_KEY"
+    click.echo(webhook_secret_text(config))
+    click.echo(f"({source}; verify X-Nurture-Signature = sha256=HMAC-SHA256(key, \"<timestamp>.<body>\"))",
+               err=True)
+
+
 commands.extend([sync_sales_team_command, handoffs_command, handoff_command])
+commands.append(webhook_secret_command)

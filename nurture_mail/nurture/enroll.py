@@ -9,10 +9,54 @@ from sqlalchemy.orm import Session
 
 from ..engine.schedule import next_in_window, zone
 from ..exceptions import InvalidInput, NotFound
-from ..models import ALL_EMAIL, Campaign, Enrollment, EnrollmentState, KnowledgeLevel, Lead, LeadStatus, Topic
+from ..models import (
+    ALL_EMAIL,
+    NO_SEND_STATUSES,
+    Campaign,
+    Enrollment,
+    EnrollmentState,
+    KnowledgeLevel,
+    Lead,
+    LeadStatus,
+    Topic,
+)
 from .knowledge import raise_knowledge
 from .plans import plan_of
 from .suppression import blocking_suppression
+
+#: Statuses that mean sales holds the lead: nurture resumes only when sales says so (``override``).
+SALES_HELD_STATUSES = frozenset({LeadStatus.handed_off, LeadStatus.accepted, LeadStatus.won, LeadStatus.lost})
+
+
+class EnrollmentRefused(InvalidInput):
+    """This lead must not be (re-)enrolled; ``reason`` says why in words."""
+
+    def __init__(self, email: str, reason: str) -> None:
+        super().__init__(f"lead {email} cannot be enrolled: {reason}", field="email")
+        self.reason = reason
+
+
+def enrollment_blocker(lead: Lead) -> str | None:
+    """Why this lead must not be (re-)enrolled in nurture, or None.
+
+    Erased leads, hygiene-flagged leads, leads sales holds (handed off, accepted, won, lost) and
+    leads that must get no email (unsubscribed, bounced, disqualified, no consent).
+    """
+    return _blocker(lead, sales_held_ok=False)
+
+
+def _blocker(lead: Lead, sales_held_ok: bool) -> str | None:
+    if lead.erased_at is not None:
+        return "its personal data was erased"
+    if lead.hygiene:
+        return f"it failed hygiene ({', '.join(lead.hygiene)})"
+    if lead.status in SALES_HELD_STATUSES and not sales_held_ok:
+        return f"it is {lead.status.value} (with sales); sales sends it back to nurture"
+    if lead.status in NO_SEND_STATUSES:
+        return f"it is {lead.status.value} and cannot be nurtured"
+    if not lead.consent:
+        return "it has not consented to email"
+    return None
 
 
 def find_campaign(session: Session, slug: str) -> Campaign:
@@ -40,8 +84,17 @@ def enroll(
     declared_by: str | None = None,
     source: str = "sales",
     default_timezone: str = "UTC",
+    override: bool = False,
 ) -> Enrollment:
-    """Enroll (or re-activate) a lead; declared topics become ``known`` before the first choice."""
+    """Enroll (or re-activate) a lead; declared topics become ``known`` before the first choice.
+
+    Raises :class:`EnrollmentRefused` (before writing anything) when :func:`enrollment_blocker`
+    names a reason. ``override=True`` (sales sending a lead back to nurture) lifts only the
+    sales-held statuses; erased, hygiene-flagged and no-send leads are always refused.
+    """
+    blocker = _blocker(lead, sales_held_ok=override)
+    if blocker is not None:
+        raise EnrollmentRefused(lead.email, blocker)
     knows = list(dict.fromkeys(t.strip() for t in knows if t.strip()))
     if knows:
         existing = set(session.scalars(select(Topic.slug).where(Topic.slug.in_(knows))))
@@ -50,8 +103,6 @@ def enroll(
             raise InvalidInput(f"unknown topic(s): {', '.join(unknown)}", field="knows")
         raise_knowledge(session, lead.id, knows, KnowledgeLevel.known, source, now,
                         declared_by=declared_by, note=f"declared at enrollment in {campaign.slug}")
-    if not lead.can_receive:
-        raise InvalidInput(f"lead {lead.email} is {lead.status.value} and cannot be nurtured", field="email")
     blocked = blocking_suppression(session, lead.email, campaign.slug)
     if blocked is not None:
         what = "all email" if blocked.scope == ALL_EMAIL else f"campaign {blocked.scope}"
@@ -73,7 +124,7 @@ def enroll(
         enrollment.state_reason = None
         enrollment.ended_at = None
         enrollment.next_send_at = first_send
-    if lead.status in (LeadStatus.new, LeadStatus.recycled):
+    if lead.status in (LeadStatus.new, LeadStatus.recycled) or (override and lead.status in SALES_HELD_STATUSES):
         lead.status = LeadStatus.nurturing
         lead.updated_at = now
     session.flush()

@@ -16,7 +16,7 @@ from datetime import datetime
 from decimal import Decimal, InvalidOperation
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..exceptions import InvalidInput, NotFound
@@ -31,7 +31,7 @@ from ..models import (
     LeadStatus,
     Topic,
 )
-from ..nurture.enroll import enroll, find_campaign
+from ..nurture.enroll import EnrollmentRefused, enroll, find_campaign
 from .handoff import OPEN_STATES
 
 if TYPE_CHECKING:
@@ -76,6 +76,28 @@ def _require(handoff: Handoff, allowed: Iterable[HandoffState], doing: str) -> N
             f"{' or '.join(s.value for s in allowed)}", field="state")
 
 
+def _transition(session: Session, handoff: Handoff, allowed: Iterable[HandoffState], new_state: HandoffState,
+                doing: str) -> None:
+    """Move the handoff to ``new_state`` only if it is still in ``allowed`` in the database.
+
+    A conditional ``UPDATE … WHERE state IN (…)``: the row lock (PostgreSQL) or the write lock
+    (SQLite) makes a second, concurrent action (a double submit, the rep and the manager at
+    once) wait, then match no row, so exactly one action wins; the loser gets the usual error
+    naming the state the winner left.
+    """
+    allowed = tuple(allowed)
+    _require(handoff, allowed, doing)  # the state this session saw: the common, clear refusal
+    result = session.execute(
+        update(Handoff).where(Handoff.id == handoff.id, Handoff.state.in_(allowed)).values(state=new_state)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:
+        session.refresh(handoff)
+        _require(handoff, allowed, doing)
+        raise HandoffActionError(f"handoff #{handoff.id} changed meanwhile; reload it", field="state")  # pragma: no cover
+    handoff.state = new_state
+
+
 def _lead(session: Session, handoff: Handoff) -> Lead:
     lead = session.get(Lead, handoff.lead_id)
     if lead is None:  # pragma: no cover - the FK cascades
@@ -84,8 +106,7 @@ def _lead(session: Session, handoff: Handoff) -> Lead:
 
 
 def accept(session: Session, handoff: Handoff, actor: str, via: str, now: datetime) -> Handoff:
-    _require(handoff, (HandoffState.notified,), "accepted")
-    handoff.state = HandoffState.accepted
+    _transition(session, handoff, (HandoffState.notified,), HandoffState.accepted, "accepted")
     lead = _lead(session, handoff)
     lead.status = LeadStatus.accepted
     lead.updated_at = now
@@ -101,7 +122,7 @@ def reject(session: Session, svc: "Services", handoff: Handoff, actor: str, via:
     reason = (reason or "").strip()
     if not reason:
         raise HandoffActionError("say why the lead is rejected", field="reason")
-    _require(handoff, OPEN_STATES, "rejected")
+    _transition(session, handoff, OPEN_STATES, HandoffState.rejected, "rejected")
     lead = _lead(session, handoff)
     detail: dict[str, Any] = {"kind": kind, "reason": reason[:500]}
     if kind == "not_ready":
@@ -119,7 +140,6 @@ def reject(session: Session, svc: "Services", handoff: Handoff, actor: str, via:
             enrollment.next_send_at = None
             enrollment.ended_at = now
     lead.updated_at = now
-    handoff.state = HandoffState.rejected
     handoff.reject_kind = kind
     handoff.reject_reason = reason[:500]
     handoff.closed_at = now
@@ -150,11 +170,11 @@ def _renurture(session: Session, svc: "Services", lead: Lead, campaign: Campaign
                now: datetime) -> Enrollment:
     """Reactivate (or create) the lead's enrollment: its delivered steps stay delivered (unique
     enrollment × step) and topics it knows stay skipped (the gap engine reads its knowledge)."""
-    # enroll() refuses a lead that cannot receive; a handed-off lead is recycled first.
-    lead.status = LeadStatus.recycled
+    # Sales sends the lead back: override lifts the sales-held status only (erased, hygiene-flagged,
+    # unsubscribed or bounced leads are still refused).
     try:
         enrollment = enroll(session, lead, campaign, now, declared_by=actor, source="sales",
-                            default_timezone=svc.config.default_timezone)
+                            default_timezone=svc.config.default_timezone, override=True)
     except InvalidInput as exc:
         raise HandoffActionError(str(exc), field="kind") from None
     enrollment.enrolled_by = actor[:200]
@@ -163,8 +183,7 @@ def _renurture(session: Session, svc: "Services", lead: Lead, campaign: Campaign
 
 def mark_won(session: Session, handoff: Handoff, actor: str, via: str, value: Any, now: datetime) -> Handoff:
     amount = _money(value)
-    _require(handoff, OPEN_STATES, "marked won")
-    handoff.state = HandoffState.won
+    _transition(session, handoff, OPEN_STATES, HandoffState.won, "marked won")
     handoff.deal_value = amount
     handoff.closed_at = now
     lead = _lead(session, handoff)
@@ -178,8 +197,7 @@ def mark_lost(session: Session, handoff: Handoff, actor: str, via: str, reason: 
     reason = (reason or "").strip()
     if not reason:
         raise HandoffActionError("say why the deal was lost", field="reason")
-    _require(handoff, OPEN_STATES, "marked lost")
-    handoff.state = HandoffState.lost
+    _transition(session, handoff, OPEN_STATES, HandoffState.lost, "marked lost")
     handoff.lost_reason = reason[:500]
     handoff.closed_at = now
     lead = _lead(session, handoff)
@@ -226,12 +244,16 @@ def hand_to_nurture(session: Session, svc: "Services", lead: Lead, campaign_slug
     if open_handoff is not None:
         raise HandoffActionError(f"{lead.email} is with sales (handoff #{open_handoff}); reject it as not_ready "
                                  "to send it back to nurture", field="email")
-    if lead.status in (LeadStatus.handed_off, LeadStatus.accepted, LeadStatus.won, LeadStatus.lost,
-                       LeadStatus.mql):
+    if lead.status == LeadStatus.mql:
         lead.status = LeadStatus.recycled  # enroll() makes it nurturing
     try:
+        # Sales declares the lead should be nurtured: override lifts the sales-held statuses
+        # (handed off, accepted, won, lost) only; erased, hygiene-flagged, unsubscribed and
+        # bounced leads are still refused (EnrollmentRefused names why).
         enrollment = enroll(session, lead, campaign, now, knows=known, declared_by=actor.strip(), source="sales",
-                            default_timezone=svc.config.default_timezone)
+                            default_timezone=svc.config.default_timezone, override=True)
+    except EnrollmentRefused as exc:
+        raise HandoffActionError(f"{lead.email} cannot be nurtured: {exc.reason}", field="email") from None
     except InvalidInput as exc:
         raise HandoffActionError(str(exc).split(": ", 1)[-1] if exc.field else str(exc),
                                  field="known_topics" if exc.field == "knows" else exc.field) from None

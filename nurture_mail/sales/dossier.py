@@ -4,14 +4,19 @@ Built once as a JSON-able dict (stored in ``Handoff.dossier`` so the record show
 saw, posted as-is to the webhook) and rendered to HTML and text by the notification email.
 Sections, in the order a rep reads them (seed 004): who and which company; the ten
 qualification attributes, each known or not; the knowledge map (what the prospect has learned
-and what not); the contact history (bots excluded); the score breakdown; why now; the links.
+and what not); the contact history (bots excluded, the newest :data:`HISTORY_LIMIT` entries);
+the score breakdown (bot lines dropped); why now.
+
+The rep's signed links are *not* part of the dossier: whoever reads the stored record or the
+webhook's channel must not be able to act as the rep. The notification email adds them when
+it renders (:func:`dossier_links`).
 """
 from __future__ import annotations
 
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ..config import Config
@@ -54,19 +59,19 @@ ATTRIBUTE_LABELS = {
 
 #: Knowledge levels that mean the prospect has learned the topic.
 LEARNED = (KnowledgeLevel.engaged, KnowledgeLevel.known)
-#: The marker ``nurture/timeline.py`` writes on machine traffic.
-BOT_MARKER = "— suspected bot"
+#: The most contact-history entries a dossier carries (the newest; the rest are counted).
+HISTORY_LIMIT = 50
 
 
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
-def dossier_links(config: Config, handoff_id: int, rep_id: int | None) -> dict[str, str]:
-    """The signed page, accept and reject links of one rep for one handoff."""
+def dossier_links(config: Config, handoff_id: int, rep_id: int | None, clock: Any = None) -> dict[str, str]:
+    """The signed page, accept and reject links of one rep for one handoff (for the email only)."""
     if rep_id is None:
         return {}
-    links = SalesLinks(config)
+    links = SalesLinks(config, clock)
     return {
         "page": links.page_url(handoff_id, rep_id),
         "accept": links.page_url(handoff_id, rep_id, "accept"),
@@ -114,11 +119,12 @@ def build_dossier(session: Session, config: Config, handoff: Handoff, lead: Lead
         "qualification": _qualification(lead),
         "knowledge": _knowledge_map(session, lead, campaign),
         "score": _score(session, lead.id),
-        "links": dossier_links(config, handoff.id, handoff.rep_id),
+        "links": {},  # added by the notification email only (never stored nor posted)
     }
-    history, bots = _history(session, lead)
+    history, bots, omitted = _history(session, lead)
     dossier["history"] = history
     dossier["history_bots_excluded"] = bots
+    dossier["history_omitted"] = omitted
     known = sum(1 for item in dossier["qualification"] if item["known"])
     dossier["qualification_known"] = known
     dossier["text"] = summary_text(dossier)
@@ -142,8 +148,6 @@ def summary_text(dossier: dict[str, Any]) -> str:
         lines.append(f"Score: fit {score['fit']:g}, engagement {score['engagement']:g}")
     if rep:
         lines.append(f"Assigned to {rep['name']} <{rep['email']}>")
-    if dossier["links"].get("page"):
-        lines.append(f"Open: {dossier['links']['page']}")
     return "\n".join(lines)
 
 
@@ -241,15 +245,13 @@ def _evidence_text(row: KnowledgeEvidence) -> str:
     return f"{text} on {row.at:%Y-%m-%d %H:%M} UTC"
 
 
-def _history(session: Session, lead: Lead) -> tuple[list[dict[str, Any]], int]:
-    story = lead_story(session, lead.email)
-    history, bots = [], 0
-    for entry in story.entries:
-        if entry.kind == "event" and BOT_MARKER in entry.text:
-            bots += 1
-            continue
-        history.append({"at": _iso(entry.at), "kind": entry.kind, "text": entry.text})
-    return history, bots
+def _history(session: Session, lead: Lead) -> tuple[list[dict[str, Any]], int, int]:
+    """The newest HISTORY_LIMIT entries (bots excluded), the bot events left out, the entries cut."""
+    story = lead_story(session, lead.email, limit=HISTORY_LIMIT, include_bots=False)
+    history = [{"at": _iso(entry.at), "kind": entry.kind, "text": entry.text} for entry in story.entries]
+    bots = session.scalar(select(func.count()).select_from(Event)
+                          .where(Event.lead_id == lead.id, Event.suspected_bot.is_(True))) or 0
+    return history, bots, story.omitted
 
 
 def _score(session: Session, lead_id: int) -> dict[str, Any]:
@@ -262,9 +264,19 @@ def _score(session: Session, lead_id: int) -> dict[str, Any]:
         "fit": round(float(score.fit), 1),
         "engagement": round(float(score.engagement), 1),
         "computed_at": _iso(score.computed_at),
-        "fit_breakdown": [_point(item) for item in score.fit_breakdown or []],
-        "engagement_breakdown": [_point(item) for item in score.engagement_breakdown or []],
+        "fit_breakdown": [_point(item) for item in score.fit_breakdown or [] if not _bot_line(item)],
+        "engagement_breakdown": [_point(item) for item in score.engagement_breakdown or [] if not _bot_line(item)],
     }
+
+
+def _bot_line(item: Any) -> bool:
+    """A zero-point "ignored, suspected bot" line of the scoring engine: noise for a rep."""
+    if not isinstance(item, dict) or "suspected bot" not in str(item.get("reason") or ""):
+        return False
+    try:
+        return float(item.get("points") or 0) == 0
+    except (TypeError, ValueError):
+        return False
 
 
 def _point(item: Any) -> dict[str, Any]:

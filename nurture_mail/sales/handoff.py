@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import event, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.orm import Session
 
 from ..engine.routing import (
@@ -60,6 +60,8 @@ DECLINED_STATUSES = {
     LeadStatus.won: "already a customer (won)",
 }
 _JOBS_KEY = "nurture.sales.jobs"
+#: The smallest step that keeps assignment times strictly increasing (what every backend stores).
+_TICK = timedelta(microseconds=1)
 
 
 @dataclass(frozen=True)
@@ -179,11 +181,18 @@ def start_handoff(svc: "Services", session: Session, decision: HandoffDecision, 
 
 
 def assign(session: Session, handoff: Handoff, rep: SalesRep, role: str, now: datetime) -> HandoffAssignment:
-    """Make ``rep`` the owner; the assignment row is kept for credit."""
+    """Make ``rep`` the owner; the assignment row is kept for credit.
+
+    ``rep.last_assigned_at`` is strictly later than every other rep's, even when many handoffs
+    share one ``now`` (a drain batch passes the same instant to all of them), so the
+    least-recently-assigned rotation never ties back to the lowest id.
+    """
     assignment = HandoffAssignment(handoff_id=handoff.id, rep_id=rep.id, role=role, assigned_at=now)
     session.add(assignment)
     handoff.rep_id = rep.id
-    rep.last_assigned_at = now
+    session.flush()
+    latest = session.scalar(select(func.max(SalesRep.last_assigned_at)))
+    rep.last_assigned_at = max(now, latest + _TICK) if latest is not None else now
     session.flush()
     return assignment
 

@@ -6,12 +6,18 @@
   the owner of the territory covering the lead's region / industry (the rep's manager when no
   territory does): the incoming assignment is ended but kept (credit), a ``territory``
   assignment is added, ``transferred_at`` is set, and the new owner is emailed.
-- Handoffs nobody could be assigned to (the whole team unavailable) are routed again, and a
-  notification that was never sent (its job lost) is enqueued again.
+  Every other open assignment (the manager's escalation included) is ended, so only the new
+  owner's links act.
+- Handoffs nobody could be assigned to (the whole team unavailable) are routed again, with a
+  fresh SLA and ownership window counted from that assignment, and a notification that was
+  never sent (its job lost) is enqueued again, at most :data:`RENOTIFY_MAX` times, and never
+  after the relay refused the rep's address permanently (a ``notify_failed`` record).
 
 Idempotent: each step selects only rows whose timestamp it sets (``escalated_at``,
-``transferred_at``, …), so a second run, or two cron processes, find nothing left to do; on
-PostgreSQL the rows are locked with ``SKIP LOCKED`` so concurrent runs split the work.
+``transferred_at``, …), so a second run, or two cron processes, find nothing left to do. On
+PostgreSQL the rows are locked with ``SKIP LOCKED`` so concurrent runs split the work; SQLite
+has no row locks and ignores ``FOR UPDATE``, so a run takes the database's write lock before
+it reads anything (a second run waits, then finds the first one's work done).
 """
 from __future__ import annotations
 
@@ -21,12 +27,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..models import Handoff, HandoffAction, HandoffAssignment, HandoffState, Lead, SalesRep
 from .dossier import build_dossier
-from .handoff import after_commit, assign, route_lead, territory_owner
+from .handoff import after_commit, assign, route_lead, sla_due, territory_owner
 
 if TYPE_CHECKING:
     from ..extensions import Services
@@ -38,6 +44,9 @@ log = logging.getLogger(__name__)
 #: A handoff whose notification has not gone out this long after creation gets a new job.
 RENOTIFY_AFTER = timedelta(minutes=2)
 RENOTIFY_LEASE_SECONDS = 600
+#: A notification job is re-enqueued at most this many times (then the handoff waits for the SLA
+#: escalation; ``handoffs`` shows it as pending).
+RENOTIFY_MAX = 3
 
 
 @dataclass
@@ -52,15 +61,24 @@ class HousekeepingReport:
 def run_housekeeping(svc: "Services", now: datetime) -> HousekeepingReport:
     report = HousekeepingReport()
     with svc.db.session() as session:
+        _write_lock(session)
         report.escalated = escalate_overdue(svc, session, now)
         report.transferred = transfer_expired(svc, session, now)
         report.assigned = assign_unrouted(svc, session, now)
     with svc.db.session() as session:
+        _write_lock(session)
         report.renotified = renotify_missing(svc, session, now)
     report.retries_promoted = promote_due_retries(svc)
     if report.escalated or report.transferred or report.assigned:
         log.info("sales housekeeping: %s", report)
     return report
+
+
+def _write_lock(session: Session) -> None:
+    """SQLite: take the database's write lock before reading (a no-op UPDATE), so two runs
+    serialize instead of both reading the same due rows. PostgreSQL uses row locks instead."""
+    if session.get_bind().dialect.name == "sqlite":
+        session.execute(update(Handoff).where(Handoff.id == -1).values(state=Handoff.state))
 
 
 def _locked(statement):
@@ -114,9 +132,12 @@ def transfer_expired(svc: "Services", session: Session, now: datetime) -> int:
             log.warning("handoff #%s: ownership window over but %s", handoff.id, why)
         elif current is not None and owner.id == current.id:
             detail["note"] = "the rep already owns the territory"
+            for assignment in handoff.assignments:  # the window is over: only the owner acts now
+                if assignment.ended_at is None and assignment.rep_id != owner.id:
+                    assignment.ended_at = now
         else:
             for assignment in handoff.assignments:
-                if assignment.role == "incoming" and assignment.ended_at is None:
+                if assignment.ended_at is None:  # the rep's, and the manager's escalation
                     assignment.ended_at = now
             session.add(HandoffAssignment(handoff_id=handoff.id, rep_id=owner.id, role="territory", assigned_at=now))
             handoff.rep_id = owner.id
@@ -137,6 +158,9 @@ def assign_unrouted(svc: "Services", session: Session, now: datetime) -> int:
         if route.rep is None:
             continue
         assign(session, handoff, route.rep, route.role, now)
+        # The rep's clock starts now, not when the handoff waited unassigned.
+        handoff.sla_due_at = sla_due(svc.config, now)
+        handoff.ownership_ends_at = now + timedelta(days=svc.config.ownership_days)
         handoff.dossier = build_dossier(session, svc.config, handoff, lead, now)
         session.add(HandoffAction(handoff_id=handoff.id, action="assign", actor="system", via="system",
                                   detail={"to": route.rep.email, "why": route.why}, at=now))
@@ -147,16 +171,31 @@ def assign_unrouted(svc: "Services", session: Session, now: datetime) -> int:
 
 
 def renotify_missing(svc: "Services", session: Session, now: datetime) -> int:
-    from ..jobs.sales import enqueue
-
+    """Enqueue again the notification of handoffs never notified; each attempt is recorded
+    (``renotify``), at most RENOTIFY_MAX, none after a permanent refusal (``notify_failed``)."""
     count = 0
-    for handoff_id in session.scalars(
-        select(Handoff.id).where(Handoff.state == HandoffState.notified, Handoff.rep_id.is_not(None),
-                                 Handoff.notified_at.is_(None), Handoff.created_at <= now - RENOTIFY_AFTER)
-    ):
+    rows = session.execute(
+        select(Handoff.id, Handoff.rep_id).where(Handoff.state == HandoffState.notified, Handoff.rep_id.is_not(None),
+                                                 Handoff.notified_at.is_(None),
+                                                 Handoff.created_at <= now - RENOTIFY_AFTER)
+    ).tuples().all()
+    for handoff_id, rep_id in rows:
+        history = session.scalars(select(HandoffAction).where(
+            HandoffAction.handoff_id == handoff_id, HandoffAction.action.in_(["notify_failed", "renotify"]))).all()
+        refused = any(a.action == "notify_failed" and (a.detail or {}).get("kind") == "new"
+                      and (a.detail or {}).get("rep_id") == rep_id for a in history)
+        tries = sum(1 for a in history if a.action == "renotify")
+        if refused or tries >= RENOTIFY_MAX:
+            continue
         if svc.redis.set(f"nurture:sales:renotify:{handoff_id}", "1", nx=True, ex=RENOTIFY_LEASE_SECONDS):
-            enqueue(svc, "notify", handoff_id)
+            session.add(HandoffAction(handoff_id=handoff_id, action="renotify", actor="system", via="system",
+                                      detail={"rep_id": rep_id, "attempt": tries + 1}, at=now))
+            if tries + 1 == RENOTIFY_MAX:
+                log.error("handoff #%s: notification re-sent %d times without success; giving up (the SLA "
+                          "escalation still applies)", handoff_id, RENOTIFY_MAX)
+            after_commit(svc, session, "notify", handoff_id)
             count += 1
+    session.flush()
     return count
 
 

@@ -7,8 +7,13 @@ Kinds: ``new`` (the assigned rep, at handoff), ``escalation`` (the rep's manager
 ``transfer`` (the territory owner, ownership window over). Each send is recorded as a
 ``HandoffAction("notified")``; ``new`` also sets ``Handoff.notified_at``. A run finding that
 record does nothing, so a re-run of the job never sends twice; a Redis lease keeps two
-workers from sending the same notification at the same moment. An SMTP temporary failure
-raises, and RQ retries the job.
+workers from sending the same notification at the same moment, and is released only after the
+"notified" record is committed (a second worker then finds it). An SMTP temporary failure
+raises, and RQ retries the job; a permanent refusal is recorded as ``notify_failed`` and not
+retried (housekeeping does not re-send it either).
+
+The rep's signed links are added here, at render time, for the recipient: they are never
+stored in the dossier.
 """
 from __future__ import annotations
 
@@ -83,25 +88,35 @@ def render_notification(svc: "Services", kind: str, dossier: dict[str, Any], rec
 def notify_by_email(svc: "Services", handoff_id: int, kind: str = "new", rep_id: int | None = None) -> NotifyResult:
     if kind not in KINDS:
         raise ValueError(f"notification kind: expected one of {', '.join(KINDS)}, got {kind!r}")
-    with svc.db.session() as session:
-        handoff = session.get(Handoff, handoff_id)
-        if handoff is None:
-            log.warning("notification of handoff #%s skipped: it no longer exists", handoff_id)
-            return NotifyResult("no-recipient")
-        rep_id = rep_id or handoff.rep_id
-        rep = session.get(SalesRep, rep_id) if rep_id else None
-        if rep is None:
-            log.warning("notification of handoff #%s skipped: nobody to notify", handoff_id)
-            return NotifyResult("no-recipient")
-        if _already_sent(handoff, kind, rep.id):
-            return NotifyResult("already-sent")
-        lease = f"nurture:sales:notify:{handoff_id}:{kind}:{rep.id}"
-        if not svc.redis.set(lease, "1", nx=True, ex=LEASE_SECONDS):
-            log.info("notification of handoff #%s (%s) is being sent by another worker", handoff_id, kind)
-            return NotifyResult("busy")
-        try:
-            return _send(svc, session, handoff, kind, rep)
-        finally:
+    lease: str | None = None
+    try:
+        with svc.db.session() as session:
+            handoff = session.get(Handoff, handoff_id)
+            if handoff is None:
+                log.warning("notification of handoff #%s skipped: it no longer exists", handoff_id)
+                return NotifyResult("no-recipient")
+            rep_id = rep_id or handoff.rep_id
+            rep = session.get(SalesRep, rep_id) if rep_id else None
+            if rep is None:
+                log.warning("notification of handoff #%s skipped: nobody to notify", handoff_id)
+                return NotifyResult("no-recipient")
+            if _already_sent(handoff, kind, rep.id):
+                return NotifyResult("already-sent")
+            key = f"nurture:sales:notify:{handoff_id}:{kind}:{rep.id}"
+            if not svc.redis.set(key, "1", nx=True, ex=LEASE_SECONDS):
+                log.info("notification of handoff #%s (%s) is being sent by another worker", handoff_id, kind)
+                return NotifyResult("busy")
+            lease = key
+            # Re-read under the lease: a worker that released it has committed its record.
+            session.expire(handoff)
+            if _already_sent(handoff, kind, rep.id):
+                return NotifyResult("already-sent")
+            result = _send(svc, session, handoff, kind, rep)
+        # The session has committed the "notified" (or "notify_failed") record: only now may
+        # another worker take the lease, and it will find the record.
+        return result
+    finally:
+        if lease is not None:
             svc.redis.delete(lease)
 
 
@@ -112,7 +127,7 @@ def _send(svc: "Services", session, handoff: Handoff, kind: str, rep: SalesRep) 
     else:  # later notifications show the story as it is now
         lead = session.get(Lead, handoff.lead_id)
         dossier = build_dossier(session, svc.config, handoff, lead, now)
-    dossier["links"] = dossier_links(svc.config, handoff.id, rep.id)
+    dossier["links"] = dossier_links(svc.config, handoff.id, rep.id, svc.clock)
     extra = _notice(session, handoff, kind)
     subject, html, text = render_notification(svc, kind, dossier, rep, extra)
     mid = message_id(svc, handoff.id, kind, rep.id)

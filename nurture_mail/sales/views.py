@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session
 from .. import services
 from ..models import Handoff, HandoffAssignment, HandoffState, Lead, SalesRep
 from . import actions
-from .links import LinkError, SalesLinks
+from .links import LinkError, LinkExpired, SalesLinks
 
 bp = Blueprint("sales", __name__)
 
@@ -35,7 +35,12 @@ class PageError(Exception):
 
 def _resolve(session: Session, token: str) -> tuple[Handoff, SalesRep, Lead]:
     try:
-        link = SalesLinks(services().config).read(token)
+        svc = services()
+        link = SalesLinks(svc.config, svc.clock).read(token)
+    except LinkExpired:
+        raise PageError(410, "This link has expired",
+                        "Handoff links stop working after the ownership window. Use the latest notification "
+                        "email, or act on the handoff in the web app or the API.") from None
     except LinkError:
         raise PageError(400, "This link is not valid",
                         "The handoff link is incomplete or was changed. Open it again from the notification "

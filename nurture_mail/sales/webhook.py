@@ -3,8 +3,12 @@
 Body: ``{"event": "handoff.created", "handoff_id": …, "text": "<Slack-compatible summary>",
 "dossier": {…}}``. Headers: ``X-Nurture-Timestamp: <unix seconds>`` and
 ``X-Nurture-Signature: sha256=<hex>``, the HMAC-SHA256 of ``"<timestamp>.<raw body>"`` with
-SALES_WEBHOOK_SECRET (or SECRET_KEY when unset). Signing the timestamp with the body lets a
+SALES_WEBHOOK_SECRET. When that is unset, a key of its own is derived from SECRET_KEY
+(``HMAC-SHA256(SECRET_KEY, "nurture.sales.webhook")``, hex): a receiver never needs the master
+key; ``flask webhook-secret`` prints the key in use. Signing the timestamp with the body lets a
 receiver refuse replays: recompute, compare in constant time, and reject old timestamps.
+
+The dossier carries no signed links (they would let anyone in the channel act as the rep).
 
 Each attempt is counted on a ``WebhookDelivery`` row (status, attempts, last status code and
 error). A failed attempt raises so RQ retries the job with backoff; the last allowed attempt
@@ -45,8 +49,21 @@ class WebhookResult:
     status_code: int | None = None
 
 
+#: The label of the key derived from SECRET_KEY when SALES_WEBHOOK_SECRET is empty.
+DERIVED_LABEL = b"nurture.sales.webhook"
+
+
+def webhook_secret_text(config: "Config") -> str:
+    """The signing key as configured on the receiver: SALES_WEBHOOK_SECRET, or the derived key."""
+    if config.sales_webhook_secret:
+        return config.sales_webhook_secret
+    if not config.secret_key:
+        raise ValueError("SALES_WEBHOOK_SECRET or SECRET_KEY is required to sign webhooks")
+    return hmac.new(config.secret_key.encode(), DERIVED_LABEL, hashlib.sha256).hexdigest()
+
+
 def webhook_secret(config: "Config") -> bytes:
-    return (config.sales_webhook_secret or config.secret_key).encode()
+    return webhook_secret_text(config).encode()
 
 
 def sign(secret: bytes, timestamp: str, body: bytes) -> str:
@@ -60,7 +77,8 @@ def verify(secret: bytes, timestamp: str, body: bytes, signature: str) -> bool:
 
 
 def payload(handoff: Handoff) -> dict[str, Any]:
-    dossier = handoff.dossier or {}
+    # Never post links (dossiers stored before links were kept out of them still had them).
+    dossier = {k: v for k, v in (handoff.dossier or {}).items() if k != "links"}
     return {"event": "handoff.created", "handoff_id": handoff.id, "text": dossier.get("text", ""),
             "dossier": dossier}
 

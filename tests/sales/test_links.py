@@ -91,7 +91,7 @@ def test_tampered_and_foreign_tokens_get_clean_error_pages(platform, team, clock
     # A rep who does not hold the handoff gets 403, even with a well-signed token.
     with platform.svc.db.session() as session:
         cy = session.scalar(select(SalesRep.id).where(SalesRep.email == "cy@sales.example"))
-    foreign = SalesLinks(platform.svc.config).token(handoff_id, cy)
+    foreign = SalesLinks(platform.svc.config, platform.clock).token(handoff_id, cy)
     assert client.get(f"/sales/handoffs/{foreign}").status_code == 403
     assert client.post(f"/sales/handoffs/{foreign}/accept", data={"csrf_token": token}).status_code == 403
     assert get_handoff(platform, handoff_id).state == HandoffState.notified

@@ -91,7 +91,8 @@ def test_the_dossier_is_posted_signed_with_a_slack_text(hooked):
     assert payload["text"].startswith(f"New handoff #{handoff_id}: Hal at Acme <hook@acme.example>")
     assert "Why now: hand_raiser (clicked 'Book a 20-minute demo')" in payload["text"]
     assert [q["attribute"] for q in payload["dossier"]["qualification"]][-1] == "urgency"
-    assert payload["dossier"]["links"]["accept"].endswith("?do=accept")
+    # No signed links anywhere in the post: whoever reads the channel cannot act as the rep (#1).
+    assert "links" not in payload["dossier"] and "/sales/handoffs/" not in post["body"].decode()
     assert post["headers"]["X-Nurture-Timestamp"] == str(int(platform.clock.now().timestamp()))
     [delivery] = deliveries(platform)
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("delivered", 1, 200)
