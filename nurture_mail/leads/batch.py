@@ -20,11 +20,14 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
-from ..exceptions import NurtureError
-from ..models import ALL_EMAIL, Campaign, Enrollment, EnrollmentState, Lead
-from ..nurture.enroll import enroll
+from ..engine.plan import SendWindow
+from ..engine.schedule import next_in_window, zone
+from ..models import ALL_EMAIL, Campaign, Enrollment, EnrollmentState, Lead, LeadStatus
+from ..nurture.enroll import enrollment_blocker
+from ..nurture.plans import plan_of
 from ..nurture.sql import insert_ignoring_conflicts
 from ..nurture.suppression import suppression_scopes
+from .csvfile import ROW_ERROR
 from .fields import LeadValues, convert
 from .hygiene import Hygiene, InvalidEmail, describe
 from .merge import changes_for, merged_flags, new_lead_row
@@ -68,6 +71,9 @@ class ImportContext:
     first_seen: dict[str, tuple[int, int | None]] = _field(default_factory=dict)
     #: lead ids already enrolled by this import
     enrolled: set[int] = _field(default_factory=set)
+    #: the campaign's slug and send window, read once per import (``_campaign``)
+    campaign_slug: str | None = None
+    window: SendWindow | None = None
 
 
 @dataclass
@@ -93,6 +99,9 @@ def import_chunk(session: Session, rows: list[tuple[int, dict[str, str]]], ctx: 
     for number, cells in rows:
         order.append(number)
         raw = cells.get("email", "")
+        if ROW_ERROR in cells:  # a row the CSV reader could not read (a stray quote): csvfile.records
+            results[number] = RowResult(number, raw or None, "rejected", cells[ROW_ERROR], "row")
+            continue
         try:
             email = ctx.hygiene.normalize_email(raw, ctx.check_deliverability)
         except InvalidEmail as exc:
@@ -153,7 +162,7 @@ def import_chunk(session: Session, rows: list[tuple[int, dict[str, str]]], ctx: 
                     updates.append({"id": row["id"], **changes, "updated_at": ctx.now})
     _update_leads(session, updates)
 
-    enroll_notes, enrolled = _enroll_clean(session, ctx, groups, ids, flags_of)
+    enroll_notes, enrolled = _enroll_clean(session, ctx, groups, ids, flags_of, scopes)
 
     for email, group in groups.items():
         lead_id = ids.get(email)
@@ -194,35 +203,82 @@ def _update_leads(session: Session, updates: list[dict[str, Any]]) -> None:
         session.execute(statement, [{f"_{k}": v for k, v in item.items()} for item in items])
 
 
+def _campaign(session: Session, ctx: ImportContext) -> tuple[str, SendWindow]:
+    if ctx.window is None or ctx.campaign_slug is None:
+        campaign = session.get(Campaign, ctx.campaign_id)
+        ctx.campaign_slug, ctx.window = campaign.slug, plan_of(campaign).window
+    return ctx.campaign_slug, ctx.window
+
+
 def _enroll_clean(session: Session, ctx: ImportContext, groups: dict[str, _Group], ids: dict[str, int],
-                  flags_of: dict[str, list[str]]) -> tuple[dict[str, str], set[str]]:
-    """Enroll the clean leads of the chunk in the import's campaign: (email -> why not, emails enrolled)."""
+                  flags_of: dict[str, list[str]], scopes: dict[str, set[str]]) -> tuple[dict[str, str], set[str]]:
+    """Enroll the clean leads of the chunk in the import's campaign: (email -> why not, emails enrolled).
+
+    The same rules as ``nurture.enroll.enroll`` (its ``enrollment_blocker``: erased, hygiene
+    flags, held by sales, no-send status, no consent; a suppression for all email or for the
+    campaign), in a fixed handful of statements per chunk whatever its size: one SELECT of the
+    leads, one of their enrollments in the campaign, one INSERT of the new enrollments, one
+    UPDATE of the ones re-activated, one UPDATE of the leads' status. (``scopes`` are the
+    chunk's suppressions, already read.) A lead that is imported but not enrolled keeps its
+    row outcome; the reason says ``not enrolled: …``.
+    """
     if ctx.campaign_id is None:
         return {}, set()
     wanted = {email: ids[email] for email in groups if email in ids and not flags_of[email]
               and ids[email] not in ctx.enrolled}
     if not wanted:
         return {}, set()
-    campaign = session.get(Campaign, ctx.campaign_id)
-    active = set(session.scalars(select(Enrollment.lead_id).where(
-        Enrollment.campaign_id == campaign.id, Enrollment.lead_id.in_(wanted.values()),
-        Enrollment.state == EnrollmentState.active)))
-    leads = {lead.id: lead for lead in session.scalars(
-        select(Lead).where(Lead.id.in_(wanted.values())).execution_options(populate_existing=True))}
+    slug, window = _campaign(session, ctx)
+    lead_ids = list(wanted.values())
+    leads = {row.id: row for row in session.execute(
+        select(Lead.id, Lead.email, Lead.status, Lead.hygiene, Lead.consent, Lead.erased_at, Lead.timezone)
+        .where(Lead.id.in_(lead_ids)))}
+    current = {row.lead_id: row for row in session.execute(
+        select(Enrollment.id, Enrollment.lead_id, Enrollment.state)
+        .where(Enrollment.campaign_id == ctx.campaign_id, Enrollment.lead_id.in_(lead_ids)))}
     notes: dict[str, str] = {}
-    done: set[str] = set()
+    new: list[dict[str, Any]] = []
+    again: list[dict[str, Any]] = []
     for email, lead_id in wanted.items():
         ctx.enrolled.add(lead_id)
-        if lead_id in active:
-            notes[email] = f"already enrolled in {campaign.slug}"
+        lead = leads[lead_id]
+        enrollment = current.get(lead_id)
+        if enrollment is not None and enrollment.state == EnrollmentState.active:
+            notes[email] = f"already enrolled in {slug}"
             continue
-        try:
-            # enroll() checks (status, suppression) before it writes anything, so a refusal
-            # leaves nothing half-done and needs no savepoint.
-            enroll(session, leads[lead_id], campaign, ctx.now, source="import",
-                   declared_by=f"import:{ctx.source or ''}", default_timezone=ctx.default_timezone)
-        except NurtureError as exc:
-            notes[email] = f"not enrolled: {exc}"
+        blocker = enrollment_blocker(lead)
+        if blocker is None:
+            suppressed = scopes.get(email, set()) & {ALL_EMAIL, slug}
+            if suppressed:
+                what = "all email" if ALL_EMAIL in suppressed else f"campaign {slug}"
+                blocker = f"suppressed for {what}"
+        if blocker is not None:
+            notes[email] = f"not enrolled: {blocker}"
+            continue
+        first_send = next_in_window(ctx.now, zone(lead.timezone, ctx.default_timezone), window)
+        if enrollment is None:
+            new.append({"lead_id": lead_id, "campaign_id": ctx.campaign_id, "state": EnrollmentState.active,
+                        "next_send_at": first_send, "enrolled_at": ctx.now, "touches_sent": 0,
+                        "enrolled_by": f"import:{ctx.source or ''}"[:200]})
         else:
-            done.add(email)
-    return notes, done
+            again.append({"_id": enrollment.id, "_next": first_send, "lead_id": lead_id})
+    done: set[int] = set()
+    if new:
+        table = Enrollment.__table__
+        statement = insert_ignoring_conflicts(session, table, ["lead_id", "campaign_id"]).returning(table.c.lead_id)
+        done.update(session.scalars(statement, new))
+        email_of = {lead_id: email for email, lead_id in wanted.items()}
+        for item in new:  # enrolled meanwhile by someone else (the API, sales): theirs stands
+            if item["lead_id"] not in done:
+                notes[email_of[item["lead_id"]]] = f"already enrolled in {slug}"
+    if again:
+        table = Enrollment.__table__
+        session.execute(update(table).where(table.c.id == bindparam("_id")).values(
+            state=EnrollmentState.active, state_reason=None, ended_at=None, next_send_at=bindparam("_next")),
+            [{"_id": a["_id"], "_next": a["_next"]} for a in again])
+        done.update(a["lead_id"] for a in again)
+    if done:
+        session.execute(update(Lead).where(Lead.id.in_(done), Lead.status.in_([LeadStatus.new, LeadStatus.recycled]))
+                        .values(status=LeadStatus.nurturing, updated_at=ctx.now)
+                        .execution_options(synchronize_session=False))
+    return notes, {email for email, lead_id in wanted.items() if lead_id in done}

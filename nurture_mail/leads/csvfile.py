@@ -18,6 +18,9 @@ from .errors import ImportOptionsError
 from .fields import IGNORE, TARGET_FIELDS, custom_target, header_key
 
 DELIMITERS = (",", ";", "\t", "|")
+#: The key of a row that could not be read (its cells hold the reason); see ``ParsedFile.records``.
+ROW_ERROR = "!row_error"
+_ADDRESS = re.compile(r"<?[^\s@<>\"]+@[^\s@<>\"]+\.[^\s@<>\"]+>?")
 
 #: Header synonyms (compared as ``header_key``: lower case, runs of other characters as ``_``).
 DEFAULT_SYNONYMS: dict[str, tuple[str, ...]] = {
@@ -30,7 +33,8 @@ DEFAULT_SYNONYMS: dict[str, tuple[str, ...]] = {
                 "account_name", "employer"),
     "lead_source": ("lead_source", "source"),
     "timezone": ("timezone", "time_zone", "tz"),
-    "region": ("region", "country", "country_region", "country_or_region", "sales_region"),
+    "region": ("region", "sales_region", "territory"),
+    "country": ("country", "country_region", "country_or_region", "country_name", "nation"),
     "industry_sic": ("industry_sic", "sic", "sic_code"),
     "industry_naics": ("industry_naics", "naics", "naics_code"),
     "revenue": ("revenue", "annual_revenue", "company_revenue"),
@@ -98,12 +102,63 @@ class ParsedFile:
     def email_column(self) -> Column | None:
         return next((c for c in self.columns if c.target == "email"), None)
 
+    def records(self) -> Iterator[tuple[int, list[str], str]]:
+        """``(row number, cells, problem)`` of every record after the header; ``problem`` is "" or why it is broken.
+
+        A quoted cell may span lines (a note typed with Alt+Enter in Excel). A stray opening
+        quote (``ann@x.example,"Big``) would make the csv module swallow every following line
+        into that cell, silently, up to its field size limit (then ``csv.Error``). So a record
+        spanning lines is kept only when none of its continuation lines looks like a row of its
+        own (at least as many cells as the header, an address in the email column); otherwise,
+        or on a ``csv.Error``, only its first line is reported broken (its cells as that line
+        alone reads) and reading starts again on the next line: one bad row, never the rest.
+        """
+        lines = io.StringIO(self.text, newline="").readlines()
+        width = len(self.header)
+        email_index = self.email_column.index if self.email_column else 0
+        number = 0  # the spreadsheet row number of the last record (the header is row 1)
+        base = 0  # the physical line the current reader started on
+        while base < len(lines):
+            reader = csv.reader(iter(lines[base:]), delimiter=self.delimiter)
+            start = base
+            restart = None
+            for_problem = ""
+            while True:
+                try:
+                    cells = next(reader)
+                except StopIteration:
+                    break
+                except csv.Error as exc:
+                    restart, for_problem = start + 1, f"unreadable row ({exc}): an unbalanced quote (\")?"
+                    break
+                end = base + reader.line_num  # the physical line after this record
+                if end - start > 1 and any(_looks_like_row(line, self.delimiter, width, email_index)
+                                           for line in lines[start + 1:end]):
+                    restart, for_problem = start + 1, ("unbalanced quote (\") in this row: it would take in the "
+                                                       "rows after it; fix the quote and import the row again")
+                    break
+                number += 1
+                if number > self.header_row:
+                    yield number, cells, ""
+                start = end
+            if restart is None:
+                return
+            number += 1
+            if number > self.header_row:
+                yield number, _one_line(lines[start], self.delimiter), for_problem
+            base = restart
+
     def rows(self) -> Iterator[tuple[int, dict[str, str]]]:
-        """``(row number, {target: cell})`` of every non-blank data row; custom columns keep their key."""
-        reader = csv.reader(io.StringIO(self.text), delimiter=self.delimiter)
+        """``(row number, {target: cell})`` of every non-blank data row; custom columns keep their key.
+
+        A broken row (see ``records``) comes as ``{ROW_ERROR: why, "email": its email cell}``.
+        """
         used = [(c.index, c.target) for c in self.columns if c.target != IGNORE]
-        for number, cells in enumerate(reader, start=1):
-            if number <= self.header_row:
+        email_index = self.email_column.index if self.email_column else 0
+        for number, cells, problem in self.records():
+            if problem:
+                yield number, {ROW_ERROR: problem,
+                               "email": cells[email_index].strip() if email_index < len(cells) else ""}
                 continue
             if not cells or not any(cell.strip() for cell in cells):
                 continue
@@ -112,16 +167,35 @@ class ParsedFile:
 
     def count_rows(self) -> int:
         """The rows ``rows()`` will yield, counted without building them."""
-        reader = csv.reader(io.StringIO(self.text), delimiter=self.delimiter)
-        count = 0
-        for number, cells in enumerate(reader, start=1):
-            if number > self.header_row and cells and any(cell.strip() for cell in cells):
-                count += 1
-        return count
+        return sum(1 for _number, cells, problem in self.records()
+                   if problem or (cells and any(cell.strip() for cell in cells)))
+
+
+def _one_line(line: str, delimiter: str) -> list[str]:
+    """The cells of one physical line read alone (a stray quote then runs to the end of the line)."""
+    try:
+        return next(csv.reader([line.rstrip("\r\n")], delimiter=delimiter), [])
+    except csv.Error:
+        return line.rstrip("\r\n").split(delimiter)
+
+
+def _looks_like_row(line: str, delimiter: str, width: int, email_index: int) -> bool:
+    """A line that is a whole row by itself: as many cells as the header and an address where the email goes."""
+    if width < 2:
+        return False
+    cells = _one_line(line, delimiter)
+    return len(cells) >= width and email_index < len(cells) and _ADDRESS.fullmatch(cells[email_index].strip()) is not None
 
 
 def parse(data: bytes, mapping: Mapping[str, str] | None = None) -> ParsedFile:
     """Decode, find the header and map its columns; ``ImportOptionsError`` when the file is unusable."""
+    try:
+        return _parse(data, mapping)
+    except csv.Error as exc:  # a header line the csv module cannot read (over its field size limit)
+        raise ImportOptionsError(f"the header row cannot be read as CSV ({exc})", "file") from None
+
+
+def _parse(data: bytes, mapping: Mapping[str, str] | None) -> ParsedFile:
     if not data or not data.strip():
         raise ImportOptionsError("the file is empty", "file")
     text, encoding = decode(data)

@@ -15,6 +15,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..models.lead import QUALIFICATION_ATTRIBUTES
 from .errors import LeadValueError
+from .regions import region_value, sales_region
 
 IGNORE = "ignore"
 CUSTOM_PREFIX = "custom:"
@@ -27,13 +28,17 @@ TEXT_FIELDS: dict[str, int] = {
 #: Whole-number columns of ``Lead`` and their largest value.
 INT_FIELDS: dict[str, int] = {"revenue": 2**63 - 1, "employees": 2**31 - 1, "locations": 2**31 - 1}
 LEAD_FIELDS = ("email", *TEXT_FIELDS, *INT_FIELDS, "timezone", "consent")
-TARGET_FIELDS = frozenset({*LEAD_FIELDS, *QUALIFICATION_ATTRIBUTES})
+#: Not a column: kept as the custom field ``country``, and its sales region fills ``region`` (``regions``).
+COUNTRY = "country"
+TARGET_FIELDS = frozenset({*LEAD_FIELDS, COUNTRY, *QUALIFICATION_ATTRIBUTES})
 #: The longest qualification note or custom value kept.
 MAX_NOTE = 2000
 
 _INT = re.compile(r"^\d+$|^\d{1,3}(?:([,. _'\u00a0\u202f])\d{3})(?:\1\d{3})*$")
 _TRUE = {"1", "true", "yes", "y", "opt-in", "opted in", "on"}
 _FALSE = {"0", "false", "no", "n", "opt-out", "opted out", "off"}
+#: A qualification value saying "no" is not something known about the lead: it is left out.
+_NOT_KNOWN = {"false", "no", "n", "none", "n/a", "na", "-", "unknown"}
 
 
 def header_key(name: str) -> str:
@@ -124,6 +129,8 @@ def convert_one(name: str, value: Any) -> Any:
             return False
         raise LeadValueError(f"expected yes/no ({value!r})", name)
     if name in QUALIFICATION_ATTRIBUTES:
+        if value is True:
+            return "yes"
         return _text(value, name)[:MAX_NOTE]
     raise LeadValueError("unknown field", name)
 
@@ -135,9 +142,24 @@ def convert(cells: Mapping[str, Any], *, strict: bool = False) -> LeadValues:
     API): the first unusable value raises ``LeadValueError``.
     """
     values = LeadValues()
+    country_region = None
     for target, raw in cells.items():
         if target == "email" or raw is None or raw == "" or (type(raw) is str and raw.isspace()):
             continue  # not given (0 and False are values)
+        if target == COUNTRY:
+            try:
+                text = _text(raw, COUNTRY).strip()[:MAX_NOTE]
+            except LeadValueError as exc:
+                if strict:
+                    raise
+                values.problems.append((exc.field, f"{exc.message}, ignored"))
+                continue
+            values.custom[COUNTRY] = text
+            country_region = sales_region(text)
+            continue
+        if target in QUALIFICATION_ATTRIBUTES and (
+                raw is False or (isinstance(raw, str) and raw.strip().casefold() in _NOT_KNOWN)):
+            continue  # "no" / false: nothing known (a True is recorded as "yes")
         if target[:7] == CUSTOM_PREFIX:
             values.custom[target[7:]] = str(raw).replace("\x00", "").strip()[:MAX_NOTE]
             continue
@@ -156,4 +178,8 @@ def convert(cells: Mapping[str, Any], *, strict: bool = False) -> LeadValues:
             values.qualification[target] = value
         else:
             values.columns[target] = value
+    if "region" in values.columns:
+        values.columns["region"] = region_value(values.columns["region"])
+    elif country_region is not None:
+        values.columns["region"] = country_region
     return values

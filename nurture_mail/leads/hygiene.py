@@ -28,7 +28,7 @@ from typing import Any
 import yaml
 from email_validator import EmailNotValidError, validate_email
 
-__all__ = ["DEFAULT_RULES", "Hygiene", "HygieneConfigError", "InvalidEmail", "normalize_email"]
+__all__ = ["DEFAULT_RULES", "Hygiene", "HygieneConfigError", "InvalidEmail", "normalize_email", "validate_hygiene_file"]
 
 #: The defaults, identical to the shipped ``campaigns/hygiene.yaml``.
 DEFAULT_RULES: dict[str, Any] = {
@@ -42,7 +42,7 @@ DEFAULT_RULES: dict[str, Any] = {
     "deny": {
         "competitor": ["wiz.io", "crowdstrike.com", "paloaltonetworks.com", "lacework.com", "orca.security"],
         "student": ["*.edu", "*.edu.*", "*.ac.uk", "*.ac.jp", "*.ac.nz", "*.ac.za", "*.ac.in", "*.ac.il",
-                    "student.*", "students.*", "*.student.*", "stud.*", "*.stud.*"],
+                    "student.*.*", "students.*.*", "stud.*.*"],
         "consultant": ["accenture.com", "deloitte.com", "pwc.com", "kpmg.com", "ey.com",
                        "mckinsey.com", "bcg.com", "bain.com", "capgemini.com", "gartner.com", "forrester.com"],
     },
@@ -167,6 +167,8 @@ class Hygiene:
             data = yaml.safe_load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise HygieneConfigError(f"{path}: not valid YAML ({exc})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise HygieneConfigError(f"{path}: cannot be read ({exc})") from None
         return cls.from_rules(data or {}, source=str(path))
 
     @classmethod
@@ -196,6 +198,15 @@ class Hygiene:
         if suppressed:
             flags.append("suppressed")
         return flags
+
+
+def validate_hygiene_file(path: Path | str) -> Hygiene:
+    """Load the rules of ``path`` (``HYGIENE_PATH``) or raise ``HygieneConfigError`` naming the file and key.
+
+    For startup checks (``init``, ``run``, the worker): a broken file is then reported before any
+    import is accepted, rather than at the first upload. A missing file means the built-in defaults.
+    """
+    return Hygiene.load(path)
 
 
 def describe(flag: str) -> str:

@@ -6,6 +6,7 @@ the reader (``csvfile``) and the engine (``batch.import_chunk``); the merge poli
 """
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -47,6 +48,15 @@ class ImportReport:
         return f"{len(self.rows)} rows" + (": " + ", ".join(parts) if parts else "")
 
 
+def configured_hygiene() -> Hygiene:
+    """The hygiene rules of the running app's config (``HYGIENE_PATH``), else of the environment."""
+    from flask import current_app, has_app_context
+
+    if has_app_context() and "nurture" in current_app.extensions:
+        return Hygiene.from_config(current_app.extensions["nurture"].config)
+    return Hygiene.load(os.environ.get("HYGIENE_PATH") or Config.hygiene_path)
+
+
 def read_rows(path: Path, mapping: dict[str, str] | None = None) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:
     """The header and the data rows ``(row number, {field: text})`` of a CSV file (the header is row 1).
 
@@ -66,8 +76,11 @@ def import_rows(
     hygiene: Hygiene | None = None,
     check_deliverability: bool = False,
 ) -> ImportReport:
-    """Import ``rows`` (from ``read_rows``) in the caller's session; flagged leads are stored, not enrolled."""
-    ctx = ImportContext(hygiene=hygiene or Hygiene.load(Config.hygiene_path), source=source, now=now,
+    """Import ``rows`` (from ``read_rows``) in the caller's session; flagged leads are stored, not enrolled.
+
+    Without ``hygiene``, the rules of the configured ``HYGIENE_PATH`` apply (``configured_hygiene``).
+    """
+    ctx = ImportContext(hygiene=hygiene or configured_hygiene(), source=source, now=now,
                         check_deliverability=check_deliverability)
     report = ImportReport()
     for start in range(0, len(rows), CHUNK_SIZE):

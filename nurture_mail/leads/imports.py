@@ -7,18 +7,29 @@ that is queued can only fail on rows, and a bad row is an outcome, never a failu
 sees the job move and a crash loses at most one chunk: the job is marked ``failed`` with the
 error, and running it again resumes after the last committed chunk. A ``done`` import run
 again does nothing.
+
+One runner at a time: a runner claims the import with a Redis lease (renewed after every
+chunk) and a conditional ``UPDATE … SET status='running' WHERE status IN (…)``; a second
+runner (the job queued twice, a CLI rerun while the worker runs it) finds it claimed and
+returns without touching it. A ``running`` import whose lease expired (its runner died) can
+be claimed again and resumes.
+
+The uploaded file (``instance/imports/<id>.csv``) is deleted when the import ends: done, or
+failed on its last attempt (the RQ job is retried ``IMPORT_RETRIES`` times first). The report
+lives in the database; ``erase_import_traces`` blanks a lead's address in it (GDPR erase).
 """
 from __future__ import annotations
 
 import csv
 import io
 import logging
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..exceptions import NotFound
@@ -26,10 +37,10 @@ from ..models import Campaign, ImportJob, ImportRowResult
 from .batch import CHUNK_SIZE, OUTCOMES, ImportContext, RowResult, import_chunk
 from .csvfile import parse
 from .errors import ImportOptionsError
-from .hygiene import Hygiene
+from .hygiene import Hygiene, HygieneConfigError
 
-__all__ = ["ImportOptionsError", "create_import", "enqueue_import", "import_file_path", "import_progress",
-           "report_csv", "run_import", "summary_line", "REPORT_HEADER"]
+__all__ = ["ImportOptionsError", "create_import", "enqueue_import", "erase_import_traces", "import_file_path",
+           "import_progress", "report_csv", "run_import", "summary_line", "REPORT_HEADER"]
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +49,21 @@ REPORT_HEADER = ("row", "email", "outcome", "field", "reason", "lead_id")
 FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 
+#: Automatic re-runs of a failed import job (each resumes after the last committed chunk).
+IMPORT_RETRIES = 2
+#: A runner's claim on an import (seconds); renewed after every chunk, so it only runs out when the runner died.
+LEASE_SECONDS = 600
+
+_RENEW = """if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('expire', KEYS[1], ARGV[2]) end return 0"""
+_RELEASE = """if redis.call('get', KEYS[1]) == ARGV[1] then return redis.call('del', KEYS[1]) end return 0"""
+
+
 def import_file_path(config, import_id: int) -> Path:
     return Path(config.instance_path) / "imports" / f"{import_id}.csv"
+
+
+def _lease_key(import_id: int) -> str:
+    return f"nurture:import:{import_id}:runner"
 
 
 def create_import(svc, session: Session, *, filename: str, data: bytes, lead_source: str | None,
@@ -53,6 +77,10 @@ def create_import(svc, session: Session, *, filename: str, data: bytes, lead_sou
         if session.scalar(select(Campaign.id).where(Campaign.slug == campaign_slug)) is None:
             known = ", ".join(session.scalars(select(Campaign.slug).order_by(Campaign.slug))) or "none"
             raise ImportOptionsError(f"no campaign {campaign_slug!r} (campaigns: {known})", "campaign_slug")
+    try:  # checked here, so a queued job cannot fail on the rules file
+        Hygiene.from_config(svc.config)
+    except HygieneConfigError as exc:
+        raise ImportOptionsError(f"the hygiene rules cannot be used ({exc})", "hygiene") from None
     parsed = parse(data, mapping)
     if check_deliverability is None:
         check_deliverability = svc.config.check_deliverability
@@ -83,26 +111,105 @@ def create_import(svc, session: Session, *, filename: str, data: bytes, lead_sou
 
 
 def enqueue_import(svc, import_id: int) -> None:
-    """Queue ``jobs/imports.run_import_job`` on the app's queue."""
+    """Queue ``jobs/imports.run_import_job`` on the app's queue (re-run up to ``IMPORT_RETRIES`` times)."""
+    from rq import Retry
+
     from ..jobs.imports import run_import_job
 
     svc.queue.enqueue(run_import_job, import_id, job_timeout=3600, result_ttl=86400,
-                      description=f"import {import_id}")
+                      description=f"import {import_id}", retry=Retry(max=IMPORT_RETRIES))
 
 
-def run_import(svc, import_id: int, *, progress: Callable[[int], None] | None = None) -> ImportJob:
-    """Run (or resume) an import; ``progress(n)`` is called with the rows done after each chunk.
+def erase_import_traces(session: Session, lead_id: int | None, email: str | None) -> int:
+    """Blank the address in every import report row of this lead or this address (GDPR erase).
 
-    Returns the job as it ends. A crash marks the job ``failed`` with the error and re-raises.
+    Rows keep their outcome and reason (the import's statistics); the rows matched are those
+    linked to ``lead_id`` and those whose address is ``email`` in any case (a rejected row has
+    no lead). Returns the number of rows changed. The uploaded files themselves are deleted
+    when each import ends.
     """
+    conditions = []
+    if lead_id is not None:
+        conditions.append(ImportRowResult.lead_id == lead_id)
+    address = (email or "").strip().lower()
+    if address:
+        conditions.append(func.lower(ImportRowResult.email) == address)
+    if not conditions:
+        return 0
+    result = session.execute(update(ImportRowResult).where(or_(*conditions), ImportRowResult.email.is_not(None))
+                             .values(email=None).execution_options(synchronize_session=False))
+    return result.rowcount or 0
+
+
+def _remove_file(svc, import_id: int) -> None:
+    try:
+        import_file_path(svc.config, import_id).unlink(missing_ok=True)
+    except OSError:
+        log.warning("import %s: could not delete its uploaded file", import_id, exc_info=True)
+
+
+def _claim(svc, import_id: int) -> tuple[str | None, ImportJob]:
+    """``(lease token, job)``: the token is None when the import is done or another runner holds it."""
     with svc.db.session() as session:
         job = session.get(ImportJob, import_id)
         if job is None:
             raise NotFound(f"no import {import_id}")
         if job.status == "done":
-            return job
-        resume_at = job.processed_rows if job.status in ("running", "failed") else 0
-        job.status = "running"
+            return None, job
+    token = uuid.uuid4().hex
+    if not svc.redis.set(_lease_key(import_id), token, nx=True, ex=LEASE_SECONDS):
+        log.info("import %s is being run by another runner; leaving it", import_id)
+        return None, job
+    # The lease is ours, so a "running" import has no live runner (it died): it may be resumed.
+    with svc.db.session() as session:
+        claimed = session.execute(
+            update(ImportJob).where(ImportJob.id == import_id, ImportJob.status.in_(("queued", "failed", "running")))
+            .values(status="running").execution_options(synchronize_session=False)).rowcount
+        job = session.get(ImportJob, import_id)
+    if claimed != 1:
+        _release(svc, import_id, token)
+        return None, job
+    return token, job
+
+
+class ClaimLost(RuntimeError):
+    """This runner's lease ran out and another runner may have the import now: stop, touch nothing."""
+
+
+def _renew(svc, import_id: int, token: str) -> None:
+    if not svc.redis.eval(_RENEW, 1, _lease_key(import_id), token, LEASE_SECONDS):
+        raise ClaimLost(f"import {import_id}: lost its claim (the lease expired and another runner took it)")
+
+
+def _release(svc, import_id: int, token: str) -> None:
+    try:
+        svc.redis.eval(_RELEASE, 1, _lease_key(import_id), token)
+    except Exception:  # the lease expires by itself
+        log.warning("import %s: could not release its lease", import_id, exc_info=True)
+
+
+def run_import(svc, import_id: int, *, progress: Callable[[int], None] | None = None,
+               final_attempt: bool = True) -> ImportJob:
+    """Run (or resume) an import; ``progress(n)`` is called with the rows done after each chunk.
+
+    Returns the job as it ends (or as it is, untouched, when it is done or another runner has
+    it). A crash marks the job ``failed`` with the error and re-raises; on the ``final_attempt``
+    the uploaded file is deleted too (no resume after that), as it is when the import is done.
+    """
+    token, job = _claim(svc, import_id)
+    if token is None:
+        return job
+    try:
+        return _run_claimed(svc, import_id, token, progress, final_attempt)
+    finally:
+        _release(svc, import_id, token)
+
+
+def _run_claimed(svc, import_id: int, token: str, progress: Callable[[int], None] | None,
+                 final_attempt: bool) -> ImportJob:
+    with svc.db.session() as session:
+        job = session.get(ImportJob, import_id)
+        resume_at = job.processed_rows or 0
         job.error = None
         job.started_at = job.started_at or svc.clock.now()
         job.finished_at = None
@@ -140,6 +247,7 @@ def run_import(svc, import_id: int, *, progress: Callable[[int], None] | None = 
             _rq_progress(import_id, processed, job.total_rows)
             if progress:
                 progress(len(chunk))
+            _renew(svc, import_id, token)
         with svc.db.session() as session:
             job = session.get(ImportJob, import_id)
             job.status = "done"
@@ -148,7 +256,11 @@ def run_import(svc, import_id: int, *, progress: Callable[[int], None] | None = 
             job.counts = dict(counts)
             job.finished_at = svc.clock.now()
         _rq_progress(import_id, processed, processed)
+        _remove_file(svc, import_id)
         return job
+    except ClaimLost:
+        log.error("import %s: lost its claim; the runner that has it now finishes it", import_id)
+        raise
     except BaseException as exc:
         log.exception("import %s failed", import_id)
         with svc.db.session() as session:
@@ -157,6 +269,8 @@ def run_import(svc, import_id: int, *, progress: Callable[[int], None] | None = 
             job.error = f"{type(exc).__name__}: {exc}"[:4000] if not isinstance(exc, KeyboardInterrupt) \
                 else "interrupted"
             job.finished_at = svc.clock.now()
+        if final_attempt:
+            _remove_file(svc, import_id)
         raise
 
 

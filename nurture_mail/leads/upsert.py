@@ -47,7 +47,7 @@ def lead_values(values: Mapping[str, Any]) -> LeadValues:
                                          f"qualification.{name}")
                 if note is not None and not isinstance(note, _SCALARS):
                     raise LeadValueError("expected text", f"qualification.{name}")
-                flat[name] = note if note is None else str(note)
+                flat[name] = note  # convert(): True is "yes", False (or "no") is not known
             continue
         if key == "custom_fields":
             if value is None:

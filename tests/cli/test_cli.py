@@ -136,3 +136,25 @@ def test_import_leads_messy_file_with_progress_report_and_mapping(cli, tmp_path)
     assert result.returncode == 1 and "Error: mapping: column 'Contact': unknown field 'mail'" in result.stderr
     result = cli("import-leads", str(mapped), "--source", "x", "--campaign", "nope", ok=False)
     assert result.returncode == 1 and "Error: campaign_slug: no campaign 'nope'" in result.stderr
+
+
+def test_enroll_refused_is_one_line_and_exit_1(cli, tmp_path):
+    """enroll refuses a hygiene-flagged lead and one sales holds (finding 5): one line, exit 1, nothing enrolled."""
+    import sqlite3
+
+    cli("init")
+    csv_file = tmp_path / "leads.csv"
+    csv_file.write_text("email,first_name\ninfo@acme.example,Info\nann@held.example,Ann\n", encoding="utf-8")
+    cli("import-leads", str(csv_file), "--source", "expo")
+    database = sqlite3.connect(tmp_path / "instance" / "nurture_mail.db")
+    with database:
+        database.execute("UPDATE lead SET status = 'handed_off' WHERE email = 'ann@held.example'")
+
+    flagged = cli("enroll", "info@acme.example", "northwind-security", ok=False)
+    assert flagged.returncode == 1 and flagged.stderr.count("\n") == 1
+    assert "cannot be enrolled: it failed hygiene (role_account)" in flagged.stderr
+    held = cli("enroll", "ann@held.example", "northwind-security", ok=False)
+    assert held.returncode == 1 and held.stderr.count("\n") == 1
+    assert "cannot be enrolled: it is handed_off (with sales)" in held.stderr
+    assert database.execute("SELECT count(*) FROM enrollment").fetchone() == (0,)
+    database.close()

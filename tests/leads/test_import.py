@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
 
 import pytest
@@ -19,7 +20,7 @@ from nurture_mail.leads.imports import (
     report_csv,
     run_import,
 )
-from nurture_mail.models import Enrollment, ImportJob, ImportRowResult, Lead
+from nurture_mail.models import Enrollment, ImportJob, ImportRowResult, Lead, LeadStatus
 from nurture_mail.runtime import run_worker
 
 from .conftest import FIXTURES
@@ -128,8 +129,9 @@ def test_merge_policy_within_the_file_and_against_existing_leads(bed, messy):
     zoe = bed.lead("zoe.hartley@fernhill.example")
     # Row 8 (same address, other case) fills the gaps of row 4 and its non-empty company wins.
     assert (zoe.first_name, zoe.last_name, zoe.title, zoe.company, zoe.region, zoe.employees) == (
-        "Zoë", "Hartley", "CISO", "Fernhill Digital Ltd", "United Kingdom", 1200)
-    assert zoe.custom_fields == {"booth_notes": "second scan"} and zoe.lead_source == "trade-show"
+        "Zoë", "Hartley", "CISO", "Fernhill Digital Ltd", "EMEA", 1200)  # Country/Region: kept, and its sales region
+    assert zoe.custom_fields == {"booth_notes": "second scan", "country": "United Kingdom"}
+    assert zoe.lead_source == "trade-show"
     existing = bed.lead("existing@known.example")
     # Known values are not erased by empty cells; the original source keeps the credit.
     assert (existing.first_name, existing.company, existing.lead_source) == ("Known", "NewCo", "webinar")
@@ -139,7 +141,7 @@ def test_merge_policy_within_the_file_and_against_existing_leads(bed, messy):
     assert maria.qualification == {"budget": "approved Q3"}
     li = bed.lead("li.wei@merlion.example")
     assert (li.first_name, li.last_name, li.employees) == ("李", "伟", None)
-    assert li.custom_fields == {"booth_notes": HYPERLINK}  # data kept as given; the report is what is made safe
+    assert li.custom_fields == {"booth_notes": HYPERLINK, "country": "Singapore"}  # data kept as given; the report is what is made safe
     assert _enrolled(bed) == set()  # no campaign given
 
 
@@ -175,34 +177,40 @@ def test_latin1_file(bed):
         "Lemaître", "Søren")
 
 
-def test_a_crash_mid_way_marks_the_job_failed_and_a_rerun_resumes(bed, messy, monkeypatch):
-    _prepare(bed)
-    monkeypatch.setattr(imports_module, "CHUNK_SIZE", 4)
+def _crash_on(monkeypatch, calls_that_crash):
     real_chunk = imports_module.import_chunk
     calls = []
 
-    def crash_on_third(session, rows, ctx):
+    def crashing(session, rows, ctx):
         calls.append(len(rows))
-        if len(calls) == 3:
+        if len(calls) in calls_that_crash:
             raise RuntimeError("disk full")
         return real_chunk(session, rows, ctx)
 
-    monkeypatch.setattr(imports_module, "import_chunk", crash_on_third)
+    monkeypatch.setattr(imports_module, "CHUNK_SIZE", 4)
+    monkeypatch.setattr(imports_module, "import_chunk", crashing)
+    return real_chunk
+
+
+def test_a_crash_mid_way_marks_the_job_failed_and_a_rerun_resumes(bed, messy, monkeypatch):
+    _prepare(bed)
+    real_chunk = _crash_on(monkeypatch, {3})
     import_id = bed.create(messy, campaign_slug="northwind-security")
-    enqueue_import(bed.svc, import_id)
-    run_worker(bed.app, burst=True, logging_level="CRITICAL")
-    assert len(FailedJobRegistry(bed.svc.config.queue_name, connection=bed.svc.redis)) == 1
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_import(bed.svc, import_id, final_attempt=False)
     with bed.svc.db.session() as session:
         failed = import_progress(session.get(ImportJob, import_id))
     assert failed["status"] == "failed" and failed["error"] == "RuntimeError: disk full"
     assert failed["processed_rows"] == 8 and failed["finished_at"]
     assert [o[0] for o in bed.outcomes(import_id)] == [2, 4, 5, 6, 7, 8, 10, 11]
+    assert import_file_path(bed.svc.config, import_id).exists()  # not the last attempt: kept to resume
 
     monkeypatch.setattr(imports_module, "import_chunk", real_chunk)
     done = run_import(bed.svc, import_id)
     assert done.status == "done" and done.error is None and done.processed_rows == 15
     assert bed.outcomes(import_id) == EXPECTED  # resumed after row 11: nothing twice, nothing lost
     assert _enrolled(bed) == set(CLEAN)
+    assert not import_file_path(bed.svc.config, import_id).exists()  # done: the upload is deleted
 
     # A finished import run again does nothing.
     bed.clock.advance(hours=1)
@@ -210,6 +218,71 @@ def test_a_crash_mid_way_marks_the_job_failed_and_a_rerun_resumes(bed, messy, mo
     assert again.status == "done" and again.finished_at == done.finished_at
     with bed.svc.db.session() as session:
         assert session.scalar(select(func.count()).select_from(ImportRowResult)) == 15
+
+
+def test_the_worker_retries_a_crashed_import_which_resumes(bed, messy, monkeypatch):
+    _prepare(bed)
+    _crash_on(monkeypatch, {3})
+    import_id = bed.create(messy, campaign_slug="northwind-security")
+    enqueue_import(bed.svc, import_id)
+    run_worker(bed.app, burst=True, logging_level="CRITICAL")
+    assert len(FailedJobRegistry(bed.svc.config.queue_name, connection=bed.svc.redis)) == 0
+    assert bed.outcomes(import_id) == EXPECTED
+    with bed.svc.db.session() as session:
+        assert session.get(ImportJob, import_id).status == "done"
+    assert not import_file_path(bed.svc.config, import_id).exists()
+
+
+def test_an_import_failing_on_its_last_attempt_is_failed_and_its_file_deleted(bed, messy, monkeypatch):
+    _crash_on(monkeypatch, {3, 4, 5, 6})  # the first attempt and both retries crash
+    import_id = bed.create(messy)
+    enqueue_import(bed.svc, import_id)
+    run_worker(bed.app, burst=True, logging_level="CRITICAL")
+    assert len(FailedJobRegistry(bed.svc.config.queue_name, connection=bed.svc.redis)) == 1
+    with bed.svc.db.session() as session:
+        job = session.get(ImportJob, import_id)
+        assert (job.status, job.error, job.processed_rows) == ("failed", "RuntimeError: disk full", 8)
+    assert not import_file_path(bed.svc.config, import_id).exists()
+    assert len(bed.outcomes(import_id)) == 8  # the report of what was done stays
+
+
+def test_a_second_runner_leaves_a_claimed_import_alone(bed, messy, monkeypatch):
+    """Two runners at once (job queued twice, a CLI rerun): the second returns, nothing fails or doubles."""
+    import threading
+
+    monkeypatch.setattr(imports_module, "CHUNK_SIZE", 4)
+    real_chunk = imports_module.import_chunk
+    inside, go_on = threading.Event(), threading.Event()
+
+    def slow(session, rows, ctx):
+        if not inside.is_set():
+            inside.set()
+            assert go_on.wait(30)
+        return real_chunk(session, rows, ctx)
+
+    monkeypatch.setattr(imports_module, "import_chunk", slow)
+    _prepare(bed)
+    import_id = bed.create(messy)
+    outcome = {}
+    first = threading.Thread(target=lambda: outcome.setdefault("first", run_import(bed.svc, import_id)))
+    first.start()
+    assert inside.wait(30)
+    second = run_import(bed.svc, import_id)  # while the first holds it
+    assert second.status == "running" and second.error is None
+    go_on.set()
+    first.join(30)
+    assert outcome["first"].status == "done"
+    assert bed.outcomes(import_id) == EXPECTED  # all rows, once
+    with bed.svc.db.session() as session:
+        assert session.get(ImportJob, import_id).status == "done"
+
+
+def test_a_running_import_whose_runner_died_is_claimed_again_and_resumes(bed, messy, monkeypatch):
+    import_id = bed.create(messy)
+    with bed.svc.db.session() as session:
+        session.get(ImportJob, import_id).status = "running"  # a runner killed without a trace; no lease
+    job = run_import(bed.svc, import_id)
+    assert job.status == "done" and job.processed_rows == 15
 
 
 def test_a_second_import_of_the_same_file_changes_nothing(bed, messy):
@@ -262,3 +335,128 @@ def test_read_rows_and_import_rows_in_one_session(bed, messy, tmp_path):
         emails = dict(session.execute(select(Lead.id, Lead.email)).all())
     assert [emails[i] for i in report.lead_ids] == CLEAN  # only the clean leads: the ones to enroll
     assert len(report.all_lead_ids) == len(CLEAN) + len(FLAGGED)
+
+
+def _statements(bed):
+    """Count the SQL statements the app's engine runs (a list one appends to)."""
+    from sqlalchemy import event
+
+    seen: list[str] = []
+
+    def count(conn, cursor, statement, parameters, context, executemany):
+        seen.append(statement)
+
+    event.listen(bed.svc.db.engine, "before_cursor_execute", count)
+    return seen, lambda: event.remove(bed.svc.db.engine, "before_cursor_execute", count)
+
+
+def test_enrolling_a_chunk_takes_the_same_statements_for_10_or_200_leads(bed):
+    """Finding 18: enroll() per lead made several queries per row; the chunk's enrollments are batched."""
+    counts = []
+    for size, offset in ((10, 0), (200, 1000)):
+        data = "email,first_name\n" + "".join(f"p{offset + i}@batch.example,P{i}\n" for i in range(size))
+        import_id = bed.create(data.encode(), campaign_slug="northwind-security")
+        seen, stop = _statements(bed)
+        try:
+            job = run_import(bed.svc, import_id)
+        finally:
+            stop()
+        assert job.counts == {"created": size, "enrolled": size}
+        counts.append(len(seen))
+    assert counts[0] == counts[1]
+    with bed.svc.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Enrollment)) == 210
+        assert set(session.scalars(select(Lead.status).distinct())) == {LeadStatus.nurturing}
+
+
+def test_leads_sales_holds_are_imported_but_not_enrolled(bed):
+    """Finding 5: an import with a campaign restarted nurture for leads sales holds (and for no-consent ones)."""
+    from nurture_mail.models import Campaign, EnrollmentState
+
+    held = bed.add_lead("held@acme.example", status=LeadStatus.handed_off)
+    bed.add_lead("won@acme.example", status=LeadStatus.won)
+    bed.add_lead("quiet@acme.example", consent=False)
+    back = bed.add_lead("back@acme.example", status=LeadStatus.recycled)
+    with bed.svc.db.session() as session:
+        campaign = session.scalar(select(Campaign).where(Campaign.slug == "northwind-security"))
+        session.add_all([
+            Enrollment(lead_id=held, campaign_id=campaign.id, state=EnrollmentState.exited, touches_sent=2,
+                       enrolled_at=bed.clock.now(), state_reason="handed off"),
+            Enrollment(lead_id=back, campaign_id=campaign.id, state=EnrollmentState.exited, touches_sent=2,
+                       enrolled_at=bed.clock.now(), state_reason="recycled"),
+        ])
+    data = (b"email,company\nheld@acme.example,Acme\nwon@acme.example,\nquiet@acme.example,\n"
+            b"back@acme.example,\nnew@acme.example,New\n")
+    import_id = bed.create(data, campaign_slug="northwind-security")
+    job = run_import(bed.svc, import_id)
+    assert job.counts == {"created": 1, "updated": 1, "unchanged": 3, "enrolled": 2, "not_enrolled": 3}
+    reasons = bed.reasons(import_id)
+    assert bed.outcomes(import_id)[0][2] == "updated"  # the data is merged all the same
+    assert reasons[2] == "not enrolled: it is handed_off (with sales); sales sends it back to nurture"
+    assert reasons[3].startswith("not enrolled: it is won")
+    assert reasons[4] == "not enrolled: it has not consented to email"
+    assert reasons[5] is None and reasons[6] is None
+    with bed.svc.db.session() as session:
+        states = dict(session.execute(select(Lead.email, Enrollment.state).join(Enrollment.lead)).all())
+        statuses = dict(session.execute(select(Lead.email, Lead.status)).all())
+    assert states == {"held@acme.example": EnrollmentState.exited, "back@acme.example": EnrollmentState.active,
+                      "new@acme.example": EnrollmentState.active}
+    assert statuses["held@acme.example"] == LeadStatus.handed_off and statuses["won@acme.example"] == LeadStatus.won
+    assert statuses["back@acme.example"] == LeadStatus.nurturing
+
+
+def test_a_stray_quote_in_an_uploaded_file_rejects_one_row(bed):
+    """Finding 8 end to end: the row is rejected with why, the rest imported; a 128 KiB tail is no crash."""
+    data = (b"email,company,notes\n" + b'a@x.example,"Big\n' + b"b@x.example,Acme,hi\n"
+            + b"".join(b"filler %d\n" % i for i in range(15000)) + b"c@x.example,Co,ok\n")
+    import_id = bed.create(data)
+    job = run_import(bed.svc, import_id)
+    assert job.status == "done" and job.counts["created"] == 2 and job.total_rows == 15003
+    outcomes = bed.outcomes(import_id)
+    assert outcomes[0] == (2, "a@x.example", "rejected", "row") and outcomes[1][2] == "created"
+    assert "unbalanced quote" in bed.reasons(import_id)[2]
+    assert bed.lead("c@x.example").company == "Co"
+
+
+def test_create_import_refuses_when_the_hygiene_file_is_broken(bed, messy, tmp_path, monkeypatch):
+    """Finding 12: a broken hygiene.yaml failed the queued job later; now the upload is refused, naming the file."""
+    broken = tmp_path / "hygiene.yaml"
+    broken.write_text("deny:\n  student: '*.edu'\n")
+    monkeypatch.setattr(bed.svc, "config", dataclasses.replace(bed.svc.config, hygiene_path=broken))
+    with pytest.raises(ImportOptionsError) as error:
+        bed.create(messy)
+    assert error.value.field == "hygiene" and "deny.student: expected a list" in error.value.message
+    assert str(broken) in error.value.message
+    with bed.svc.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(ImportJob)) == 0
+
+
+def test_erase_import_traces_blanks_the_address_in_every_report(bed, messy):
+    """Finding 23: the report rows kept the address forever; the API's GDPR erase calls this."""
+    from nurture_mail.leads.imports import erase_import_traces
+
+    first, second = bed.create(messy), bed.create(messy)
+    run_import(bed.svc, first)
+    run_import(bed.svc, second)
+    zoe = bed.lead("zoe.hartley@fernhill.example")
+    with bed.svc.db.session() as session:
+        assert erase_import_traces(session, zoe.id, zoe.email) == 4  # rows 4 and 8 of both imports
+        assert erase_import_traces(session, None, "NOT-AN-EMAIL") == 2  # a rejected row has no lead
+    for import_id in (first, second):
+        rows = {row: email for row, email, _outcome, _field in bed.outcomes(import_id)}
+        assert rows[4] is None and rows[8] is None and rows[5] is None
+        assert rows[2] == "maria.lopez@brightpath.example"
+    assert bed.reasons(first)[8] == "duplicate of row 4, merged into its lead"  # outcomes and reasons stay
+    for import_id in (first, second):
+        assert not import_file_path(bed.svc.config, import_id).exists()
+
+
+def test_import_rows_uses_the_configured_hygiene_file(bed, tmp_path, monkeypatch):
+    """Finding 27: seed_demo's import_rows used the class default path, not HYGIENE_PATH."""
+    rules = tmp_path / "hygiene.yaml"
+    rules.write_text("role_accounts: [booth]\ndeny: {}\n")
+    monkeypatch.setattr(bed.svc, "config", dataclasses.replace(bed.svc.config, hygiene_path=rules))
+    with bed.app.app_context(), bed.svc.db.session() as session:
+        report = import_rows(session, [(2, {"email": "booth@acme.example"}), (3, {"email": "info@acme.example"})],
+                             "demo", bed.clock.now())
+    assert [(r.outcome, r.flags) for r in report.rows] == [("flagged", ["role_account"]), ("created", [])]

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from nurture_mail.leads.csvfile import decode, detect_delimiter, parse
+from nurture_mail.leads.csvfile import ROW_ERROR, decode, detect_delimiter, parse
 from nurture_mail.leads.errors import ImportOptionsError, LeadValueError
 from nurture_mail.leads.fields import LeadValues, convert, parse_int
 from nurture_mail.leads.hygiene import DEFAULT_RULES, Hygiene, HygieneConfigError, InvalidEmail, normalize_email
@@ -23,7 +23,7 @@ def test_messy_file_bom_semicolons_excel_headers_blank_lines():
     assert parsed.header[0] == "E-mail"  # the BOM is not part of the first header
     assert {c.header: c.target for c in parsed.columns} == {
         "E-mail": "email", "First Name": "first_name", "Last Name": "last_name", "Company Name": "company",
-        "Job Title": "title", "Country/Region": "region", "Employees": "employees", "Budget": "budget",
+        "Job Title": "title", "Country/Region": "country", "Employees": "employees", "Budget": "budget",
         "Booth Notes": "custom:booth_notes",
     }
     rows = list(parsed.rows())
@@ -107,6 +107,75 @@ def test_hygiene_flags():
     assert hygiene.check("sales@accenture.com", suppressed=True) == ["role_account", "deny:consultant", "suppressed"]
     assert hygiene.check("maria@brightpath.example") == []
     assert hygiene.check("maria@notwiz.io") == [] and hygiene.check("ed@education.example") == []
+
+
+def test_student_patterns_do_not_flag_companies_named_student():
+    """Finding 26: ``student.*`` flagged student.com; only a student host of a university domain is flagged."""
+    hygiene = Hygiene.load(ROOT / "campaigns" / "hygiene.yaml")
+    for address in ("jan@students.uu.nl", "sam@student.uva.nl", "kai@stud.uni-hannover.de"):
+        assert hygiene.check(address) == ["deny:student"], address
+    for address in ("ann@student.com", "bob@students.com", "cy@mail.student.com", "dee@stud.io"):
+        assert hygiene.check(address) == [], address
+
+
+def test_validate_hygiene_file_names_the_file_and_key(tmp_path):
+    """Finding 12: the check the app runs at startup (and ``create_import`` before accepting a file)."""
+    from nurture_mail.leads.hygiene import validate_hygiene_file
+
+    assert validate_hygiene_file(ROOT / "campaigns" / "hygiene.yaml").check("info@x.example") == ["role_account"]
+    assert validate_hygiene_file(tmp_path / "missing.yaml").source == "built-in defaults"
+    path = tmp_path / "hygiene.yaml"
+    path.write_text("deny: [oops\n")
+    with pytest.raises(HygieneConfigError, match="not valid YAML"):
+        validate_hygiene_file(path)
+    path.write_bytes(b"deny:\n  x: ['\xff']\n")
+    with pytest.raises(HygieneConfigError, match="cannot be read"):
+        validate_hygiene_file(path)
+    path.write_text("role_accounts: info\n")
+    with pytest.raises(HygieneConfigError, match=f"{path}: role_accounts: expected a list"):
+        validate_hygiene_file(path)
+
+
+def test_a_stray_quote_rejects_its_row_and_keeps_the_rest():
+    """Finding 8: an unclosed quote used to swallow every later row, silently."""
+    data = (b"email,company,notes\n"
+            b'a@x.example,"Big\n'
+            b"b@x.example,Acme,hi\n"
+            b'c@x.example,Co,"a note\nover two lines"\n'
+            b"\n"
+            b"d@x.example,D,x\n")
+    parsed = parse(data)
+    rows = list(parsed.rows())
+    assert [number for number, _ in rows] == [2, 3, 4, 6] and parsed.count_rows() == 4
+    assert rows[0][1]["email"] == "a@x.example" and "unbalanced quote" in rows[0][1][ROW_ERROR]
+    assert rows[1][1] == {"email": "b@x.example", "company": "Acme", "custom:notes": "hi"}
+    assert rows[2][1]["custom:notes"] == "a note\nover two lines"  # a real multi-line cell is kept
+    assert rows[3][1]["email"] == "d@x.example"
+
+
+def test_a_stray_quote_before_a_huge_tail_is_one_bad_row_not_a_csv_error():
+    """Finding 8: past the csv module's field limit (128 KiB) it raised ``_csv.Error`` from ``count_rows``."""
+    tail = b"".join(b"filler %d\n" % i for i in range(20000))  # ~200 KiB with no address in it
+    parsed = parse(b"email,company\n" + b'a@x.example,"Big\n' + tail + b"z@x.example,Z\n")
+    assert parsed.count_rows() == 20002
+    rows = list(parsed.rows())
+    assert "field larger than field limit" in rows[0][1][ROW_ERROR]
+    assert rows[-1] == (20003, {"email": "z@x.example", "company": "Z"})
+    with pytest.raises(ImportOptionsError, match="file: the header row cannot be read"):
+        parse(b"email," + b'"' + b"x" * 200_000 + b"\n")
+
+
+def test_country_is_kept_and_gives_the_sales_region():
+    """Finding 25: a Country column filled ``region`` with "Spain"; routing and scoring want AMER/EMEA/APAC."""
+    parsed = parse(b"Email,Country/Region,Region\na@x.example,Spain,\nb@x.example,Spain,AMER\nc@x.example,Atlantis,\n")
+    assert {c.header: c.target for c in parsed.columns} == {"Email": "email", "Country/Region": "country",
+                                                            "Region": "region"}
+    values = [convert(cells) for _, cells in parsed.rows()]
+    assert (values[0].columns, values[0].custom) == ({"region": "EMEA"}, {"country": "Spain"})
+    assert values[1].columns == {"region": "AMER"}  # an explicit region wins
+    assert (values[2].columns, values[2].custom) == ({}, {"country": "Atlantis"})
+    assert convert({"region": "United States"}).columns == {"region": "AMER"}
+    assert convert({"country": "japan"}).columns == {"region": "APAC"}
 
 
 def test_hygiene_file(tmp_path):

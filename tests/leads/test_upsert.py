@@ -103,3 +103,20 @@ def test_the_fast_path_accepts_and_normalizes_exactly_like_email_validator(local
     except InvalidEmail:
         ours = None
     assert ours == _reference(text)
+
+
+def test_a_false_qualification_value_is_not_known(bed):
+    """Finding 30: ``{"decision_maker_engaged": false}`` was stored as the text "False", which counted as known."""
+    from nurture_mail.engine.scoring import is_known
+
+    with bed.svc.db.session() as session:
+        lead, _ = upsert_lead(session, {"email": "q@acme.example", "decision_maker_engaged": False,
+                                        "qualification": {"budget": False, "urgency": True, "pain_validated": "no"},
+                                        "environment_documented": True},
+                              bed.clock.now(), hygiene=HYGIENE, source="api")
+        assert lead.qualification == {"urgency": "yes", "environment_documented": "yes"}
+        assert not any(is_known(lead.qualification.get(a)) for a in ("decision_maker_engaged", "budget"))
+    with bed.svc.db.session() as session:  # and false never erases what is known
+        lead, outcome = upsert_lead(session, {"email": "q@acme.example", "urgency": False}, bed.clock.now(),
+                                    hygiene=HYGIENE, source="api")
+        assert outcome == "unchanged" and lead.qualification["urgency"] == "yes"
