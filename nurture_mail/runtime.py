@@ -81,12 +81,13 @@ def seed_demo_admin(app: Flask) -> str:
     """A demo admin with a fresh password and API token, printed so ``make run`` is usable.
 
     Created once; on later runs its password and token are replaced (the old token is revoked),
-    since only hashes are stored and the previous values cannot be shown again.
+    since only hashes are stored and the previous values cannot be shown again, and it is made
+    an active admin again.
     """
     import secrets
 
     from .auth.accounts import create_user, issue_token, set_password
-    from .models import ApiToken, User
+    from .models import ApiToken, Role, User
 
     svc = app.extensions["nurture"]
     password = secrets.token_urlsafe(12)
@@ -96,7 +97,10 @@ def seed_demo_admin(app: Flask) -> str:
         if user is None:
             user = create_user(session, DEMO_ADMIN, "Demo admin", "admin", now, password=password)
         else:
+            # a demo admin someone deactivated or demoted is an admin again: the printed sign-in must work
             set_password(user, password)
+            user.active = True
+            user.role = Role.admin
             for token in session.scalars(select(ApiToken).where(ApiToken.user_id == user.id,
                                                                 ApiToken.name == "demo",
                                                                 ApiToken.revoked_at.is_(None))):

@@ -5,7 +5,7 @@ documents, so the OpenAPI document is generated from the code that checks the in
 the routes, for the API's blueprints only (the ESP webhook keeps its own HMAC auth):
 
 1. bearer-token authentication (``security``): 401 before anything else;
-2. Flask-Limiter on writes, per token, in Redis (``API_WRITE_RATE_PER_MINUTE``): 429;
+2. Flask-Limiter on writes, per user (all their tokens), in Redis (``API_WRITE_RATE_PER_MINUTE``): 429;
 3. ``Idempotency-Key`` on POST (``idempotency``);
 4. every error under ``/api`` as ``application/problem+json`` (``problems``).
 """
@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 API_VERSION = "1.0.0"
 BLUEPRINTS = (leads.bp, enrollments.bp, campaigns.bp, events.bp, imports.bp, handoffs.bp)
 WRITE_METHODS = ["POST", "PUT", "PATCH", "DELETE"]
+#: The largest request: a 50 MB CSV upload and its multipart framing (a 413 problem above).
+MAX_UPLOAD_REQUEST_BYTES = 51 * 1024 * 1024
+#: The largest JSON body of any other API route.
+MAX_JSON_REQUEST_BYTES = 1024 * 1024
 
 
 class NurtureApi(Api):
@@ -88,8 +92,16 @@ def init_app(app: Flask) -> None:
                 "description": "A per-user API token: python -m nurture_mail create-token EMAIL"}}},
         },
     )
+    # Request size: the CSV upload may be 50 MB (plus the multipart framing); any other API body 1 MB.
+    if not app.config.get("MAX_CONTENT_LENGTH"):
+        app.config["MAX_CONTENT_LENGTH"] = MAX_UPLOAD_REQUEST_BYTES
     api = NurtureApi(app)
     names = {bp.name for bp in BLUEPRINTS}
+
+    @app.before_request
+    def _limit_body() -> None:
+        if request.blueprint in names and request.endpoint != "api_imports.upload":
+            request.max_content_length = MAX_JSON_REQUEST_BYTES
 
     # 1. authentication first, so an anonymous request is a 401 and never spends a rate bucket
     @app.before_request
@@ -97,7 +109,7 @@ def init_app(app: Flask) -> None:
         if request.blueprint in names:
             authenticate_request()
 
-    # 2. rate limits on writes, per token (its before_request runs after the one above)
+    # 2. rate limits on writes, per user (its before_request runs after the one above)
     rate = config.api_write_rate_per_minute
     limiter = Limiter(token_key, app=app, storage_uri=_limiter_storage(app), headers_enabled=True,
                       key_prefix="nurture-api", strategy="moving-window", default_limits=[])
@@ -148,3 +160,46 @@ def _document_idempotency_header(api: NurtureApi, blueprint_name: str, header: s
                 names = [p.get("name") for p in operation.setdefault("parameters", []) if isinstance(p, dict)]
                 if header not in names:
                     operation["parameters"].append(parameter)
+            if method in ("post", "patch", "put", "delete") and operation.get("tags") and path.startswith("/api/v1"):
+                _document_write_responses(method, operation)
+
+
+def _header(description: str, type_: str = "string") -> dict:
+    return {"description": description, "required": False, "schema": {"type": type_}}
+
+
+_RATE_HEADERS = {
+    "X-RateLimit-Limit": _header("Writes allowed per minute (per user)", "integer"),
+    "X-RateLimit-Remaining": _header("Writes left in the current window", "integer"),
+    "X-RateLimit-Reset": _header("When the window resets (Unix time)", "integer"),
+    "Retry-After": _header("Seconds until the window resets", "integer"),
+}
+
+
+def _problem(description: str, headers: dict | None = None) -> dict:
+    response = {"description": description,
+                "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}}
+    if headers:
+        response["headers"] = headers
+    return response
+
+
+def _document_write_responses(method: str, operation: dict) -> None:
+    """Headers and statuses every write may have: rate-limit headers and 429, 413 (body size),
+    409 (state conflict or an Idempotency-Key in flight), Location and Idempotent-Replayed."""
+    responses = operation.setdefault("responses", {})
+    for status, response in responses.items():
+        if status.startswith("2") and isinstance(response, dict):
+            headers = response.setdefault("headers", {})
+            headers.update(_RATE_HEADERS)
+            if status in ("201", "202"):
+                headers["Location"] = _header("The URL of the created resource (or of the job)")
+            if method == "post":
+                headers["Idempotent-Replayed"] = _header("true: this is the stored response of an earlier "
+                                                         "request with the same Idempotency-Key")
+    responses.setdefault("429", _problem("Too many writes: over API_WRITE_RATE_PER_MINUTE for this user",
+                                         _RATE_HEADERS))
+    responses.setdefault("413", _problem("The request body is too large (1 MB; 50 MB for an import upload)"))
+    responses.setdefault("409", _problem("A state conflict, an erased lead, or a request with this "
+                                         "Idempotency-Key still in flight (with Retry-After)",
+                                         {"Retry-After": _RATE_HEADERS["Retry-After"]}))

@@ -17,7 +17,7 @@ bp = api_blueprint("api_campaigns", __name__, "/api/v1/campaigns", "Campaigns an
 
 
 def _campaign_or_404(session: Session, slug: str) -> Campaign:
-    campaign = session.scalar(select(Campaign).where(Campaign.slug == slug))
+    campaign = None if "\x00" in slug else session.scalar(select(Campaign).where(Campaign.slug == slug))
     if campaign is None:
         raise ApiProblem(404, f"no campaign {slug!r}", field="slug")
     return campaign
@@ -75,11 +75,33 @@ def journey(slug: str, lead_id: int):
     svc = services()
     with svc.db.session() as session:
         lead = lead_or_404(session, lead_id)
-        _campaign_or_404(session, slug)
+        campaign = _campaign_or_404(session, slug)
         preview = journey_for(session, svc, lead.email, slug)
+        touches = []
+        for touch in preview.touches:
+            item = dict(vars(touch))
+            item["subject_template"] = touch.subject
+            item["subject"] = _render_subject(svc, lead, campaign, touch.step_key, touch.subject)
+            touches.append(item)
     return {
         "lead_id": lead_id, "campaign": preview.campaign_slug, "state": preview.state,
         "timezone": preview.timezone, "touches_sent": preview.touches_sent, "knowledge": preview.knowledge,
-        "touches": [vars(t) for t in preview.touches], "skipped": [vars(s) for s in preview.skipped],
+        "touches": touches, "skipped": [vars(s) for s in preview.skipped],
         "outcome": preview.outcome,
     }
+
+
+def _render_subject(svc, lead, campaign: Campaign, step_key: str, source: str) -> str:
+    """The subject as this lead would get it: the step's template rendered in the mail sandbox."""
+    from jinja2 import TemplateError
+
+    from ..mail.compose import LeadView, SenderView
+
+    config = svc.config
+    context = {"lead": LeadView.of(lead), "campaign": {"name": campaign.name, "slug": campaign.slug},
+               "step": {"key": step_key, "subject": source},
+               "sender": SenderView(config.sender_name, config.sender_email, config.sender_address)}
+    try:
+        return " ".join(svc.renderer.subject(source).render(context).split())
+    except (TemplateError, TypeError, ValueError):  # a broken template: show it as written
+        return source

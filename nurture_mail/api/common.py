@@ -13,6 +13,12 @@ from sqlalchemy.orm import Session
 from ..exceptions import InvalidInput, NotFound
 from ..models import Campaign, Enrollment, Knowledge, Lead, LeadScore
 from .problems import PROBLEM_JSON, ApiProblem, ProblemSchema, problem_response
+from .schemas import PARSER
+
+#: The newest timeline entries in a lead's detail; the rest are counted in ``timeline_omitted``.
+TIMELINE_LIMIT = 100
+#: Ids are PostgreSQL ``integer``s: a cursor past the largest is not one this API returned.
+MAX_ID = 2**31 - 1
 
 __all__ = ["api_blueprint", "decode_cursor", "encode_cursor", "enrollment_dict", "lead_dict", "lead_or_404"]
 
@@ -20,6 +26,7 @@ __all__ = ["api_blueprint", "decode_cursor", "encode_cursor", "enrollment_dict",
 def api_blueprint(name: str, import_name: str, url_prefix: str, description: str) -> Blueprint:
     """A flask-smorest blueprint whose domain errors become problems (404, 422)."""
     bp = Blueprint(name, import_name, url_prefix=url_prefix, description=description)
+    bp.ARGUMENTS_PARSER = PARSER  # NaN/Infinity in a JSON body are a 400 like any invalid JSON
 
     @bp.errorhandler(NotFound)
     def _not_found(error: NotFound):
@@ -50,10 +57,10 @@ def decode_cursor(cursor: str | None) -> int:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         after = json.loads(raw)["after"]
-        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+        if not isinstance(after, int) or isinstance(after, bool) or not 0 <= after <= MAX_ID:
             raise ValueError
         return after
-    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError):
+    except (binascii.Error, ValueError, KeyError, TypeError, UnicodeDecodeError, RecursionError):
         raise ApiProblem(422, "not a cursor returned by this API (use next_cursor of the previous page)",
                          field="cursor") from None
 
@@ -126,6 +133,7 @@ def lead_detail(session: Session, lead: Lead) -> dict[str, Any]:
             .where(Enrollment.lead_id == lead.id).order_by(Enrollment.id)
         ).tuples()
     ]
-    story = lead_story(session, lead.email)
+    story = lead_story(session, lead.email, limit=TIMELINE_LIMIT)
     data["timeline"] = [{"at": e.at, "kind": e.kind, "text": e.text} for e in story.entries]
+    data["timeline_omitted"] = story.omitted
     return data

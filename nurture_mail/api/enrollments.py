@@ -7,8 +7,9 @@ from flask import url_for
 from sqlalchemy.orm import Session
 
 from .. import services
+from ..exceptions import NotFound
 from ..models import Campaign, Enrollment, EnrollmentState
-from ..nurture.enroll import enroll, find_campaign
+from ..nurture.enroll import EnrollmentRefused, enroll, find_campaign
 from .common import api_blueprint, enrollment_dict, lead_by_ref, not_found_doc
 from .problems import ApiProblem
 from .schemas import EnrollIn, EnrollmentOut, ReasonIn
@@ -41,9 +42,18 @@ def create_enrollment(data: dict[str, Any]):
         lead = lead_by_ref(session, data.get("lead_id"), data.get("email"))
         if lead.erased_at is not None:
             raise ApiProblem(409, "this lead was erased and cannot be enrolled", field="lead_id")
-        campaign = find_campaign(session, data["campaign"])
-        enrollment = enroll(session, lead, campaign, now, knows=data["knows"], declared_by=current_api_user().email,
-                            source="api", default_timezone=svc.config.default_timezone)
+        try:
+            campaign = find_campaign(session, data["campaign"])
+        except NotFound as error:
+            raise ApiProblem(404, str(error), field="campaign") from None
+        try:
+            enrollment = enroll(session, lead, campaign, now, knows=data["knows"],
+                                declared_by=current_api_user().email, source="api",
+                                default_timezone=svc.config.default_timezone)
+        except EnrollmentRefused as error:
+            raise ApiProblem(409, f"this lead cannot be enrolled: {error.reason}",
+                             field="lead_id" if "lead_id" in data else "email",
+                             type_="/api/problems/enrollment-refused") from None
         out = _out(session, enrollment)
     return out, 201, {"Location": url_for("api_enrollments.get_enrollment", enrollment_id=out["id"])}
 
@@ -81,8 +91,12 @@ def _transition(enrollment_id: int, reason: str | None, action: str) -> dict[str
                 raise ApiProblem(409, "this lead was erased", field="lead_id")
             campaign = session.get(Campaign, enrollment.campaign_id)
             # enroll() re-activates, re-checks suppression and status, and schedules the next send.
-            enrollment = enroll(session, lead, campaign, now, declared_by=who, source="api",
-                                default_timezone=svc.config.default_timezone)
+            try:
+                enrollment = enroll(session, lead, campaign, now, declared_by=who, source="api",
+                                    default_timezone=svc.config.default_timezone)
+            except EnrollmentRefused as error:
+                raise ApiProblem(409, f"this enrollment cannot be resumed: {error.reason}", field="lead_id",
+                                 type_="/api/problems/enrollment-refused") from None
         else:
             if state in (EnrollmentState.exited, EnrollmentState.completed):
                 raise ApiProblem(409, f"the enrollment has already ended ({state.value})", field="state")
@@ -96,7 +110,7 @@ def _transition(enrollment_id: int, reason: str | None, action: str) -> dict[str
 
 @bp.route("/<int(min=1, max=2147483647):enrollment_id>/pause", methods=["POST"])
 @requires(bp, "enrollments:write")
-@bp.arguments(ReasonIn)
+@bp.arguments(ReasonIn, required=False)
 @bp.response(200, EnrollmentOut)
 @not_found_doc(bp)
 def pause(data: dict[str, Any], enrollment_id: int):
@@ -106,7 +120,7 @@ def pause(data: dict[str, Any], enrollment_id: int):
 
 @bp.route("/<int(min=1, max=2147483647):enrollment_id>/resume", methods=["POST"])
 @requires(bp, "enrollments:write")
-@bp.arguments(ReasonIn)
+@bp.arguments(ReasonIn, required=False)
 @bp.response(200, EnrollmentOut)
 @not_found_doc(bp)
 def resume(data: dict[str, Any], enrollment_id: int):
@@ -116,7 +130,7 @@ def resume(data: dict[str, Any], enrollment_id: int):
 
 @bp.route("/<int(min=1, max=2147483647):enrollment_id>/exit", methods=["POST"])
 @requires(bp, "enrollments:write")
-@bp.arguments(ReasonIn)
+@bp.arguments(ReasonIn, required=False)
 @bp.response(200, EnrollmentOut)
 @not_found_doc(bp)
 def exit_enrollment(data: dict[str, Any], enrollment_id: int):

@@ -9,6 +9,7 @@ from typing import Any
 
 from .. import services
 from .common import api_blueprint, lead_by_ref, not_found_doc
+from .problems import ApiProblem
 from .schemas import EventIn, EventOut
 from .security import requires
 
@@ -27,9 +28,14 @@ def ingest(data: dict[str, Any]):
     svc = services()
     with svc.db.session() as session:
         lead = lead_by_ref(session, data.get("lead_id"), data.get("email"))
-        event = record_external_event(session, lead.id, data["kind"], data.get("at") or svc.clock.now(),
+        if lead.erased_at is not None:
+            raise ApiProblem(409, "this lead was erased: no events are recorded for it",
+                             field="lead_id" if "lead_id" in data else "email")
+        now = svc.clock.now()
+        # An ``at`` after now (beyond the allowed clock skew) is EventInFuture: a 422 on field "at".
+        event = record_external_event(session, lead.id, data["kind"], data.get("at") or now,
                                       topics=data["topics"], detail=data.get("detail"), uid=data.get("uid"),
-                                      source="api")
+                                      source="api", now=now)
         out = {"id": event.id, "lead_id": event.lead_id, "kind": event.kind.value, "topic": event.topic,
                "at": event.at, "uid": data.get("uid"), "detail": dict(event.detail or {})}
     svc.queue.enqueue("nurture_mail.jobs.scoring.rescore_leads", [out["lead_id"]])

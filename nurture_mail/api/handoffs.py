@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from .. import services
-from ..models import Campaign, Handoff, SalesRep
+from ..models import Campaign, Handoff, HandoffAssignment, Role, SalesRep
 from .common import api_blueprint, decode_cursor, encode_cursor, enrollment_dict, lead_or_404, not_found_doc
 from .problems import ApiProblem
 from .schemas import EnrollmentOut, HandoffDetail, HandoffFilter, HandoffPage, LostIn, NurtureIn, RejectIn, WonIn
@@ -73,6 +73,21 @@ def get_handoff(handoff_id: int):
         return _detail(session, _handoff_or_404(session, handoff_id))
 
 
+def _check_holder(session: Session, handoff: Handoff) -> None:
+    """A sales user acts only on a handoff their rep holds (as the signed email links do); admin on any."""
+    user = current_api_user()
+    if user.role == Role.admin:
+        return
+    rep = session.scalar(select(SalesRep).where(func.lower(SalesRep.email) == user.email.strip().lower()))
+    holds = rep is not None and (handoff.rep_id == rep.id or session.scalar(
+        select(HandoffAssignment.id).where(HandoffAssignment.handoff_id == handoff.id,
+                                           HandoffAssignment.rep_id == rep.id,
+                                           HandoffAssignment.ended_at.is_(None)).limit(1)) is not None)
+    if not holds:
+        raise ApiProblem(403, f"handoff {handoff.id} is not assigned to {user.email}: a rep acts only on the "
+                              "handoffs they hold (an admin can act on any)", field="handoff_id")
+
+
 def _act(handoff_id: int, name: str, **kwargs: Any) -> dict[str, Any]:
     from ..sales import actions
 
@@ -80,6 +95,7 @@ def _act(handoff_id: int, name: str, **kwargs: Any) -> dict[str, Any]:
     actor = current_api_user().email
     with svc.db.session() as session:
         handoff = _handoff_or_404(session, handoff_id)
+        _check_holder(session, handoff)
         now = svc.clock.now()
         try:
             if name == "accept":
@@ -156,7 +172,10 @@ def hand_to_nurture(data: dict[str, Any], lead_id: int):
             enrollment = actions.hand_to_nurture(session, svc, lead, data["campaign"], data["knows"],
                                                  current_api_user().email, svc.clock.now())
         except actions.HandoffActionError as error:
-            raise ApiProblem(422, getattr(error, "message", None) or str(error),
-                             field=getattr(error, "field", None)) from None
+            field = getattr(error, "field", None)
+            # sales.actions names its own parameters: the body says "knows", the path "lead_id"
+            status = 409 if field == "email" else 422
+            field = {"known_topics": "knows", "email": "lead_id"}.get(field, field)
+            raise ApiProblem(status, getattr(error, "message", None) or str(error), field=field) from None
         session.flush()
         return enrollment_dict(enrollment, session.get(Campaign, enrollment.campaign_id).slug)

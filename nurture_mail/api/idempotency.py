@@ -9,13 +9,16 @@ with a short "in flight" marker, and then the response (status, headers, body) f
 - a different request: 422, the key was already used for something else.
 
 Responses of 5xx are not stored (the key is released), so a retry after a crash runs again.
-Keys are per user: two users cannot collide or read each other's responses.
+Keys are per user: two users cannot collide or read each other's responses. A stored response
+about a lead is indexed under the lead (``nurture:idempotency:lead:<id>``) so that erasing
+the lead deletes it: a replay after a GDPR erasure must not return the person's data.
 """
 from __future__ import annotations
 
 import base64
 import hashlib
 import json
+from functools import partial
 from typing import Any
 
 from flask import Response, g, request
@@ -23,12 +26,16 @@ from flask import Response, g, request
 from .. import services
 from .problems import ApiProblem
 
-__all__ = ["HEADER", "begin", "finish", "fingerprint"]
+__all__ = ["HEADER", "begin", "finish", "fingerprint", "forget_lead"]
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
-IN_FLIGHT_SECONDS = 60
+#: How long a first request may run before a retry with its key may run again (uploads of
+#: up to 50 MB are read, hashed and stored within the request).
+IN_FLIGHT_SECONDS = 600
 _PREFIX = "nurture:idempotency:"
+_LEAD_INDEX = _PREFIX + "lead:"
+_CHUNK = 1024 * 1024
 _STORED_HEADERS = ("Content-Type", "Location")
 
 
@@ -39,9 +46,11 @@ def fingerprint() -> str:
         for key, value in sorted(request.form.items(multi=True)):
             digest.update(f"form {key}={value}\n".encode())
         for key, storage in sorted(request.files.items(multi=True), key=lambda item: item[0]):
-            content = storage.stream.read()
+            content = hashlib.sha256()
+            for chunk in iter(partial(storage.stream.read, _CHUNK), b""):
+                content.update(chunk)
             storage.stream.seek(0)
-            digest.update(f"file {key}={storage.filename}:".encode() + hashlib.sha256(content).digest())
+            digest.update(f"file {key}={storage.filename}:".encode() + content.digest())
     else:
         digest.update(request.get_data(cache=True))
     return digest.hexdigest()
@@ -67,10 +76,11 @@ def begin() -> Response | None:
         g.idempotency = (redis_key, mark)
         return None
     stored = svc.redis.get(redis_key)
-    if stored is None:  # expired between the two calls: treat as new
-        svc.redis.set(redis_key, pending, ex=IN_FLIGHT_SECONDS)
-        g.idempotency = (redis_key, mark)
-        return None
+    if stored is None:  # expired between the two calls: treat as new, unless another retry won the race
+        if svc.redis.set(redis_key, pending, nx=True, ex=IN_FLIGHT_SECONDS):
+            g.idempotency = (redis_key, mark)
+            return None
+        stored = svc.redis.get(redis_key) or pending
     record: dict[str, Any] = json.loads(stored)
     if record["fingerprint"] != mark:
         raise ApiProblem(422, "this Idempotency-Key was already used for a different request "
@@ -104,8 +114,42 @@ def finish(response: Response) -> Response:
         "headers": [(k, v) for k, v in response.headers.items() if k in _STORED_HEADERS],
         "body": base64.b64encode(response.get_data()).decode(),
     }
-    svc.redis.set(redis_key, json.dumps(record), ex=svc.config.idempotency_ttl_seconds)
+    ttl = svc.config.idempotency_ttl_seconds
+    svc.redis.set(redis_key, json.dumps(record), ex=ttl)
+    for lead_id in _leads_of(response):
+        index = f"{_LEAD_INDEX}{lead_id}"
+        svc.redis.sadd(index, redis_key)
+        svc.redis.expire(index, ttl)
     return response
+
+
+def _leads_of(response: Response) -> set[int]:
+    """The leads whose data this response carries (path ``lead_id``, body ``lead_id``, a lead's ``id``)."""
+    leads: set[int] = set()
+    path_lead = (request.view_args or {}).get("lead_id")
+    if isinstance(path_lead, int):
+        leads.add(path_lead)
+    try:
+        body = json.loads(response.get_data())
+    except ValueError:
+        return leads
+    if isinstance(body, dict):
+        if isinstance(body.get("lead_id"), int):
+            leads.add(body["lead_id"])
+        if request.path.startswith("/api/v1/leads") and isinstance(body.get("id"), int):
+            leads.add(body["id"])
+    return leads
+
+
+def forget_lead(lead_id: int) -> int:
+    """Delete every stored response about this lead (GDPR erase); returns how many went."""
+    redis = services().redis
+    index = f"{_LEAD_INDEX}{lead_id}"
+    keys = list(redis.smembers(index))
+    if keys:
+        redis.delete(*keys)
+    redis.delete(index)
+    return len(keys)
 
 
 def release(_error: BaseException | None = None) -> None:

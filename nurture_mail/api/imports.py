@@ -16,8 +16,8 @@ from marshmallow import validate
 from .. import services
 from ..models import ImportJob
 from .common import api_blueprint, not_found_doc
-from .problems import ApiProblem
-from .schemas import ImportOut
+from .problems import PROBLEM_JSON, ApiProblem, ProblemSchema
+from .schemas import ImportOut, Text
 from .security import current_api_user, requires
 
 bp = api_blueprint("api_imports", __name__, "/api/v1/imports", "CSV lead imports")
@@ -25,23 +25,23 @@ bp = api_blueprint("api_imports", __name__, "/api/v1/imports", "CSV lead imports
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 
 
-class ImportForm(ma.Schema):
+class ImportUpload(ma.Schema):
+    """The multipart/form-data body: the CSV file and the import's options."""
+
     class Meta:
         unknown = ma.RAISE
 
-    lead_source = ma.fields.String(load_default=None, validate=validate.Length(max=120),
+    file = Upload(required=True, metadata={"description": "The CSV file (UTF-8 with or without BOM, or Latin-1)"})
+
+    lead_source = Text(load_default=None, validate=validate.Length(max=120),
                                    metadata={"description": "lead_source of every imported lead"})
-    campaign = ma.fields.String(load_default=None, validate=validate.Length(max=80),
+    campaign = Text(load_default=None, validate=validate.Length(max=80),
                                 metadata={"description": "Enroll clean new leads in this campaign"})
-    mapping = ma.fields.String(load_default=None, validate=validate.Length(max=10000),
+    mapping = Text(load_default=None, validate=validate.Length(max=10000),
                                metadata={"description": 'JSON object "CSV header" -> "lead field"',
                                          "example": '{"E-Mail": "email", "Firma": "company"}'})
     check_deliverability = ma.fields.Boolean(load_default=None, allow_none=True,
                                              metadata={"description": "Check MX records (needs network)"})
-
-
-class ImportFiles(ma.Schema):
-    file = Upload(required=True, metadata={"description": "The CSV file (UTF-8 with or without BOM, or Latin-1)"})
 
 
 def _job_or_404(session, import_id: int) -> ImportJob:
@@ -78,15 +78,15 @@ def _mapping(raw: str | None) -> dict[str, str] | None:
 
 @bp.route("", methods=["POST"])
 @requires(bp, "imports:write")
-@bp.arguments(ImportForm, location="form")
-@bp.arguments(ImportFiles, location="files")
+@bp.arguments(ImportUpload, location="files", content_type="multipart/form-data")
 @bp.response(202, ImportOut)
-def upload(form: dict[str, Any], files: dict[str, Any]):
+@bp.alt_response(413, schema=ProblemSchema, content_type=PROBLEM_JSON, description="The file is larger than 50 MB")
+def upload(form: dict[str, Any]):
     """Upload a CSV: the import is queued and runs in the worker; poll ``GET /imports/{id}``."""
     from ..leads.errors import ImportOptionsError
     from ..leads.imports import create_import, enqueue_import
 
-    storage = files["file"]
+    storage = form["file"]
     data = storage.stream.read(MAX_UPLOAD_BYTES + 1)
     if len(data) > MAX_UPLOAD_BYTES:
         raise ApiProblem(413, f"the file is larger than {MAX_UPLOAD_BYTES // (1024 * 1024)} MB", field="file")
@@ -100,6 +100,9 @@ def upload(form: dict[str, Any], files: dict[str, Any]):
                                 created_by=current_api_user().email, now=svc.clock.now())
             session.flush()
             out = _job_dict(job)
+    except UnicodeError as error:  # e.g. odd-length UTF-16: the bytes are not text in its encoding
+        message = f"not readable as text ({getattr(error, 'reason', None) or error.__class__.__name__})"
+        raise ApiProblem(422, f"file: {message}", errors=[{"field": "file", "message": message}]) from None
     except ImportOptionsError as error:
         field = {"campaign_slug": "campaign"}.get(error.field, error.field)
         raise ApiProblem(422, f"{field}: {error.message}", errors=[{"field": field, "message": error.message}]) from None

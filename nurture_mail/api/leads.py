@@ -11,14 +11,18 @@ from sqlalchemy.orm import Session
 from .. import services
 from ..models import (
     Campaign,
+    Delivery,
     Enrollment,
     EnrollmentState,
     Event,
     Handoff,
-    ImportRowResult,
+    HandoffAction,
+    KnowledgeEvidence,
     Lead,
     LeadScore,
+    LeadStatus,
 )
+from . import idempotency
 from .common import api_blueprint, decode_cursor, encode_cursor, lead_detail, lead_dict, lead_or_404, not_found_doc
 from .problems import ApiProblem
 from .schemas import LeadDetail, LeadFilter, LeadIn, LeadPage, LeadPatch, LeadUpserted
@@ -124,14 +128,16 @@ def patch_lead(values: dict[str, Any], lead_id: int):
         lead = lead_or_404(session, lead_id)
         if lead.erased_at is not None:
             raise ApiProblem(409, "this lead was erased and cannot be changed", field="lead_id")
-        for name, value in values.items():
+        for name, value in _checked_patch(values).items():
             if name == "qualification":
-                lead.qualification = {**(lead.qualification or {}), **value}
+                merged = {**(lead.qualification or {}), **value}
+                lead.qualification = {k: v for k, v in merged.items() if v is not None}
             elif name == "custom_fields":
-                lead.custom_fields = {**(lead.custom_fields or {}), **value}
-            elif name == "timezone" and value is not None:
-                _check_timezone(value)
-                lead.timezone = value
+                merged = {**(lead.custom_fields or {}), **value}
+                lead.custom_fields = {k: v for k, v in merged.items() if v is not None}
+            elif name == "status":
+                _check_status(lead.status, value)
+                lead.status = value
             else:
                 setattr(lead, name, value)
         lead.updated_at = svc.clock.now()
@@ -139,14 +145,49 @@ def patch_lead(values: dict[str, Any], lead_id: int):
         return lead_detail(session, lead)
 
 
-def _check_timezone(name: str) -> None:
-    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+#: The only status a person may set: every other one is driven by the system (sends, bounces,
+#: unsubscribes, scoring, sales actions). A lead with sales, unsubscribed or bounced stays so.
+PATCHABLE_STATUS = {LeadStatus.disqualified: frozenset({LeadStatus.new, LeadStatus.nurturing, LeadStatus.mql,
+                                                        LeadStatus.recycled, LeadStatus.lost})}
 
+
+def _check_status(current: LeadStatus, wanted: LeadStatus) -> None:
+    if wanted == current:
+        return
+    allowed_from = PATCHABLE_STATUS.get(wanted)
+    if allowed_from is None:
+        raise ApiProblem(422, f"status {wanted.value} is set by the system, not by PATCH (you may set: "
+                              f"{', '.join(s.value for s in PATCHABLE_STATUS)})", field="status")
+    if current not in allowed_from:
+        raise ApiProblem(422, f"a {current.value} lead cannot become {wanted.value}", field="status")
+
+
+def _checked_patch(values: dict[str, Any]) -> dict[str, Any]:
+    """The PATCH body through the same checks as an upsert (``leads.upsert.lead_values``); ``null`` clears."""
+    from ..leads.errors import LeadValueError
+    from ..leads.upsert import lead_values
+
+    checked: dict[str, Any] = {}
     try:
-        ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
-        raise ApiProblem(422, f"unknown time zone {name!r} (use an IANA name such as Europe/Berlin)",
-                         field="timezone") from None
+        for name, value in values.items():
+            if name == "status" or value is None:
+                checked[name] = value
+            elif name == "qualification":
+                given = lead_values({"qualification": {k: v for k, v in value.items() if v is not None}})
+                checked[name] = {**{k: None for k, v in value.items() if v is None}, **given.qualification}
+            elif name == "custom_fields":
+                given = lead_values({"custom_fields": value})
+                checked[name] = {**{k: None for k, v in value.items() if v in (None, "")}, **given.custom}
+            else:
+                given = lead_values({name: value})
+                if name not in given.columns and given.problems:
+                    field, message = given.problems[0]
+                    raise LeadValueError(message, field)
+                checked[name] = given.columns.get(name)
+    except LeadValueError as error:
+        raise ApiProblem(422, f"{error.field}: {error.message}", field=error.field,
+                         errors=[{"field": error.field, "message": error.message}]) from None
+    return checked
 
 
 @bp.route("/<int(min=1, max=2147483647):lead_id>/erase", methods=["POST"])
@@ -167,13 +208,20 @@ def erase(session: Session, lead: Lead, now: datetime, by: str) -> None:
     """Remove what identifies the person; keep the row, its events (anonymised) and scores.
 
     Gone: email (replaced by ``erased-<id>@erased.invalid``), names, title, company, time zone,
-    qualification notes, custom fields, consent; events' IP, user agent and detail; handoff
-    dossiers; the address in import reports. Kept: status, source, industry, size, region,
-    hygiene flags, knowledge levels, scores, event kinds and times, deliveries (no address).
-    Ongoing enrollments are exited so nothing is sent again. Erasing twice changes nothing.
+    qualification notes, custom fields, consent; events' IP, user agent and detail; knowledge
+    evidence notes; score breakdowns (they quote event titles); deliveries' last error (it can
+    quote the address); the reasons of ended enrollments; handoff dossiers, reason details,
+    reject and lost reasons and the details of handoff actions; the address in import reports
+    (rows of this lead and rows with this address); stored ``Idempotency-Key`` responses
+    about the lead. Kept: status, source, industry, size, region, hygiene flags, knowledge
+    levels, score values, event kinds and times, deliveries (no address). Ongoing enrollments
+    are exited so nothing is sent again. Erasing twice changes nothing.
     """
+    from ..leads.imports import erase_import_traces
+
     if lead.erased_at is not None:
         return
+    old_email = lead.email
     for name in ("first_name", "last_name", "title", "company", "timezone"):
         setattr(lead, name, None)
     lead.email = f"erased-{lead.id}@{ERASED_DOMAIN}"
@@ -182,16 +230,35 @@ def erase(session: Session, lead: Lead, now: datetime, by: str) -> None:
     lead.consent = False
     lead.erased_at = now
     lead.updated_at = now
-    session.execute(update(Event).where(Event.lead_id == lead.id).values(ip=None, user_agent=None, detail={}))
-    session.execute(update(Handoff).where(Handoff.lead_id == lead.id).values(dossier={"erased": True}))
-    session.execute(update(ImportRowResult).where(ImportRowResult.lead_id == lead.id).values(email=None))
+    session.flush()
+    plain = {"synchronize_session": False}
+    session.execute(update(Event).where(Event.lead_id == lead.id).values(ip=None, user_agent=None, detail={})
+                    .execution_options(**plain))
+    session.execute(update(KnowledgeEvidence).where(KnowledgeEvidence.lead_id == lead.id).values(note=None)
+                    .execution_options(**plain))
+    session.execute(update(LeadScore).where(LeadScore.lead_id == lead.id)
+                    .values(fit_breakdown=[], engagement_breakdown=[]).execution_options(**plain))
+    session.execute(update(Delivery).where(Delivery.lead_id == lead.id).values(last_error=None)
+                    .execution_options(**plain))
+    handoffs = select(Handoff.id).where(Handoff.lead_id == lead.id).scalar_subquery()
+    session.execute(update(HandoffAction).where(HandoffAction.handoff_id.in_(handoffs)).values(detail={})
+                    .execution_options(**plain))
+    session.execute(update(Handoff).where(Handoff.lead_id == lead.id)
+                    .values(dossier={"erased": True}, reason_detail=None, reject_reason=None, lost_reason=None)
+                    .execution_options(**plain))
+    erase_import_traces(session, lead.id, old_email)
+    session.execute(update(Enrollment).where(Enrollment.lead_id == lead.id).values(state_reason=None)
+                    .execution_options(**plain))
     session.execute(
         update(Enrollment)
         .where(Enrollment.lead_id == lead.id,
                or_(Enrollment.state == EnrollmentState.active, Enrollment.state == EnrollmentState.paused))
         .values(state=EnrollmentState.exited, state_reason=f"personal data erased by {by}",
                 next_send_at=None, ended_at=now)
+        .execution_options(**plain)
     )
+    session.expire_all()
+    idempotency.forget_lead(lead.id)
 
 
 __all__ = ["bp", "erase", "upsert"]

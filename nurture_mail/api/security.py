@@ -7,7 +7,6 @@ have it. The permission table is ``auth/roles.py``, the same one the web UI uses
 """
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import wraps
@@ -44,9 +43,9 @@ def _bearer() -> str | None:
 
 
 def token_key() -> str:
-    """The rate-limit bucket of this request: the token's digest (never the token itself)."""
-    secret = _bearer()
-    return "token:" + hashlib.sha256(secret.encode()).hexdigest()[:32] if secret else "anonymous"
+    """The rate-limit bucket of this request: the authenticated user (all their tokens share it)."""
+    user = g.get("api_user")
+    return f"user:{user.id}" if user is not None else "anonymous"
 
 
 def authenticate_request() -> None:

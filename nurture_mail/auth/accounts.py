@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from email_validator import EmailNotValidError, validate_email
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
@@ -22,7 +22,7 @@ from ..models import ApiToken, Role, User
 
 __all__ = [
     "TOKEN_PREFIX", "IssuedToken", "authenticate_password", "create_user", "find_user", "hash_token",
-    "issue_token", "list_tokens", "revoke_token", "set_password", "user_for_token",
+    "issue_token", "list_tokens", "revoke_token", "set_password", "update_user", "user_for_token",
 ]
 
 #: Tokens start with this, so a leaked one is recognisable by secret scanners.
@@ -81,6 +81,36 @@ def set_password(user: User, password: str) -> None:
     if len(password) < MIN_PASSWORD_LENGTH:
         raise InvalidInput(f"must be at least {MIN_PASSWORD_LENGTH} characters", field="password")
     user.password_hash = generate_password_hash(password)
+
+
+def update_user(session: Session, email: str, *, role: Role | str | None = None, active: bool | None = None,
+                password: str | None = None) -> User:
+    """Change a user's role, deactivate or reactivate them, or set a new password.
+
+    A deactivated user can neither sign in (their web session ends at the next request) nor use
+    any of their API tokens. The last active admin cannot be deactivated or demoted.
+    """
+    user = find_user(session, email)
+    if role is not None:
+        try:
+            role = Role(role)
+        except ValueError:
+            raise InvalidInput(f"unknown role {role!r} (roles: {', '.join(r.value for r in Role)})",
+                               field="role") from None
+    demoted = role is not None and role != Role.admin
+    if user.role == Role.admin and user.active and (demoted or active is False):
+        others = session.scalar(select(func.count(User.id)).where(User.role == Role.admin, User.active.is_(True),
+                                                                  User.id != user.id))
+        if not others:
+            raise InvalidInput(f"{user.email} is the last active admin; make another admin first", field="email")
+    if role is not None:
+        user.role = role
+    if active is not None:
+        user.active = active
+    if password is not None:
+        set_password(user, password)
+    session.flush()
+    return user
 
 
 def authenticate_password(session: Session, email: str, password: str) -> User | None:

@@ -1,4 +1,4 @@
-"""User and API token commands (admins): create-user, create-token, revoke-token, list-tokens."""
+"""User and API token commands (admins): create-user, set-user, create-token, revoke-token, list-tokens."""
 from __future__ import annotations
 
 import os
@@ -6,7 +6,7 @@ import os
 import click
 
 from .. import services
-from ..auth.accounts import create_user, find_user, issue_token, list_tokens, revoke_token
+from ..auth.accounts import create_user, find_user, issue_token, list_tokens, revoke_token, update_user
 from ..models import Role
 from .common import with_app
 
@@ -33,6 +33,29 @@ def create_user_command(email: str, role: str, name: str, password: bool) -> Non
     with svc.db.session() as session:
         user = create_user(session, email, name, role, svc.clock.now(), password=secret)
         click.echo(f"created {user.role.value} {user.email}" + ("" if secret else " (API only, no password)"))
+
+
+@click.command("set-user")
+@click.argument("email")
+@click.option("--role", type=click.Choice([r.value for r in Role]), default=None, help="Change the role.")
+@click.option("--active/--inactive", default=None,
+              help="Reactivate, or deactivate: no sign-in, and none of the user's API tokens work.")
+@click.option("--reset-password", is_flag=True, default=False,
+              help=f"Set a new password (asked for, or read from ${PASSWORD_ENV}).")
+@with_app
+def set_user_command(email: str, role: str | None, active: bool | None, reset_password: bool) -> None:
+    """Change a user's role, deactivate or reactivate them, or reset their password."""
+    if role is None and active is None and not reset_password:
+        raise click.UsageError("nothing to change: give --role, --active/--inactive or --reset-password")
+    secret = None
+    if reset_password:
+        secret = os.environ.get(PASSWORD_ENV) or click.prompt("New password", hide_input=True,
+                                                              confirmation_prompt=True)
+    svc = services()
+    with svc.db.session() as session:
+        user = update_user(session, email, role=role, active=active, password=secret)
+        state = "active" if user.active else "inactive"
+        click.echo(f"{user.email}: {user.role.value}, {state}" + (", password reset" if secret else ""))
 
 
 @click.command("create-token")
@@ -79,4 +102,4 @@ def list_tokens_command(email: str | None) -> None:
                        f"created {token.created_at:%Y-%m-%d}  used {used}  {state}")
 
 
-commands.extend([create_user_command, create_token_command, revoke_token_command, list_tokens_command])
+commands.extend([create_user_command, set_user_command, create_token_command, revoke_token_command, list_tokens_command])

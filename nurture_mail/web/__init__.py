@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from flask import (
@@ -59,8 +60,10 @@ def _blueprints() -> list[Blueprint]:
 
 
 def init_app(app: Flask) -> None:
-    """Register every blueprint of the web UI, its CSRF protection and its navigation."""
+    """Register every blueprint of the web UI, its CSRF protection, cookie hardening, the
+    sign-in throttle and its navigation."""
     app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    _harden_cookies(app)
     csrf.init_app(app)
     blueprints = _blueprints()
     for blueprint in blueprints:
@@ -73,8 +76,42 @@ def init_app(app: Flask) -> None:
             csrf.protect()
 
     app.register_error_handler(CSRFError, _csrf_failed)
+    _throttle_signin(app)
 
     app.context_processor(_navigation)
+
+
+def _harden_cookies(app: Flask) -> None:
+    """Session and remember-me cookies: HttpOnly, SameSite=Lax, Secure when served over https;
+    "keep me signed in" lasts 14 days."""
+    config: Config = app.extensions["nurture"].config
+    secure = config.base_url.lower().startswith("https://")
+    app.config.update(
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=secure,
+        REMEMBER_COOKIE_HTTPONLY=True,
+        REMEMBER_COOKIE_SAMESITE="Lax",
+        REMEMBER_COOKIE_SECURE=secure,
+        REMEMBER_COOKIE_DURATION=timedelta(days=14),
+    )
+
+
+def _throttle_signin(app: Flask) -> None:
+    """At most ``SIGNIN_RATE`` sign-in POSTs per client address and typed email (Flask-Limiter, Redis)."""
+    from flask_limiter import Limiter
+
+    from ..extensions import redis_url_of
+    from . import signin
+
+    url = redis_url_of(app.extensions["nurture"].redis)
+    if url.startswith("unix://"):
+        url = "redis+unix://" + url[len("unix://"):]
+    limiter = Limiter(signin.signin_rate_key, app=app, storage_uri=url, key_prefix="nurture-signin",
+                      strategy="moving-window", default_limits=[], headers_enabled=False)
+    limiter.limit(signin.SIGNIN_RATE, methods=["POST"],
+                  exempt_when=lambda: request.endpoint != "signin.signin")(signin.bp)
+    app.extensions["nurture_signin_limiter"] = limiter
 
 
 def _navigation() -> dict[str, Any]:

@@ -64,11 +64,11 @@ def test_key_in_flight_is_a_conflict_and_keys_expire(sqlite_api: ApiPlatform) ->
     busy = api.call("POST", "/api/v1/leads", headers={"Idempotency-Key": "busy"}, json={"email": "x@example.com"})
     assert busy.status_code == 409 and int(busy.headers["Retry-After"]) >= 1
     keys = [k for k in api.svc.redis.scan_iter("nurture:idempotency:*")]
-    assert keys and all(0 < api.svc.redis.ttl(k) <= 60 for k in keys)
+    assert keys and all(0 < api.svc.redis.ttl(k) <= idempotency.IN_FLIGHT_SECONDS for k in keys)
     done = api.call("POST", "/api/v1/leads", headers={"Idempotency-Key": "fresh"}, json={"email": "y@example.com"})
     assert done.status_code == 201
     ttls = [api.svc.redis.ttl(k) for k in api.svc.redis.scan_iter("nurture:idempotency:*")]
-    assert max(ttls) > 60 and max(ttls) <= api.svc.config.idempotency_ttl_seconds
+    assert max(ttls) > idempotency.IN_FLIGHT_SECONDS and max(ttls) <= api.svc.config.idempotency_ttl_seconds
 
 
 def test_validation_failure_is_replayed_too_and_empty_key_refused(sqlite_api: ApiPlatform) -> None:
@@ -123,3 +123,40 @@ def test_esp_webhook_still_answers_under_api_v1(sqlite_api: ApiPlatform) -> None
     response = sqlite_api.client.post("/api/v1/webhooks/events", json={"events": []})
     assert response.status_code in (401, 403, 404, 422)  # off without WEBHOOK_SECRET, or unsigned
     assert response.status_code != 405
+
+
+def test_a_key_that_expired_between_two_calls_is_reserved_only_once(sqlite_api: ApiPlatform, monkeypatch) -> None:
+    """The "expired between SET NX and GET" branch reserves with NX too: of two racers one proceeds."""
+    import json as jsonlib
+
+    from flask import g
+
+    from nurture_mail.api import idempotency
+    from nurture_mail.api.security import ApiUser
+    from nurture_mail.models import Role
+
+    api = sqlite_api
+    redis = api.svc.redis
+    calls: list[dict] = []
+    gets = iter([None])  # the first GET finds the key gone (it expired); later GETs see the racer's
+
+    def fake_set(name, value, **kwargs):
+        calls.append(kwargs)
+        return None  # the other racer holds it every time
+
+    def fake_get(name):
+        return next(gets, jsonlib.dumps({"fingerprint": "racer", "state": "pending"}))
+
+    with api.app.test_request_context("/api/v1/leads", method="POST", json={"email": "r@example.com"},
+                                      headers={"Idempotency-Key": "race"}):
+        g.api_user = ApiUser(1, "admin@northwind.example", Role.admin)
+        monkeypatch.setattr(redis, "set", fake_set)
+        monkeypatch.setattr(redis, "get", fake_get)
+        try:
+            idempotency.begin()
+        except Exception as error:  # the racer's request is another one: 422 (or 409 when the same)
+            assert getattr(error, "code", None) in (409, 422)
+        else:
+            raise AssertionError("both racers proceeded")
+        assert len(calls) == 2 and all(c.get("nx") is True for c in calls), calls
+        assert "idempotency" not in g

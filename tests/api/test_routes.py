@@ -6,7 +6,7 @@ import io
 
 from sqlalchemy import select
 
-from nurture_mail.models import Enrollment, EnrollmentState, Handoff, HandoffState, Knowledge
+from nurture_mail.models import Enrollment, EnrollmentState, Handoff, HandoffState, Knowledge, SalesRep
 from nurture_mail.runtime import run_worker
 
 from .conftest import ApiPlatform
@@ -110,12 +110,24 @@ def test_import_upload_progress_and_report(api: ApiPlatform) -> None:
     assert api.call("GET", "/api/v1/imports/4242").status_code == 404
 
 
-def _handoff(api: ApiPlatform, email: str) -> tuple[int, int]:
+def _rep(api: ApiPlatform, email: str = "sales@northwind.example") -> int:
+    """The sales rep whose email is ``email`` (the API's sales user acts as this rep)."""
+    with api.svc.db.session() as session:
+        rep = session.scalar(select(SalesRep).where(SalesRep.email == email))
+        if rep is None:
+            rep = SalesRep(email=email, name=email.split("@")[0], created_at=api.clock.now())
+            session.add(rep)
+            session.flush()
+        return rep.id
+
+
+def _handoff(api: ApiPlatform, email: str, rep: str | None = "sales@northwind.example") -> tuple[int, int]:
     lead_id = api.add_lead(email)
+    rep_id = _rep(api, rep) if rep else None
     now = api.clock.now()
     with api.svc.db.session() as session:
         handoff = Handoff(lead_id=lead_id, reason="manual", state=HandoffState.notified, created_at=now,
-                          notified_at=now, dossier={"lead": email})
+                          notified_at=now, dossier={"lead": email}, rep_id=rep_id)
         session.add(handoff)
         session.flush()
         return lead_id, handoff.id
@@ -160,4 +172,4 @@ def test_hand_to_nurture(api: ApiPlatform) -> None:
         assert session.scalar(select(Enrollment.state).where(Enrollment.lead_id == lead_id)) == EnrollmentState.active
     bad = api.call("POST", f"/api/v1/leads/{lead_id}/hand-to-nurture", role="sales",
                    json={"campaign": "northwind-security", "knows": ["nope"]})
-    assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "known_topics"
+    assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "knows"

@@ -111,3 +111,41 @@ def test_user_cli_commands(make_app, sqlite_url, monkeypatch, tmp_path) -> None:
     assert runner.invoke(main, ["create-token", "nobody@example.com", "--name", "x"]).exit_code == 1
     with app.extensions["nurture"].db.session() as session:
         assert user_for_token(session, secret, app.extensions["nurture"].clock.now()) is None
+
+
+def test_set_user_changes_role_deactivates_and_resets_the_password(make_app, sqlite_url, tmp_path, monkeypatch) -> None:
+    from nurture_mail.cli import main
+    from nurture_mail.migrate import upgrade
+
+    app = make_app(sqlite_url)
+    svc = app.extensions["nurture"]
+    upgrade(svc.db)
+    with svc.db.session() as session:
+        create_user(session, "boss@example.com", "Boss", "admin", svc.clock.now(), password="boss-password-1")
+        user = create_user(session, "rep@example.com", "Rep", "sales", svc.clock.now(), password="old-password-1")
+        secret = issue_token(session, user, "crm", svc.clock.now()).secret
+    monkeypatch.setenv("DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("INSTANCE_PATH", str(tmp_path / "instance"))
+    monkeypatch.setenv("SECRET_KEY", "cli-secret")
+    runner = CliRunner()
+    assert runner.invoke(main, ["set-user", "rep@example.com"]).exit_code == 2  # nothing to change
+
+    result = runner.invoke(main, ["set-user", "rep@example.com", "--role", "marketer", "--inactive"])
+    assert result.exit_code == 0, result.output
+    assert "rep@example.com: marketer, inactive" in result.output
+    with svc.db.session() as session:
+        assert user_for_token(session, secret, svc.clock.now()) is None
+        assert authenticate_password(session, "rep@example.com", "old-password-1") is None
+
+    monkeypatch.setenv("NURTURE_USER_PASSWORD", "new-password-22")
+    result = runner.invoke(main, ["set-user", "rep@example.com", "--active", "--reset-password"])
+    assert result.exit_code == 0 and "password reset" in result.output, result.output
+    with svc.db.session() as session:
+        assert user_for_token(session, secret, svc.clock.now()).role == Role.marketer
+        assert authenticate_password(session, "rep@example.com", "old-password-1") is None
+        assert authenticate_password(session, "rep@example.com", "new-password-22") is not None
+
+    last_admin = runner.invoke(main, ["set-user", "boss@example.com", "--inactive"])
+    assert last_admin.exit_code == 1 and "last active admin" in last_admin.output
+    assert runner.invoke(main, ["set-user", "nobody@example.com", "--inactive"]).exit_code == 1
+    assert runner.invoke(main, ["set-user", "rep@example.com", "--role", "emperor"]).exit_code == 2

@@ -21,3 +21,23 @@ def test_demo_admin_can_sign_in_and_use_the_api(make_app, sqlite_url) -> None:
     response = client.post("/signin", data={"csrf_token": csrf, "email": DEMO_ADMIN, "password": password})
     assert response.status_code == 303
     assert client.get("/").status_code == 200
+
+
+def test_demo_admin_is_an_active_admin_again_after_a_restart(make_app, sqlite_url) -> None:
+    from sqlalchemy import select
+
+    from nurture_mail.models import Role, User
+
+    app = make_app(sqlite_url)
+    seed_demo_admin(app)
+    with app.extensions["nurture"].db.session() as session:
+        user = session.scalar(select(User).where(User.email == DEMO_ADMIN))
+        user.active = False
+        user.role = Role.viewer
+    token = re.search(r"API token: (\S+)", seed_demo_admin(app)).group(1)
+    with app.extensions["nurture"].db.session() as session:
+        user = session.scalar(select(User).where(User.email == DEMO_ADMIN))
+        assert user.active is True and user.role == Role.admin
+    response = app.test_client().post("/api/v1/leads", headers={"Authorization": f"Bearer {token}"},
+                                      json={"email": "demo@example.com"})
+    assert response.status_code == 201, response.get_json()
