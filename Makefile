@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(PY) bench/click_redirect.py
 	$(PY) bench/import_leads.py
 	$(PY) bench/rescore.py
+	$(PY) bench/handoff_latency.py
 
 lint: $(STAMP)
 	$(PY) -m ruff check nurture_mail tests bench

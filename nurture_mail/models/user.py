@@ -9,6 +9,7 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base
 
+
 class Role(str, enum.Enum):
     """What a user may do; the same checks guard the web UI and the API."""
 

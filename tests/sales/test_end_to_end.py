@@ -10,10 +10,9 @@ import urllib.request
 from datetime import timedelta
 
 import pytest
-from werkzeug.serving import make_server
-
 from sqlalchemy import select
 from tracking.conftest import BROWSER, visible_links
+from werkzeug.serving import make_server
 
 from nurture_mail.jobs.schedule import cron_table
 from nurture_mail.models import EnrollmentState, Handoff, Lead, LeadScore, LeadStatus
