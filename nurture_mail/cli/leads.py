@@ -95,13 +95,38 @@ def enroll_command(email: str, campaign: str, knows: str, declared_by: str) -> N
 @click.argument("email")
 @with_app
 def lead_command(email: str) -> None:
-    """Show a lead: status, enrollments, what they know, and their timeline (bots flagged, with why)."""
+    """Show a lead: status, scores with their breakdown, handoffs, enrollments, what they know, and
+    their timeline (bots flagged, with why)."""
+    from sqlalchemy import select
+
+    from ..models import Handoff, LeadScore, SalesRep
+    from ..nurture.enroll import find_lead
     from ..nurture.timeline import lead_story
 
     svc = services()
     with svc.db.session() as session:
         story = lead_story(session, email)
+        lead = find_lead(session, email)
+        score = session.get(LeadScore, lead.id)
+        handoffs = session.execute(
+            select(Handoff, SalesRep.email).outerjoin(SalesRep, SalesRep.id == Handoff.rep_id)
+            .where(Handoff.lead_id == lead.id).order_by(Handoff.created_at)
+        ).tuples().all()
+        hygiene = list(lead.hygiene or [])
     click.echo(f"{story.email}  {story.name}  {story.company}  status={story.status}  tz={story.timezone or '-'}")
+    if hygiene:
+        click.echo(f"  hygiene   {', '.join(hygiene)} (never enrolled nor handed off)")
+    if score is None:
+        click.echo("  score     not scored yet")
+    else:
+        click.echo(f"  score     fit {score.fit:g}, engagement {score.engagement:g} "
+                   f"(as of {score.computed_at:%Y-%m-%d %H:%M} UTC)")
+        for kind, lines in (("fit", score.fit_breakdown), ("engagement", score.engagement_breakdown)):
+            for line in lines:
+                click.echo(f"    {kind:<10} {line.get('text') or line.get('reason')}")
+    for handoff, rep in handoffs:
+        click.echo(f"  handoff   #{handoff.id} {handoff.state.value} to {rep or 'unassigned'} "
+                   f"on {handoff.created_at:%Y-%m-%d %H:%M} UTC: {handoff.reason_detail or handoff.reason}")
     for line in story.enrollments:
         click.echo(f"  enrolled  {line}")
     for topic, level in sorted(story.knowledge.items()):
