@@ -24,9 +24,10 @@ browser:
 	  { if [ "$$(id -u)" = 0 ]; then (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) || echo "chromium could not be installed: browser tests will be skipped"; \
 	    else echo "chromium missing and not root: browser tests will be skipped"; fi; }
 
-## Run the test suite (SQLite always; PostgreSQL and Redis services when reachable)
+## Run the test suite (SQLite always; PostgreSQL and Redis services when reachable), on two
+## processes (pytest-xdist; each has its own Redis database, PostgreSQL schema and SQLite files)
 test: $(STAMP) browser
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2 --dist loadfile
 
 ## Benchmarks: print figures, compare with the practical limit
 bench: $(STAMP)

@@ -49,7 +49,10 @@ def redis_connection():
     """One real Redis for the session; each test gets it flushed (see ``redis``)."""
     try:
         # NURTURE_TEST_REDIS_DB keeps concurrent runs on one machine apart.
-        conn = Redis(host="127.0.0.1", port=6379, db=int(os.environ.get("NURTURE_TEST_REDIS_DB", "13")),
+        # Under pytest-xdist each worker (gw0, gw1, …) takes the next database.
+        worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
+        db = int(os.environ.get("NURTURE_TEST_REDIS_DB", "13")) + worker
+        conn = Redis(host="127.0.0.1", port=6379, db=db,
                      socket_connect_timeout=1)
         conn.ping()
         yield conn
