@@ -5,7 +5,7 @@ from datetime import datetime
 from typing import Any
 
 from flask import url_for
-from sqlalchemy import exists, or_, select, update
+from sqlalchemy import exists, select, update
 from sqlalchemy.orm import Session
 
 from .. import services
@@ -13,7 +13,6 @@ from ..models import (
     Campaign,
     Delivery,
     Enrollment,
-    EnrollmentState,
     Event,
     Handoff,
     HandoffAction,
@@ -22,6 +21,7 @@ from ..models import (
     LeadScore,
     LeadStatus,
 )
+from ..nurture.suppression import stop_mailing
 from . import idempotency
 from .common import api_blueprint, decode_cursor, encode_cursor, lead_detail, lead_dict, lead_or_404, not_found_doc
 from .problems import ApiProblem
@@ -249,14 +249,7 @@ def erase(session: Session, lead: Lead, now: datetime, by: str) -> None:
     erase_import_traces(session, lead.id, old_email)
     session.execute(update(Enrollment).where(Enrollment.lead_id == lead.id).values(state_reason=None)
                     .execution_options(**plain))
-    session.execute(
-        update(Enrollment)
-        .where(Enrollment.lead_id == lead.id,
-               or_(Enrollment.state == EnrollmentState.active, Enrollment.state == EnrollmentState.paused))
-        .values(state=EnrollmentState.exited, state_reason=f"personal data erased by {by}",
-                next_send_at=None, ended_at=now)
-        .execution_options(**plain)
-    )
+    stop_mailing(session, lead.id, now, f"personal data erased by {by}")
     session.expire_all()
     idempotency.forget_lead(lead.id)
 

@@ -7,13 +7,13 @@ from datetime import time
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jinja2 import TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 
 from ..engine.plan import STAGES
 from ..exceptions import CampaignDefinitionError, Problem
 from ..scoring.rules import check_handoff_block
+from ..yamlfile import YamlFileError, read_yaml
 from .spec import CampaignSpec, LinkSpec, StepSpec, TopicSpec
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,79}$")
@@ -83,14 +83,9 @@ class CampaignLoader:
         """Parse and validate one file; raise CampaignDefinitionError listing every problem."""
         source = self._display(path)
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-            reason = getattr(exc, "problem", None) or str(exc)
-            raise CampaignDefinitionError([Problem(source, where, f"invalid YAML: {reason}")]) from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise CampaignDefinitionError([Problem(source, "", f"cannot read file: {exc}")]) from None
+            data = read_yaml(path, source)
+        except YamlFileError as exc:
+            raise CampaignDefinitionError([exc.problem]) from None
         return self.load_data(data, source)
 
     def load_data(self, data: Any, source: str) -> CampaignSpec:

@@ -16,6 +16,11 @@ commands: list[click.Command] = []
 PASSWORD_ENV = "NURTURE_USER_PASSWORD"
 
 
+def _ask_password(prompt: str) -> str:
+    """From $NURTURE_USER_PASSWORD (scripts), else asked twice at the terminal."""
+    return os.environ.get(PASSWORD_ENV) or click.prompt(prompt, hide_input=True, confirmation_prompt=True)
+
+
 @click.command("create-user")
 @click.argument("email")
 @click.option("--role", type=click.Choice([r.value for r in Role]), required=True, help="What the user may do.")
@@ -27,8 +32,7 @@ def create_user_command(email: str, role: str, name: str, password: bool) -> Non
     """Create a user who signs in to the web UI (and may get API tokens)."""
     secret = None
     if password:
-        secret = os.environ.get(PASSWORD_ENV) or click.prompt("Password", hide_input=True,
-                                                              confirmation_prompt=True)
+        secret = _ask_password("Password")
     svc = services()
     with svc.db.session() as session:
         user = create_user(session, email, name, role, svc.clock.now(), password=secret)
@@ -49,8 +53,7 @@ def set_user_command(email: str, role: str | None, active: bool | None, reset_pa
         raise click.UsageError("nothing to change: give --role, --active/--inactive or --reset-password")
     secret = None
     if reset_password:
-        secret = os.environ.get(PASSWORD_ENV) or click.prompt("New password", hide_input=True,
-                                                              confirmation_prompt=True)
+        secret = _ask_password("New password")
     svc = services()
     with svc.db.session() as session:
         user = update_user(session, email, role=role, active=active, password=secret)

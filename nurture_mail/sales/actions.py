@@ -23,7 +23,6 @@ from ..exceptions import InvalidInput, NotFound
 from ..models import (
     Campaign,
     Enrollment,
-    EnrollmentState,
     Handoff,
     HandoffAction,
     HandoffState,
@@ -32,6 +31,7 @@ from ..models import (
     Topic,
 )
 from ..nurture.enroll import EnrollmentRefused, enroll, find_campaign
+from ..nurture.suppression import stop_mailing
 from .handoff import OPEN_STATES
 
 if TYPE_CHECKING:
@@ -132,13 +132,7 @@ def reject(session: Session, svc: "Services", handoff: Handoff, actor: str, via:
         detail.update(campaign=campaign.slug, enrollment_id=enrollment.id)
     else:
         lead.status = LeadStatus.disqualified
-        for enrollment in session.scalars(select(Enrollment).where(
-                Enrollment.lead_id == lead.id,
-                Enrollment.state.in_([EnrollmentState.active, EnrollmentState.paused]))):
-            enrollment.state = EnrollmentState.exited
-            enrollment.state_reason = f"disqualified by sales: {reason}"[:500]
-            enrollment.next_send_at = None
-            enrollment.ended_at = now
+        stop_mailing(session, lead.id, now, f"disqualified by sales: {reason}")
     lead.updated_at = now
     handoff.reject_kind = kind
     handoff.reject_reason = reason[:500]

@@ -29,8 +29,6 @@ from ..engine.routing import (
     pick_incoming,
 )
 from ..models import (
-    Enrollment,
-    EnrollmentState,
     Handoff,
     HandoffAssignment,
     HandoffState,
@@ -40,6 +38,7 @@ from ..models import (
     Territory,
     WebhookDelivery,
 )
+from ..nurture.suppression import stop_mailing
 from .decision import HandoffDecision
 from .dossier import build_dossier
 
@@ -141,12 +140,7 @@ def start_handoff(svc: "Services", session: Session, decision: HandoffDecision, 
     if why is not None:
         log.info("handoff of lead %s (%s) declined: %s", lead.id, lead.email, why)
         return None
-    for enrollment in session.scalars(select(Enrollment).where(
-            Enrollment.lead_id == lead.id, Enrollment.state.in_([EnrollmentState.active, EnrollmentState.paused]))):
-        enrollment.state = EnrollmentState.exited
-        enrollment.state_reason = f"handed off to sales: {decision.detail}"[:500]
-        enrollment.next_send_at = None
-        enrollment.ended_at = now
+    stop_mailing(session, lead.id, now, f"handed off to sales: {decision.detail}")
     lead.status = LeadStatus.handed_off
     lead.updated_at = now
     route = route_lead(session, lead)

@@ -13,12 +13,12 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import yaml
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..exceptions import NurtureError, Problem
 from ..models import SalesRep, Territory
+from ..yamlfile import YamlFileError, read_yaml
 
 __all__ = ["RepSpec", "SalesTeamError", "SyncReport", "TeamSpec", "TerritorySpec", "load_team", "sync_sales_team"]
 
@@ -84,13 +84,9 @@ def load_team(path: Path) -> TeamSpec:
     """Read and validate the team file; raises :class:`SalesTeamError` listing every problem."""
     source = str(path)
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as exc:
-        raise SalesTeamError([Problem(source, "", f"cannot read the file: {exc.strerror or exc}")]) from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else ""
-        raise SalesTeamError([Problem(source, where, f"not valid YAML: {getattr(exc, 'problem', exc)}")]) from None
+        data = read_yaml(path, source)
+    except YamlFileError as exc:
+        raise SalesTeamError([exc.problem]) from None
     return parse_team(data, source)
 
 

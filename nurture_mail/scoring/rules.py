@@ -15,8 +15,6 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ..engine.scoring import (
     WEIGHT_KEYS,
     EngagementRules,
@@ -30,6 +28,7 @@ from ..engine.scoring import (
 )
 from ..exceptions import NurtureError, Problem
 from ..models.lead import QUALIFICATION_ATTRIBUTES
+from ..yamlfile import YamlFileError, read_yaml
 
 TOP_KEYS = {"fit", "engagement", "handoff"}
 FIT_KEYS = {"industry", "employees", "revenue", "region", "qualification"}
@@ -326,14 +325,9 @@ def read_rules_file(path: Path) -> ScoringRules:
     """Parse and validate the file, uncached (the CLI's check uses this)."""
     source = _display(Path(path))
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        reason = getattr(exc, "problem", None) or str(exc)
-        raise ScoringRulesError([Problem(source, where, f"invalid YAML: {reason}")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScoringRulesError([Problem(source, "", f"cannot read file: {exc}")]) from None
+        data = read_yaml(path, source)
+    except YamlFileError as exc:
+        raise ScoringRulesError([exc.problem]) from None
     return parse_rules(data, source)
 
 
