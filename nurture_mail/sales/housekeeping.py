@@ -31,6 +31,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from ..models import Handoff, HandoffAction, HandoffAssignment, HandoffState, Lead, SalesRep
+from ..nurture.sql import skip_locked
 from .dossier import build_dossier
 from .handoff import after_commit, assign, route_lead, sla_due, territory_owner
 
@@ -81,12 +82,8 @@ def _write_lock(session: Session) -> None:
         session.execute(update(Handoff).where(Handoff.id == -1).values(state=Handoff.state))
 
 
-def _locked(statement):
-    return statement.with_for_update(skip_locked=True)
-
-
 def escalate_overdue(svc: "Services", session: Session, now: datetime) -> int:
-    handoffs = list(session.scalars(_locked(
+    handoffs = list(session.scalars(skip_locked(session,
         select(Handoff).where(Handoff.state == HandoffState.notified, Handoff.first_action_at.is_(None),
                               Handoff.escalated_at.is_(None), Handoff.sla_due_at <= now,
                               Handoff.rep_id.is_not(None)).order_by(Handoff.id)
@@ -110,7 +107,7 @@ def escalate_overdue(svc: "Services", session: Session, now: datetime) -> int:
 
 
 def transfer_expired(svc: "Services", session: Session, now: datetime) -> int:
-    handoffs = list(session.scalars(_locked(
+    handoffs = list(session.scalars(skip_locked(session,
         select(Handoff).where(Handoff.state.in_([HandoffState.notified, HandoffState.accepted]),
                               Handoff.transferred_at.is_(None), Handoff.ownership_ends_at <= now)
         .order_by(Handoff.id)
@@ -150,7 +147,7 @@ def transfer_expired(svc: "Services", session: Session, now: datetime) -> int:
 
 def assign_unrouted(svc: "Services", session: Session, now: datetime) -> int:
     assigned = 0
-    for handoff in session.scalars(_locked(
+    for handoff in session.scalars(skip_locked(session,
         select(Handoff).where(Handoff.state == HandoffState.notified, Handoff.rep_id.is_(None)).order_by(Handoff.id)
     )).all():
         lead = session.get(Lead, handoff.lead_id)
