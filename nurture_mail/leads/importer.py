@@ -17,9 +17,9 @@ from sqlalchemy.orm import Session
 from ..config import Config
 from .batch import CHUNK_SIZE, OUTCOMES, ImportContext, RowResult, import_chunk
 from .csvfile import parse
-from .hygiene import Hygiene, normalize_email
+from .hygiene import Hygiene
 
-__all__ = ["ImportReport", "RowOutcome", "import_rows", "normalize_email", "read_rows"]
+__all__ = ["ImportReport", "RowOutcome", "import_rows", "read_rows"]
 
 #: Kept for callers of the first importer: one row's outcome.
 RowOutcome = RowResult

@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nurture_mail.addresses import InvalidEmail, normalize_email
 from nurture_mail.leads.csvfile import ROW_ERROR, decode, detect_delimiter, parse
 from nurture_mail.leads.errors import ImportOptionsError, LeadValueError
 from nurture_mail.leads.fields import LeadValues, convert, parse_int
-from nurture_mail.leads.hygiene import DEFAULT_RULES, Hygiene, HygieneConfigError, InvalidEmail, normalize_email
+from nurture_mail.leads.hygiene import DEFAULT_RULES, Hygiene, HygieneConfigError
 from nurture_mail.leads.imports import safe_cell
 from nurture_mail.leads.merge import changes_for
 
@@ -119,17 +120,17 @@ def test_student_patterns_do_not_flag_companies_named_student():
 
 
 def test_validate_hygiene_file_names_the_file_and_key(tmp_path):
-    """Finding 12: the check the app runs at startup (and ``create_import`` before accepting a file)."""
+    """The check the app runs at startup (and ``create_import`` before accepting a file)."""
     from nurture_mail.leads.hygiene import validate_hygiene_file
 
     assert validate_hygiene_file(ROOT / "campaigns" / "hygiene.yaml").check("info@x.example") == ["role_account"]
     assert validate_hygiene_file(tmp_path / "missing.yaml").source == "built-in defaults"
     path = tmp_path / "hygiene.yaml"
     path.write_text("deny: [oops\n")
-    with pytest.raises(HygieneConfigError, match="not valid YAML"):
+    with pytest.raises(HygieneConfigError, match="invalid YAML"):
         validate_hygiene_file(path)
     path.write_bytes(b"deny:\n  x: ['\xff']\n")
-    with pytest.raises(HygieneConfigError, match="cannot be read"):
+    with pytest.raises(HygieneConfigError, match="cannot read file"):
         validate_hygiene_file(path)
     path.write_text("role_accounts: info\n")
     with pytest.raises(HygieneConfigError, match=f"{path}: role_accounts: expected a list"):

@@ -6,8 +6,9 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nurture_mail.addresses import InvalidEmail, normalize_email
 from nurture_mail.leads.errors import LeadValueError
-from nurture_mail.leads.hygiene import DEFAULT_RULES, Hygiene, InvalidEmail, normalize_email
+from nurture_mail.leads.hygiene import DEFAULT_RULES, Hygiene
 from nurture_mail.leads.upsert import upsert_lead
 
 HYGIENE = Hygiene.from_rules(DEFAULT_RULES)
