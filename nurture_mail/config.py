@@ -110,7 +110,7 @@ class Config:
     send_rate_per_second: float = 0.0
     #: Emails per minute to one recipient domain; 0 = unlimited.
     send_rate_per_domain_per_minute: int = 0
-    # --- scoring and handoff (issue 4)
+    # --- scoring and handoff
     #: Scoring rules (fit and engagement weights, half-life); per-campaign overrides live in
     #: the campaign file's ``handoff.scoring`` block.
     scoring_rules_path: Path = PROJECT_ROOT / "campaigns" / "scoring.yaml"
@@ -132,7 +132,7 @@ class Config:
     sales_webhook_timeout: float = 10.0
     #: Campaign a lead rejected as "not ready" goes back to; empty: the campaign it came from.
     recycle_campaign: str = ""
-    # --- API and import (issue 5)
+    # --- API and import
     #: Writes (POST/PATCH/DELETE) per API token per minute; 0 = unlimited.
     api_write_rate_per_minute: int = 120
     #: Seconds an ``Idempotency-Key`` and its stored response are kept.

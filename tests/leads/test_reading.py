@@ -111,7 +111,7 @@ def test_hygiene_flags():
 
 
 def test_student_patterns_do_not_flag_companies_named_student():
-    """Finding 26: ``student.*`` flagged student.com; only a student host of a university domain is flagged."""
+    """``student.*`` flagged student.com; only a student host of a university domain is flagged."""
     hygiene = Hygiene.load(ROOT / "campaigns" / "hygiene.yaml")
     for address in ("jan@students.uu.nl", "sam@student.uva.nl", "kai@stud.uni-hannover.de"):
         assert hygiene.check(address) == ["deny:student"], address
@@ -138,7 +138,7 @@ def test_validate_hygiene_file_names_the_file_and_key(tmp_path):
 
 
 def test_a_stray_quote_rejects_its_row_and_keeps_the_rest():
-    """Finding 8: an unclosed quote used to swallow every later row, silently."""
+    """An unclosed quote used to swallow every later row, silently."""
     data = (b"email,company,notes\n"
             b'a@x.example,"Big\n'
             b"b@x.example,Acme,hi\n"
@@ -155,7 +155,7 @@ def test_a_stray_quote_rejects_its_row_and_keeps_the_rest():
 
 
 def test_a_stray_quote_before_a_huge_tail_is_one_bad_row_not_a_csv_error():
-    """Finding 8: past the csv module's field limit (128 KiB) it raised ``_csv.Error`` from ``count_rows``."""
+    """Past the csv module's field limit (128 KiB) it raised ``_csv.Error`` from ``count_rows``."""
     tail = b"".join(b"filler %d\n" % i for i in range(20000))  # ~200 KiB with no address in it
     parsed = parse(b"email,company\n" + b'a@x.example,"Big\n' + tail + b"z@x.example,Z\n")
     assert parsed.count_rows() == 20002
@@ -167,7 +167,7 @@ def test_a_stray_quote_before_a_huge_tail_is_one_bad_row_not_a_csv_error():
 
 
 def test_country_is_kept_and_gives_the_sales_region():
-    """Finding 25: a Country column filled ``region`` with "Spain"; routing and scoring want AMER/EMEA/APAC."""
+    """A Country column filled ``region`` with "Spain"; routing and scoring want AMER/EMEA/APAC."""
     parsed = parse(b"Email,Country/Region,Region\na@x.example,Spain,\nb@x.example,Spain,AMER\nc@x.example,Atlantis,\n")
     assert {c.header: c.target for c in parsed.columns} == {"Email": "email", "Country/Region": "country",
                                                             "Region": "region"}

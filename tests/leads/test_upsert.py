@@ -107,7 +107,7 @@ def test_the_fast_path_accepts_and_normalizes_exactly_like_email_validator(local
 
 
 def test_a_false_qualification_value_is_not_known(bed):
-    """Finding 30: ``{"decision_maker_engaged": false}`` was stored as the text "False", which counted as known."""
+    """``{"decision_maker_engaged": false}`` was stored as the text "False", which counted as known."""
     from nurture_mail.engine.scoring import is_known
 
     with bed.svc.db.session() as session:
