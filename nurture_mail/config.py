@@ -130,6 +130,9 @@ class Config:
     sales_webhook_secret: str = ""
     sales_webhook_max_attempts: int = 5
     sales_webhook_timeout: float = 10.0
+    #: Where handoffs are notified (``sales/destinations/``): ``email`` (the rep), ``webhook``
+    #: (on when SALES_WEBHOOK_URL is set).
+    sales_destinations: tuple[str, ...] = ("email", "webhook")
     #: Campaign a lead rejected as "not ready" goes back to; empty: the campaign it came from.
     recycle_campaign: str = ""
     # --- API and import
@@ -200,6 +203,7 @@ class Config:
             sales_webhook_secret=env.get("SALES_WEBHOOK_SECRET", ""),
             sales_webhook_max_attempts=_int(env, "SALES_WEBHOOK_MAX_ATTEMPTS", cls.sales_webhook_max_attempts),
             sales_webhook_timeout=_float(env, "SALES_WEBHOOK_TIMEOUT", cls.sales_webhook_timeout),
+            sales_destinations=_list(env, "SALES_DESTINATIONS") or cls.sales_destinations,
             recycle_campaign=env.get("RECYCLE_CAMPAIGN", "").strip(),
             api_write_rate_per_minute=_int(env, "API_WRITE_RATE_PER_MINUTE", cls.api_write_rate_per_minute),
             idempotency_ttl_seconds=_int(env, "IDEMPOTENCY_TTL_SECONDS", cls.idempotency_ttl_seconds),

@@ -1,4 +1,4 @@
-"""RQ jobs of the sales handoff: notify a rep, post the webhook, SLA and ownership housekeeping.
+"""RQ jobs of the sales handoff: notify a destination (rep email, webhook), SLA and ownership housekeeping.
 
 Each job takes ids, reloads what it needs, and is safe to run twice (see ``sales/``).
 """
@@ -23,32 +23,25 @@ def _backoff(svc: "Services", retries: int) -> list[int]:
     return [base * 2 ** i for i in range(max(retries, 1))]
 
 
-def enqueue(svc: "Services", kind: str, ident: int, *args: object) -> "Job":
-    """Enqueue one sales job on the app's queue, with its retry policy."""
-    if kind == "notify":
-        retries = max(svc.config.smtp_max_attempts - 1, 0)
-        return svc.queue.enqueue(notify_handoff, ident, *args, job_timeout=120, result_ttl=3600,
-                                 retry=Retry(max=retries, interval=_backoff(svc, retries)) if retries else None)
-    if kind == "webhook":
-        retries = max(svc.config.sales_webhook_max_attempts - 1, 0)
-        return svc.queue.enqueue(post_handoff_webhook, ident, job_timeout=int(svc.config.sales_webhook_timeout) + 30,
-                                 result_ttl=3600,
-                                 retry=Retry(max=retries, interval=_backoff(svc, retries)) if retries else None)
-    raise ValueError(f"unknown sales job kind {kind!r}")
+def enqueue(svc: "Services", destination: str, handoff_id: int, kind: str = "new", rep_id: int | None = None,
+            ref: int | None = None) -> "Job":
+    """Enqueue one notice for ``destination`` on the app's queue, with that destination's retry policy."""
+    from ..sales.destinations import destination as named
+
+    target = named(svc, destination)
+    retries = max(target.max_attempts - 1, 0)
+    return svc.queue.enqueue(notify, destination, handoff_id, kind, rep_id, ref, job_timeout=target.job_timeout,
+                             result_ttl=3600, retry=Retry(max=retries, interval=_backoff(svc, retries)) if retries else None)
 
 
-def notify_handoff(handoff_id: int, kind: str = "new", rep_id: int | None = None) -> dict:
-    """Email the rep (``new``), the manager (``escalation``) or the territory owner (``transfer``)."""
-    from ..sales.notify_email import notify_by_email
+def notify(destination: str, handoff_id: int, kind: str = "new", rep_id: int | None = None,
+           ref: int | None = None) -> dict:
+    """One attempt of one notice at one destination (``email``: the rep, the manager or the
+    territory owner; ``webhook``: the signed dossier)."""
+    from ..sales.destinations import Notice
+    from ..sales.destinations import destination as named
 
-    return asdict(notify_by_email(services(), handoff_id, kind, rep_id))
-
-
-def post_handoff_webhook(delivery_id: int) -> dict:
-    """One attempt to post a handoff's dossier; raises on failure so RQ retries with backoff."""
-    from ..sales.webhook import post_webhook
-
-    return asdict(post_webhook(services(), delivery_id))
+    return asdict(named(services(), destination).notify(Notice(handoff_id, kind, rep_id, ref)))
 
 
 def sales_housekeeping(now: str | None = None) -> dict:

@@ -36,10 +36,10 @@ from ..models import (
     LeadStatus,
     SalesRep,
     Territory,
-    WebhookDelivery,
 )
 from ..nurture.suppression import stop_mailing
 from .decision import HandoffDecision
+from .destinations import prepare_notices
 from .dossier import build_dossier
 
 if TYPE_CHECKING:
@@ -159,18 +159,9 @@ def start_handoff(svc: "Services", session: Session, decision: HandoffDecision, 
     else:
         log.warning("handoff #%s of lead %s is unassigned: %s", handoff.id, lead.email, route.why)
     handoff.dossier = build_dossier(session, svc.config, handoff, lead, now)
-    jobs: list[tuple[str, int]] = []
-    if route.rep is not None:
-        jobs.append(("notify", handoff.id))
-    if svc.config.sales_webhook_url:
-        delivery = WebhookDelivery(handoff_id=handoff.id, url=svc.config.sales_webhook_url, status="pending",
-                                   attempts=0, created_at=now)
-        session.add(delivery)
-        session.flush()
-        jobs.append(("webhook", delivery.id))
     session.flush()
-    for kind, ident in jobs:
-        after_commit(svc, session, kind, ident)
+    for destination, notice in prepare_notices(svc, session, handoff, now):
+        after_commit(svc, session, destination, *notice.job_args())
     return handoff
 
 

@@ -32,6 +32,8 @@ from sqlalchemy.orm import Session
 
 from ..models import Handoff, HandoffAction, HandoffAssignment, HandoffState, Lead, SalesRep
 from ..nurture.sql import skip_locked
+from .destinations import prepare_notices
+from .destinations.email import EmailDestination
 from .dossier import build_dossier
 from .handoff import after_commit, assign, route_lead, sla_due, territory_owner
 
@@ -99,7 +101,8 @@ def escalate_overdue(svc: "Services", session: Session, now: datetime) -> int:
         else:
             session.add(HandoffAssignment(handoff_id=handoff.id, rep_id=manager.id, role="escalation", assigned_at=now))
             detail.update(to=manager.email)
-            after_commit(svc, session, "notify", handoff.id, "escalation", manager.id)
+            for destination, notice in prepare_notices(svc, session, handoff, now, "escalation", manager.id):
+                after_commit(svc, session, destination, *notice.job_args())
         session.add(HandoffAction(handoff_id=handoff.id, action="escalate", actor="system", via="system",
                                   detail=detail, at=now))
     session.flush()
@@ -138,7 +141,8 @@ def transfer_expired(svc: "Services", session: Session, now: datetime) -> int:
                     assignment.ended_at = now
             session.add(HandoffAssignment(handoff_id=handoff.id, rep_id=owner.id, role="territory", assigned_at=now))
             handoff.rep_id = owner.id
-            after_commit(svc, session, "notify", handoff.id, "transfer", owner.id)
+            for destination, notice in prepare_notices(svc, session, handoff, now, "transfer", owner.id):
+                after_commit(svc, session, destination, *notice.job_args())
         session.add(HandoffAction(handoff_id=handoff.id, action="transfer", actor="system", via="system",
                                   detail=detail, at=now))
     session.flush()
@@ -161,7 +165,8 @@ def assign_unrouted(svc: "Services", session: Session, now: datetime) -> int:
         handoff.dossier = build_dossier(session, svc.config, handoff, lead, now)
         session.add(HandoffAction(handoff_id=handoff.id, action="assign", actor="system", via="system",
                                   detail={"to": route.rep.email, "why": route.why}, at=now))
-        after_commit(svc, session, "notify", handoff.id)
+        if EmailDestination.name in svc.config.sales_destinations:
+            after_commit(svc, session, EmailDestination.name, handoff.id)
         assigned += 1
     session.flush()
     return assigned
@@ -170,6 +175,8 @@ def assign_unrouted(svc: "Services", session: Session, now: datetime) -> int:
 def renotify_missing(svc: "Services", session: Session, now: datetime) -> int:
     """Enqueue again the notification of handoffs never notified; each attempt is recorded
     (``renotify``), at most RENOTIFY_MAX, none after a permanent refusal (``notify_failed``)."""
+    if EmailDestination.name not in svc.config.sales_destinations:
+        return 0
     count = 0
     rows = session.execute(
         select(Handoff.id, Handoff.rep_id).where(Handoff.state == HandoffState.notified, Handoff.rep_id.is_not(None),
@@ -190,7 +197,7 @@ def renotify_missing(svc: "Services", session: Session, now: datetime) -> int:
             if tries + 1 == RENOTIFY_MAX:
                 log.error("handoff #%s: notification re-sent %d times without success; giving up (the SLA "
                           "escalation still applies)", handoff_id, RENOTIFY_MAX)
-            after_commit(svc, session, "notify", handoff_id)
+            after_commit(svc, session, EmailDestination.name, handoff_id)
             count += 1
     session.flush()
     return count
