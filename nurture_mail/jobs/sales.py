@@ -7,9 +7,9 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from rq import Retry
-
 from .. import services
+from ..sales.destinations import Notice
+from ..sales.destinations import destination as named
 
 if TYPE_CHECKING:
     from rq.job import Job
@@ -17,30 +17,16 @@ if TYPE_CHECKING:
     from ..extensions import Services
 
 
-def _backoff(svc: "Services", retries: int) -> list[int]:
-    """RETRY_BACKOFF_SECONDS doubled at each retry (0 retries at once, as tests use)."""
-    base = svc.config.retry_backoff_seconds
-    return [base * 2 ** i for i in range(max(retries, 1))]
-
-
-def enqueue(svc: "Services", destination: str, handoff_id: int, kind: str = "new", rep_id: int | None = None,
-            ref: int | None = None) -> "Job":
-    """Enqueue one notice for ``destination`` on the app's queue, with that destination's retry policy."""
-    from ..sales.destinations import destination as named
-
-    target = named(svc, destination)
-    retries = max(target.max_attempts - 1, 0)
-    return svc.queue.enqueue(notify, destination, handoff_id, kind, rep_id, ref, job_timeout=target.job_timeout,
-                             result_ttl=3600, retry=Retry(max=retries, interval=_backoff(svc, retries)) if retries else None)
+def enqueue(svc: "Services", destination: str, handoff_id: int, *args: object) -> "Job":
+    """Enqueue one notice for ``destination`` now, with its retry policy (the domain enqueues after
+    commit instead, through ``sales.handoff.after_commit``)."""
+    return svc.queue.enqueue(notify, destination, handoff_id, *args, **named(svc, destination).job_options())
 
 
 def notify(destination: str, handoff_id: int, kind: str = "new", rep_id: int | None = None,
            ref: int | None = None) -> dict:
     """One attempt of one notice at one destination (``email``: the rep, the manager or the
     territory owner; ``webhook``: the signed dossier)."""
-    from ..sales.destinations import Notice
-    from ..sales.destinations import destination as named
-
     return asdict(named(services(), destination).notify(Notice(handoff_id, kind, rep_id, ref)))
 
 

@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from ..aftercommit import enqueue_after_commit
 from ..engine.routing import (
     RepCandidate,
     TerritoryRule,
@@ -39,6 +40,7 @@ from ..models import (
 )
 from ..nurture.suppression import stop_mailing
 from .decision import HandoffDecision
+from .destinations import destination as named_destination
 from .destinations import prepare_notices
 from .dossier import build_dossier
 
@@ -46,7 +48,7 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..extensions import Services
 
-__all__ = ["OPEN_STATES", "Route", "after_commit", "decline_reason", "route_lead", "sla_due", "start_handoff"]
+__all__ = ["NOTIFY_JOB", "OPEN_STATES", "Route", "after_commit", "decline_reason", "route_lead", "sla_due", "start_handoff"]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +60,6 @@ DECLINED_STATUSES = {
     LeadStatus.disqualified: "disqualified",
     LeadStatus.won: "already a customer (won)",
 }
-_JOBS_KEY = "nurture.sales.jobs"
 #: The smallest step that keeps assignment times strictly increasing (what every backend stores).
 _TICK = timedelta(microseconds=1)
 
@@ -184,31 +185,13 @@ def assign(session: Session, handoff: Handoff, rep: SalesRep, role: str, now: da
 
 # -- jobs after commit --------------------------------------------------------------------------
 
-
-def after_commit(svc: "Services", session: Session, kind: str, ident: int, *args: object) -> None:
-    """Enqueue a sales job once ``session``'s transaction commits; dropped if it rolls back."""
-    pending = session.info.setdefault(_JOBS_KEY, [])
-    if not session.info.get(_JOBS_KEY + ".listening"):
-        session.info[_JOBS_KEY + ".listening"] = True
-        event.listen(session, "after_commit", _enqueue_pending)
-        event.listen(session, "after_rollback", _drop_pending)
-        session.info[_JOBS_KEY + ".svc"] = svc
-    pending.append((kind, ident, args))
+#: The RQ job that runs one notice at its destination, as an import path (the domain never
+#: imports ``jobs/``).
+NOTIFY_JOB = "nurture_mail.jobs.sales.notify"
 
 
-def _enqueue_pending(session: Session) -> None:
-    pending = session.info.pop(_JOBS_KEY, [])
-    svc = session.info.get(_JOBS_KEY + ".svc")
-    if not pending or svc is None:
-        return
-    from ..jobs.sales import enqueue
-
-    for kind, ident, args in pending:
-        try:
-            enqueue(svc, kind, ident, *args)
-        except Exception:  # the rows are committed: housekeeping re-sends what was never notified
-            log.exception("could not enqueue sales job %s %s", kind, ident)
-
-
-def _drop_pending(session: Session) -> None:
-    session.info.pop(_JOBS_KEY, None)
+def after_commit(svc: "Services", session: Session, destination: str, handoff_id: int, *args: object) -> None:
+    """Enqueue a notice for ``destination`` (``email``, ``webhook``) once ``session``'s transaction
+    commits, with that destination's retry policy."""
+    enqueue_after_commit(session, svc.queue, NOTIFY_JOB, destination, handoff_id, *args,
+                         **named_destination(svc, destination).job_options())

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from rq import Retry
 from sqlalchemy.orm import Session
 
 from ...models import Handoff
@@ -62,6 +63,14 @@ class Destination(ABC):
     @abstractmethod
     def job_timeout(self) -> int:
         """Seconds one attempt may take."""
+
+    def job_options(self) -> dict[str, Any]:
+        """RQ options of this destination's job: its timeout and its retry policy (RETRY_BACKOFF_SECONDS
+        doubled at each retry; no retry when ``max_attempts`` is 1)."""
+        retries = max(self.max_attempts - 1, 0)
+        base = self.svc.config.retry_backoff_seconds
+        retry = Retry(max=retries, interval=[base * 2 ** i for i in range(retries)]) if retries else None
+        return {"job_timeout": self.job_timeout, "result_ttl": 3600, "retry": retry}
 
     def prepare(self, session: Session, handoff: Handoff, notice: Notice, now: datetime) -> Notice | None:
         """Record what the job will need, in the caller's transaction; None: nothing to send."""
