@@ -70,9 +70,10 @@ def handoffs_command(state: str | None, limit: int) -> None:
         rows = session.execute(query).tuples().all()
         hooks: dict[int, WebhookDelivery] = {}
         if rows:
-            for hook in session.scalars(select(WebhookDelivery).where(
+            for delivery in session.scalars(select(WebhookDelivery).where(
                     WebhookDelivery.handoff_id.in_([h.id for h, _, _ in rows])).order_by(WebhookDelivery.id)):
-                hooks[hook.handoff_id] = hook
+                if delivery.handoff_id is not None:
+                    hooks[delivery.handoff_id] = delivery
         if not rows:
             click.echo("no handoffs")
             return

@@ -1,7 +1,9 @@
 """Dialect-aware statements used by the scheduler and the sender."""
 from __future__ import annotations
 
-from sqlalchemy import Select
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, Result, Select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -21,3 +23,8 @@ def skip_locked(session: Session, statement: Select) -> Select:
     if session.get_bind().dialect.name == "postgresql":
         return statement.with_for_update(skip_locked=True)
     return statement
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE changed (``Session.execute`` is typed as returning a plain Result)."""
+    return cast(CursorResult[Any], result).rowcount

@@ -254,7 +254,8 @@ def parse_rules(data: Any, source: str) -> ScoringRules:
         raise ScoringRulesError([Problem(source, "", "expected a mapping with fit, engagement and handoff")])
     _unknown(data, TOP_KEYS, "", c)
     fit = _fit(data.get("fit"), c)
-    weights, half_life = ({}, None)
+    weights: dict[str, float] = {}
+    half_life: float | None = None
     if "engagement" not in data:
         c.add("engagement", "required: weights and half_life_days")
     else:
@@ -291,7 +292,8 @@ def _override(data: Any, path: str, c: _Collector) -> RuleOverride:
         return RuleOverride()
     _unknown(block, CAMPAIGN_HANDOFF_KEYS, path, c)
     thresholds = _thresholds(block, path, c)
-    weights, half_life = ({}, None)
+    weights: dict[str, float] = {}
+    half_life: float | None = None
     if block.get("scoring") is not None:
         weights, half_life = _engagement(block["scoring"], c, _join(path, "scoring"))
     return RuleOverride(handoff=thresholds, weights=weights, half_life_days=half_life)
