@@ -138,7 +138,7 @@ def webhook_secret_command() -> None:
     SALES_WEBHOOK_SECRET when set; otherwise a key derived from SECRET_KEY
     (HMAC-SHA256(SECRET_KEY, "nurture.sales.webhook"), hex), never SECRET_KEY itself.
     """
-    from ..sales.webhook import webhook_secret_text
+    from ..sales.destinations.webhook import webhook_secret_text
 
     config = services().config
     source = "SALES_WEBHOOK_SECRET" if config.sales_webhook_secret else "derived from SECRET_KEY"
