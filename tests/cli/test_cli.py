@@ -158,3 +158,52 @@ def test_enroll_refused_is_one_line_and_exit_1(cli, tmp_path):
     assert "cannot be enrolled: it is handed_off (with sales)" in held.stderr
     assert database.execute("SELECT count(*) FROM enrollment").fetchone() == (0,)
     database.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request, tmp_path):
+    """A database nobody ran ``init`` on: a new SQLite file, or an empty PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import PG_AVAILABLE, PG_URL
+    if not PG_AVAILABLE:
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    schema = f"nurture_empty_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.mark.parametrize("command", [
+    ["sync-campaigns"], ["import-leads", "samples/leads.csv", "--source", "x"], ["lead", "a@b.example"],
+    ["handoffs"], ["worker", "--burst"],
+])
+def test_every_command_before_init_says_in_one_line_to_run_init(cli, empty_database, command):
+    result = cli(*command, ok=False, DATABASE_URL=empty_database)
+    assert result.returncode != 0
+    assert result.stderr == "Error: the database is not initialised: run `python -m nurture_mail init` first\n"
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_schema_behind_the_code_says_to_run_init(cli, tmp_path):
+    from nurture_mail.extensions import Database
+    from nurture_mail.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    database = Database(url)
+    upgrade(database, "0001")
+    database.dispose()
+    result = cli("sync-campaigns", ok=False, DATABASE_URL=url)
+    assert result.returncode != 0 and "run `python -m nurture_mail init` to migrate it" in result.stderr
+    assert cli("init", DATABASE_URL=url).returncode == 0
+    assert cli("sync-campaigns", DATABASE_URL=url).returncode == 0
