@@ -15,12 +15,13 @@ from ..exceptions import NurtureError
 SCHEMA_COMMANDS = frozenset({"init"})
 
 
-def make_app(check_schema: bool = True) -> Flask:
-    """The app of a command; with ``check_schema``, one ``Error:`` line when ``init`` is still to run."""
+def make_app() -> Flask:
+    """The app of a command; one ``Error:`` line when ``init`` is still to run (but for ``init``)."""
     from .. import create_app
 
     app = create_app()
-    if check_schema:
+    context = click.get_current_context(silent=True)
+    if context is None or context.info_name not in SCHEMA_COMMANDS:
         problem = _schema_problem(app)
         if problem is not None:
             app.extensions["nurture"].close()
@@ -46,8 +47,7 @@ def with_app(func: Callable[..., Any]) -> Callable[..., Any]:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        context = click.get_current_context(silent=True)
-        app = make_app(check_schema=context is None or context.info_name not in SCHEMA_COMMANDS)
+        app = make_app()
         with app.app_context():
             try:
                 return func(*args, **kwargs)
