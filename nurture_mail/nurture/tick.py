@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Row, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..engine.gaps import choose_next_step
@@ -18,6 +18,7 @@ from ..engine.plan import CampaignPlan
 from ..engine.schedule import in_window, next_in_window, zone
 from ..extensions import Services
 from ..models import (
+    NO_SEND_STATUSES,
     Delivery,
     DeliveryStatus,
     Enrollment,
@@ -57,6 +58,7 @@ def run_tick(svc: Services, now: datetime, enqueue: bool = True) -> TickReport:
     report = TickReport()
     _drain_tracking_events(svc)
     recover_stale_sends(svc, now, report)
+    plans: dict[int, CampaignPlan] = {}
     seen: set[int] = set()
     while True:
         with svc.db.session() as session:
@@ -65,7 +67,7 @@ def run_tick(svc: Services, now: datetime, enqueue: bool = True) -> TickReport:
             if not fresh:
                 break
             seen.update(e.id for e in fresh)
-            _process(session, svc, fresh, now, report)
+            _process(session, svc, fresh, now, report, plans)
     if enqueue:
         enqueue_queued_deliveries(svc, now, report)
     return report
@@ -81,39 +83,61 @@ def _drain_tracking_events(svc: Services) -> None:
         log.exception("tracking drain failed at the start of the tick")
 
 
-def _due_enrollments(session: Session, now: datetime, limit: int) -> list[Enrollment]:
+def _due_enrollments(session: Session, now: datetime, limit: int) -> list[Row]:
+    """Due, active enrollments in (next_send_at, id) order: ``ix_enrollment_due`` serves it without a sort."""
     statement = (
-        select(Enrollment)
+        select(Enrollment.id, Enrollment.lead_id, Enrollment.campaign_id, Enrollment.touches_sent)
         .where(Enrollment.state == EnrollmentState.active, Enrollment.next_send_at <= now)
         .order_by(Enrollment.next_send_at, Enrollment.id)
         .limit(limit)
     )
-    return list(session.scalars(skip_locked(session, statement)))
+    return list(session.execute(skip_locked(session, statement)))
 
 
-def _process(session: Session, svc: Services, enrollments: list[Enrollment], now: datetime, report: TickReport) -> None:
+_ENROLLMENT = Enrollment.__table__
+_END = (
+    update(_ENROLLMENT).where(_ENROLLMENT.c.id == bindparam("enrollment_id"))
+    .values(state=bindparam("state"), state_reason=bindparam("reason"), next_send_at=None,
+            ended_at=bindparam("ended_at"))
+)
+_RESCHEDULE = (
+    update(_ENROLLMENT).where(_ENROLLMENT.c.id == bindparam("enrollment_id"))
+    .values(next_send_at=bindparam("due_at"))
+)
+
+
+def _process(session: Session, svc: Services, enrollments: list[Row], now: datetime, report: TickReport,
+             plans: dict[int, CampaignPlan]) -> None:
+    """Choose each enrollment's next step; write the choices as a few set-based statements."""
     report.due += len(enrollments)
     leads = {
-        lead.id: lead
-        for lead in session.scalars(select(Lead).where(Lead.id.in_({e.lead_id for e in enrollments})))
+        row.id: row for row in session.execute(
+            select(Lead.id, Lead.consent, Lead.status, Lead.timezone)
+            .where(Lead.id.in_({e.lead_id for e in enrollments})))
     }
     knowledge = knowledge_of(session, leads)
     delivered = delivered_keys(session, [e.id for e in enrollments])
-    plans: dict[int, CampaignPlan] = {}
     new_deliveries: list[dict] = []
     skips: list[dict] = []
+    ended: list[dict] = []
+    rescheduled: list[dict] = []
+    queued: list[int] = []
+    zones: dict[str | None, object] = {}
     for enrollment in enrollments:
         lead = leads[enrollment.lead_id]
-        if not lead.can_receive:
-            _end(enrollment, EnrollmentState.exited, f"lead is {lead.status.value}", now)
+        if not lead.consent or lead.status in NO_SEND_STATUSES:
+            ended.append(dict(enrollment_id=enrollment.id, state=EnrollmentState.exited,
+                              reason=f"lead is {lead.status.value}", ended_at=now))
             report.exited += 1
             continue
         if enrollment.campaign_id not in plans:
             plans[enrollment.campaign_id] = plan_of(load_campaign(session, enrollment.campaign_id))
         plan = plans[enrollment.campaign_id]
-        tz = zone(lead.timezone, svc.config.default_timezone)
+        if lead.timezone not in zones:
+            zones[lead.timezone] = zone(lead.timezone, svc.config.default_timezone)
+        tz = zones[lead.timezone]
         if not in_window(now, tz, plan.window):
-            enrollment.next_send_at = next_in_window(now, tz, plan.window)
+            rescheduled.append(dict(enrollment_id=enrollment.id, due_at=next_in_window(now, tz, plan.window)))
             report.rescheduled += 1
             continue
         decision = choose_next_step(plan, knowledge.get(lead.id, {}), delivered.get(enrollment.id, set()),
@@ -122,28 +146,27 @@ def _process(session: Session, svc: Services, enrollments: list[Enrollment], now
             if skip.kind == "known":
                 skips.append(dict(enrollment_id=enrollment.id, step_id=skip.step.id, reason=skip.reason, at=now))
         if decision.step is None:
-            _end(enrollment, EnrollmentState.completed, decision.reason, now)
+            ended.append(dict(enrollment_id=enrollment.id, state=EnrollmentState.completed,
+                              reason=decision.reason, ended_at=now))
             report.completed += 1
             continue
         new_deliveries.append(dict(
             enrollment_id=enrollment.id, step_id=decision.step.id, lead_id=lead.id,
             status=DeliveryStatus.queued, scheduled_for=now, next_attempt_at=now, attempts=0,
         ))
-        # None while the delivery is outstanding; the sender sets the next due time.
-        enrollment.next_send_at = None
+        queued.append(enrollment.id)
         report.queued += 1
-    session.flush()
+    if queued:
+        # None while the delivery is outstanding; the sender sets the next due time.
+        session.execute(update(_ENROLLMENT).where(_ENROLLMENT.c.id.in_(queued)).values(next_send_at=None))
+    if ended:
+        session.execute(_END, ended)
+    if rescheduled:
+        session.execute(_RESCHEDULE, rescheduled)
     if new_deliveries:
         session.execute(insert_ignoring_conflicts(session, Delivery, ["enrollment_id", "step_id"]), new_deliveries)
     if skips:
         session.execute(insert_ignoring_conflicts(session, StepSkip, ["enrollment_id", "step_id"]), skips)
-
-
-def _end(enrollment: Enrollment, state: EnrollmentState, reason: str, now: datetime) -> None:
-    enrollment.state = state
-    enrollment.state_reason = reason
-    enrollment.next_send_at = None
-    enrollment.ended_at = now
 
 
 def enqueue_queued_deliveries(svc: Services, now: datetime, report: TickReport) -> None:
