@@ -107,6 +107,7 @@ def main() -> None:
     parser.add_argument("--enrollments", type=int, default=1_000_000)
     parser.add_argument("--due", type=int, nargs="+", default=[100_000, 1_000])
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--profile", action="store_true", help="profile one tick of the first --due (cProfile)")
     args = parser.parse_args()
     print(f"uptime: {os.popen('uptime').read().strip()}")
     schema = f"bench_tick_{uuid.uuid4().hex[:8]}"
@@ -125,6 +126,20 @@ def main() -> None:
         svc = Services(config, clock=FrozenClock(NOW))
         svc.__dict__["db"] = db
         populate(db, config, args.enrollments)
+        if args.profile:
+            import cProfile
+            import pstats
+
+            reset(db, args.enrollments, args.due[0], False)
+            profiler = cProfile.Profile()
+            profiler.enable()
+            wall, cpu, counts = one_tick(svc)
+            profiler.disable()
+            print(f"profiled tick: {wall:.2f} s wall, {cpu:.2f} s CPU, {counts}")
+            stats = pstats.Stats(profiler).strip_dirs()
+            stats.sort_stats("tottime").print_stats(25)
+            stats.sort_stats("cumulative").print_stats(40)
+            return
         results = []
         for due in args.due:
             for spread in (False, True):

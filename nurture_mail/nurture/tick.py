@@ -13,7 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Row, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..engine.gaps import choose_next_step
+from ..engine.gaps import Decision, choose_next_step
 from ..engine.plan import CampaignPlan
 from ..engine.schedule import in_window, next_in_window, zone
 from ..extensions import Services
@@ -28,7 +28,7 @@ from ..models import (
 )
 from .journal import SentJournal
 from .plans import delivered_keys, knowledge_of, load_campaign, plan_of
-from .sql import insert_ignoring_conflicts, skip_locked
+from .sql import among, insert_rows_ignoring_conflicts, skip_locked
 
 log = logging.getLogger(__name__)
 
@@ -113,7 +113,7 @@ def _process(session: Session, svc: Services, enrollments: list[Row], now: datet
     leads = {
         row.id: row for row in session.execute(
             select(Lead.id, Lead.consent, Lead.status, Lead.timezone)
-            .where(Lead.id.in_({e.lead_id for e in enrollments})))
+            .where(among(session, Lead.id, {e.lead_id for e in enrollments})))
     }
     knowledge = knowledge_of(session, leads)
     delivered = delivered_keys(session, [e.id for e in enrollments])
@@ -123,6 +123,7 @@ def _process(session: Session, svc: Services, enrollments: list[Row], now: datet
     rescheduled: list[dict] = []
     queued: list[int] = []
     zones: dict[str | None, object] = {}
+    decisions: dict[tuple, Decision] = {}
     for enrollment in enrollments:
         lead = leads[enrollment.lead_id]
         if not lead.consent or lead.status in NO_SEND_STATUSES:
@@ -140,8 +141,13 @@ def _process(session: Session, svc: Services, enrollments: list[Row], now: datet
             rescheduled.append(dict(enrollment_id=enrollment.id, due_at=next_in_window(now, tz, plan.window)))
             report.rescheduled += 1
             continue
-        decision = choose_next_step(plan, knowledge.get(lead.id, {}), delivered.get(enrollment.id, set()),
-                                    enrollment.touches_sent)
+        known = knowledge.get(lead.id, {})
+        done = delivered.get(enrollment.id, set())
+        # Leads enrolled together mostly share their inputs: the engine is a pure function of them.
+        key = (enrollment.campaign_id, frozenset(known.items()), frozenset(done), enrollment.touches_sent)
+        decision = decisions.get(key)
+        if decision is None:
+            decision = decisions[key] = choose_next_step(plan, known, done, enrollment.touches_sent)
         for skip in decision.skipped:
             if skip.kind == "known":
                 skips.append(dict(enrollment_id=enrollment.id, step_id=skip.step.id, reason=skip.reason, at=now))
@@ -158,15 +164,15 @@ def _process(session: Session, svc: Services, enrollments: list[Row], now: datet
         report.queued += 1
     if queued:
         # None while the delivery is outstanding; the sender sets the next due time.
-        session.execute(update(_ENROLLMENT).where(_ENROLLMENT.c.id.in_(queued)).values(next_send_at=None))
+        session.execute(update(_ENROLLMENT).where(among(session, _ENROLLMENT.c.id, queued)).values(next_send_at=None))
     if ended:
         session.execute(_END, ended)
     if rescheduled:
         session.execute(_RESCHEDULE, rescheduled)
     if new_deliveries:
-        session.execute(insert_ignoring_conflicts(session, Delivery, ["enrollment_id", "step_id"]), new_deliveries)
+        insert_rows_ignoring_conflicts(session, Delivery.__table__, new_deliveries, ["enrollment_id", "step_id"])
     if skips:
-        session.execute(insert_ignoring_conflicts(session, StepSkip, ["enrollment_id", "step_id"]), skips)
+        insert_rows_ignoring_conflicts(session, StepSkip.__table__, skips, ["enrollment_id", "step_id"])
 
 
 def enqueue_queued_deliveries(svc: Services, now: datetime, report: TickReport) -> None:
@@ -175,11 +181,13 @@ def enqueue_queued_deliveries(svc: Services, now: datetime, report: TickReport) 
 
     lease_expired = now - timedelta(seconds=svc.config.send_lease_seconds)
     size = svc.config.send_batch_size
+    after = 0  # keyset: each pass reads on from the last id, never the rows already handed out
     while True:
         with svc.db.session() as session:
             statement = (
                 select(Delivery.id)
                 .where(
+                    Delivery.id > after,
                     Delivery.status == DeliveryStatus.queued,
                     Delivery.next_attempt_at <= now,
                     or_(Delivery.enqueued_at.is_(None), Delivery.enqueued_at <= lease_expired),
@@ -190,7 +198,9 @@ def enqueue_queued_deliveries(svc: Services, now: datetime, report: TickReport) 
             ids = list(session.scalars(skip_locked(session, statement)))
             if not ids:
                 return
-            session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(enqueued_at=now))
+            after = ids[-1]
+            session.execute(update(Delivery).where(among(session, Delivery.id, ids)).values(enqueued_at=now)
+                            .execution_options(synchronize_session=False))
         # Enqueued only after the commit: a worker must find the rows it is sent.
         for start in range(0, len(ids), size):
             chunk = ids[start:start + size]
