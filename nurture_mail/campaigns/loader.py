@@ -380,34 +380,11 @@ class CampaignLoader:
         for s in primaries:
             for t in s.teaches:
                 taught_by.setdefault(t, set()).add(s.key)
-        reachable: set[str] = set()
-        sendable: set[str] = set()
-        changed = True
-        while changed:
-            changed = False
-            for s in primaries:
-                if s.key not in sendable and set(s.requires) <= reachable:
-                    sendable.add(s.key)
-                    reachable |= set(s.teaches)
-                    changed = True
+        sendable = _sendable_steps(primaries)
         blocked = [s for s in primaries if s.key not in sendable]
-        doomed = {s.key for s in blocked if any(t not in taught_by for t in s.requires)}
-        changed = True
-        while changed:
-            changed = False
-            for s in blocked:
-                if s.key not in doomed and any(taught_by[t] <= doomed for t in s.requires if t in taught_by):
-                    doomed.add(s.key)
-                    changed = True
+        doomed = _doomed_steps(blocked, taught_by)
         for s in blocked:
-            path = f"steps[{index[s.key]}].requires"
-            missing = sorted(t for t in s.requires if t not in taught_by)
-            if missing:
-                c.add(path, f"step '{s.key}' requires {', '.join(repr(t) for t in missing)}, which no step teaches")
-            elif s.key in doomed:
-                stuck = sorted(t for t in s.requires if taught_by[t] <= doomed)
-                c.add(path, f"step '{s.key}' requires {', '.join(repr(t) for t in stuck)}, taught only by "
-                            f"steps that can never be sent")
+            _report_blocked_step(s, f"steps[{index[s.key]}].requires", taught_by, doomed, c)
         cycle = [s for s in blocked if s.key not in doomed]
         if cycle:
             named = ", ".join(f"steps[{index[s.key]}] ({s.key})" for s in cycle)
@@ -491,3 +468,42 @@ def check_across_files(specs: list[CampaignSpec]) -> tuple[list[CampaignSpec], l
                 stages.setdefault(topic.slug, (topic.stage, spec.source))
             good.append(spec)
     return good, problems
+
+
+def _sendable_steps(primaries: list[StepSpec]) -> set[str]:
+    """Keys of the steps that become sendable, walking forward from nothing known."""
+    reachable: set[str] = set()
+    sendable: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for s in primaries:
+            if s.key not in sendable and set(s.requires) <= reachable:
+                sendable.add(s.key)
+                reachable |= set(s.teaches)
+                changed = True
+    return sendable
+
+
+def _doomed_steps(blocked: list[StepSpec], taught_by: dict[str, set[str]]) -> set[str]:
+    """Keys of the blocked steps that need a topic nobody teaches, directly or through other doomed steps."""
+    doomed = {s.key for s in blocked if any(t not in taught_by for t in s.requires)}
+    changed = True
+    while changed:
+        changed = False
+        for s in blocked:
+            if s.key not in doomed and any(taught_by[t] <= doomed for t in s.requires if t in taught_by):
+                doomed.add(s.key)
+                changed = True
+    return doomed
+
+
+def _report_blocked_step(step: StepSpec, path: str, taught_by: dict[str, set[str]], doomed: set[str],
+                         c: _Collector) -> None:
+    missing = sorted(t for t in step.requires if t not in taught_by)
+    if missing:
+        c.add(path, f"step '{step.key}' requires {', '.join(repr(t) for t in missing)}, which no step teaches")
+    elif step.key in doomed:
+        stuck = sorted(t for t in step.requires if taught_by[t] <= doomed)
+        c.add(path, f"step '{step.key}' requires {', '.join(repr(t) for t in stuck)}, taught only by "
+                    f"steps that can never be sent")

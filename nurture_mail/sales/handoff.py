@@ -100,7 +100,7 @@ def territory_owner(session: Session, lead: Lead, available_only: bool = False) 
     match = match_territory(rules, lead.region, (lead.industry_sic, lead.industry_naics))
     if match is None:
         return None
-    return session.get(SalesRep, match.owner_id), match.name
+    return session.get_one(SalesRep, match.owner_id), match.name
 
 
 def route_lead(session: Session, lead: Lead) -> Route:

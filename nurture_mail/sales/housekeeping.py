@@ -113,7 +113,7 @@ def assign_unrouted(svc: "Services", session: Session, now: datetime) -> int:
     for handoff in session.scalars(skip_locked(session,
         select(Handoff).where(Handoff.state == HandoffState.notified, Handoff.rep_id.is_(None)).order_by(Handoff.id)
     )).all():
-        lead = session.get(Lead, handoff.lead_id)
+        lead = session.get_one(Lead, handoff.lead_id)
         route = route_lead(session, lead)
         if route.rep is None:
             continue

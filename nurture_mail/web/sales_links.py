@@ -56,7 +56,7 @@ def _resolve(session: Session, token: str) -> tuple[Handoff, SalesRep, Lead]:
     if not holds:
         raise PageError(403, "This handoff has moved on",
                         f"Handoff #{handoff.id} is no longer assigned to {rep.email}, so this link cannot act on it.")
-    return handoff, rep, session.get(Lead, handoff.lead_id)
+    return handoff, rep, session.get_one(Lead, handoff.lead_id)
 
 
 def _page(template: str, status: int = 200, **context) -> Response:
