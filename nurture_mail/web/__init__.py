@@ -164,11 +164,12 @@ def _navigation() -> dict[str, Any]:
     from .. import services
 
     if not has_request_context():  # a template rendered by a job or a CLI command
-        return {"nav_items": [], "nav_sections": []}
+        return {"nav_items": [], "nav_sections": [], "view_names": {}}
     from flask_login import current_user
 
+    # ``'leads.show' in view_names``: link to an area only once it is there.
     if not current_user.is_authenticated:
-        return {"nav_items": [], "nav_sections": []}
+        return {"nav_items": [], "nav_sections": [], "view_names": current_app.view_functions}
     config = services().config
     views = current_app.view_functions
     items = []
@@ -186,7 +187,7 @@ def _navigation() -> dict[str, Any]:
         if not sections or sections[-1]["name"] != entry["section"]:
             sections.append({"name": entry["section"], "items": []})
         sections[-1]["items"].append(entry)
-    return {"nav_items": items, "nav_sections": sections}
+    return {"nav_items": items, "nav_sections": sections, "view_names": current_app.view_functions}
 
 
 def asset_url(filename: str) -> str:
