@@ -5,7 +5,7 @@ Reads only; each query is bounded by the lead (and the timeline by ``TIMELINE_LI
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
@@ -108,6 +108,16 @@ def _evidence_text(row: KnowledgeEvidence, subjects: dict[int, str]) -> str:
     return row.source + (f": {row.note}" if row.note else "")
 
 
+def personal_subject(svc: Services, source: str, lead: Lead) -> str:
+    """A step's subject as this lead reads it (the sender's sandboxed subject template)."""
+    from ..mail.compose import LeadView as MailLead
+
+    try:
+        return svc.renderer.subject(source).render(lead=MailLead.of(lead)).strip() or source
+    except Exception:  # a broken subject template shows as written, the page still renders
+        return source
+
+
 def lead_view(session: Session, svc: Services, lead: Lead) -> LeadView:
     score = session.get(LeadScore, lead.id)
     qual = lead.qualification or {}
@@ -118,7 +128,14 @@ def lead_view(session: Session, svc: Services, lead: Lead) -> LeadView:
         .join(Campaign, Campaign.id == Step.campaign_id).where(Delivery.lead_id == lead.id)
         .order_by(Delivery.id.desc()).limit(TIMELINE_LIMIT)
     ).tuples().all()
-    subjects = {d.id: subject for d, subject, _, _ in deliveries}
+    personal: dict[str, str] = {}
+
+    def subject_of(source: str) -> str:
+        if source not in personal:
+            personal[source] = personal_subject(svc, source, lead)
+        return personal[source]
+
+    subjects = {d.id: subject_of(subject) for d, subject, _, _ in deliveries}
 
     levels = {k.topic: k.level for k in session.scalars(select(Knowledge).where(Knowledge.lead_id == lead.id))}
     evidence: dict[str, KnowledgeEvidence] = {}
@@ -144,6 +161,8 @@ def lead_view(session: Session, svc: Services, lead: Lead) -> LeadView:
         preview = None
         if lead.erased_at is None:
             preview = journey_for(session, svc, lead.email, campaign.slug)
+            preview = replace(preview, touches=tuple(replace(touch, subject=subject_of(touch.subject))
+                                                     for touch in preview.touches))
         enrollments.append(EnrollmentView(enrollment, campaign, preview, []))
 
     handoffs = list(session.scalars(select(Handoff).where(Handoff.lead_id == lead.id).order_by(Handoff.id.desc())))
@@ -155,7 +174,7 @@ def lead_view(session: Session, svc: Services, lead: Lead) -> LeadView:
         detail = f"{slug} · step {key} · {status}"
         if delivery.last_error:
             detail += f" — {delivery.last_error}"
-        timeline.append(TimelineItem(at, "email", subject, detail, delivery_id=delivery.id))
+        timeline.append(TimelineItem(at, "email", subject_of(subject), detail, delivery_id=delivery.id))
     events = list(session.scalars(select(Event).where(Event.lead_id == lead.id)
                                   .order_by(Event.at.desc(), Event.id.desc()).limit(TIMELINE_LIMIT)))
     link_ids = {e.link_id for e in events if e.link_id}
