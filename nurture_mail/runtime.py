@@ -16,6 +16,7 @@ from sqlalchemy import select
 
 from .extensions import redis_url_of
 from .jobs.schedule import cron_table
+from .tracking.ingest import start_drain_thread
 
 log = logging.getLogger(__name__)
 
@@ -27,10 +28,18 @@ def run_worker(app: Flask, burst: bool = False, name: str | None = None, logging
     job buys crash isolation we get from the delivery ledger instead, and costs a reconnect.
     """
     svc = app.extensions["nurture"]
-    with app.app_context():
-        queue = Queue(svc.config.queue_name, connection=svc.redis)
-        worker = SimpleWorker([queue], connection=svc.redis, name=name)
-        return worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
+    # A long-running worker also drains tracking hits as they arrive (a thread asleep in Redis
+    # until a click): clicks teach, score and hand off within a second, not at the next cron run.
+    drain = None if burst else start_drain_thread(app)
+    try:
+        with app.app_context():
+            queue = Queue(svc.config.queue_name, connection=svc.redis)
+            worker = SimpleWorker([queue], connection=svc.redis, name=name)
+            return worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
+    finally:
+        if drain is not None:
+            drain[1].set()
+            drain[0].join(timeout=5)
 
 
 def run_cron(app: Flask) -> None:

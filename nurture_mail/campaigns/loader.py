@@ -462,15 +462,23 @@ class CampaignLoader:
 
 
 def check_across_files(specs: list[CampaignSpec]) -> tuple[list[CampaignSpec], list[Problem]]:
-    """Campaign slugs are unique and a topic means the same stage in every file."""
+    """Campaign slugs are unique and a topic means the same stage in every file.
+
+    Two files with the same slug are both left out, each with a problem naming the other:
+    which of them is meant is not for the loader to guess, so the synced campaign stays as it is.
+    """
     problems: list[Problem] = []
-    slugs: dict[str, str] = {}
+    sources: dict[str, list[str]] = {}
+    for spec in specs:
+        sources.setdefault(spec.slug, []).append(spec.source)
     stages: dict[str, tuple[str, str]] = {}
     good: list[CampaignSpec] = []
     for spec in specs:
         bad = False
-        if spec.slug in slugs:
-            problems.append(Problem(spec.source, "slug", f"campaign '{spec.slug}' is also defined in {slugs[spec.slug]}"))
+        others = [source for source in sources[spec.slug] if source != spec.source]
+        if others:
+            problems.append(Problem(spec.source, "slug", f"campaign '{spec.slug}' is also defined in "
+                                    f"{', '.join(others)}; neither file is synced"))
             bad = True
         for i, topic in enumerate(spec.topics):
             other = stages.get(topic.slug)
@@ -479,7 +487,6 @@ def check_across_files(specs: list[CampaignSpec]) -> tuple[list[CampaignSpec], l
                                         f"topic '{topic.slug}' is '{other[0]}' in {other[1]}, here '{topic.stage}'"))
                 bad = True
         if not bad:
-            slugs[spec.slug] = spec.source
             for topic in spec.topics:
                 stages.setdefault(topic.slug, (topic.stage, spec.source))
             good.append(spec)

@@ -387,17 +387,6 @@ def engagement_score(events: Iterable[EventFact], rules: ScoringRules | Engageme
     return _folded([line for line, _ in _engagement_lines(events, engagement, now)])
 
 
-def engagement_since(events: Iterable[EventFact], rules: ScoringRules | EngagementRules, now: datetime,
-                     since: datetime | None) -> tuple[Score, EventFact | None]:
-    """The engagement earned by signals first seen after ``since``, and the latest of them.
-
-    Repeats still count once over the whole history: re-opening an email sales already saw
-    opened is not new evidence. With ``since`` None this is :func:`engagement_score`.
-    """
-    engagement = rules.engagement if isinstance(rules, ScoringRules) else rules
-    return _since(_engagement_lines(events, engagement, now), since)
-
-
 def _since(lines: list[tuple[ScoreLine, EventFact]], since: datetime | None) -> tuple[Score, EventFact | None]:
     fresh = [(line, event) for line, event in lines if since is None or event.at > since]
     earning = [event for line, event in fresh if line.raw]
@@ -413,15 +402,6 @@ def first_hand_raiser(events: Iterable[EventFact], since: datetime | None = None
     found = [e for e in events if e.kind == "click" and e.hand_raiser and not e.suspected_bot
              and (since is None or e.at > since)]
     return min(found, key=lambda e: (e.at, e.id or 0)) if found else None
-
-
-def tipping_event(events: Iterable[EventFact], rules: ScoringRules | EngagementRules,
-                  since: datetime | None = None) -> EventFact | None:
-    """The latest human event that earned points after ``since``: what tipped a score handoff."""
-    engagement = rules.engagement if isinstance(rules, ScoringRules) else rules
-    found = [e for e in events if not e.suspected_bot and (since is None or e.at > since)
-             and (key := weight_key(e)) is not None and engagement.weights.get(key, 0)]
-    return max(found, key=lambda e: (e.at, e.id or 0)) if found else None
 
 
 def handoff_due(rule: HandoffRule, fit: Score, engagement: Score,

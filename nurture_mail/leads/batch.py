@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
+from ..addresses import InvalidEmail
 from ..engine.plan import SendWindow
 from ..engine.schedule import next_in_window, zone
 from ..models import ALL_EMAIL, Campaign, Enrollment, EnrollmentState, Lead, LeadStatus
@@ -29,7 +30,7 @@ from ..nurture.sql import insert_ignoring_conflicts
 from ..nurture.suppression import suppression_scopes
 from .csvfile import ROW_ERROR
 from .fields import LeadValues, convert
-from .hygiene import Hygiene, InvalidEmail, describe
+from .hygiene import Hygiene, describe
 from .merge import changes_for, merged_flags, new_lead_row
 
 CHUNK_SIZE = 2000

@@ -36,6 +36,7 @@ from ..models import (
 )
 from ..nurture.enroll import EnrollmentRefused, enroll, find_campaign
 from ..nurture.suppression import stop_mailing
+from .destinations import prepare_notices
 from .handoff import OPEN_STATES, after_commit, territory_owner
 
 if TYPE_CHECKING:
@@ -277,7 +278,8 @@ def escalate(session: Session, svc: "Services", handoff: Handoff, now: datetime,
         assignment = HandoffAssignment(handoff_id=handoff.id, rep_id=manager.id, role="escalation", assigned_at=now)
         session.add(assignment)
         detail.update(to=manager.email)
-        after_commit(svc, session, "notify", handoff.id, "escalation", manager.id)
+        for destination, notice in prepare_notices(svc, session, handoff, now, "escalation", manager.id):
+            after_commit(svc, session, destination, *notice.job_args())
     session.add(HandoffAction(handoff_id=handoff.id, action="escalate", actor=actor, via=via, detail=detail, at=now))
     session.flush()
     return assignment
@@ -318,7 +320,8 @@ def transfer(session: Session, svc: "Services", handoff: Handoff, now: datetime,
                 assignment.ended_at = now
         session.add(HandoffAssignment(handoff_id=handoff.id, rep_id=owner.id, role="territory", assigned_at=now))
         handoff.rep_id = owner.id
-        after_commit(svc, session, "notify", handoff.id, "transfer", owner.id)
+        for destination, notice in prepare_notices(svc, session, handoff, now, "transfer", owner.id):
+            after_commit(svc, session, destination, *notice.job_args())
     session.add(HandoffAction(handoff_id=handoff.id, action="transfer", actor=actor, via=via, detail=detail, at=now))
     session.flush()
     return owner

@@ -26,7 +26,7 @@ from ..engine.scoring import (
     RuleOverride,
     ScoringRules,
 )
-from ..exceptions import NurtureError, Problem
+from ..exceptions import Problem, RuleFileError
 from ..models.lead import QUALIFICATION_ATTRIBUTES
 from ..yamlfile import YamlFileError, read_yaml
 
@@ -44,12 +44,8 @@ DEFAULT_HANDOFF = HandoffRule(engagement_at_least=25.0, fit_at_least=40.0, hand_
 CAMPAIGN_HANDOFF_KEYS = THRESHOLD_KEYS | {"scoring"}
 
 
-class ScoringRulesError(NurtureError):
+class ScoringRulesError(RuleFileError):
     """The scoring rules have errors; ``problems`` lists every one."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
 
 
 class _Collector:
