@@ -18,6 +18,7 @@ from ..engine.plan import CampaignPlan
 from ..engine.schedule import in_window, next_in_window, zone
 from ..extensions import Services
 from ..models import (
+    Campaign,
     Delivery,
     DeliveryStatus,
     Enrollment,
@@ -84,7 +85,9 @@ def _drain_tracking_events(svc: Services) -> None:
 def _due_enrollments(session: Session, now: datetime, limit: int) -> list[Enrollment]:
     statement = (
         select(Enrollment)
-        .where(Enrollment.state == EnrollmentState.active, Enrollment.next_send_at <= now)
+        .where(Enrollment.state == EnrollmentState.active, Enrollment.next_send_at <= now,
+               # A paused campaign (campaigns/control.py) queues nothing; its enrollments wait.
+               Enrollment.campaign_id.not_in(select(Campaign.id).where(Campaign.active.is_(False))))
         .order_by(Enrollment.next_send_at, Enrollment.id)
         .limit(limit)
     )
