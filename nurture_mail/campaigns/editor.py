@@ -628,3 +628,22 @@ def save_campaign(session: Session, file: CampaignFile, text: str, *, base_hash:
 def index_of(path: str) -> list[int]:
     """``steps[3].links[1].url`` -> ``[3, 1]`` (for templates that group errors per row)."""
     return [int(i) for i in _INDEX.findall(path)]
+
+
+def field_names(values: Mapping[str, Any], extra_rows: int = 1) -> list[str]:
+    """Every field (and group) the editor form shows for ``form_values`` output, plus the
+    blank rows it offers for a new topic, step or link."""
+    names = ["", "slug", "name", "description", "cadence", "max_touches", "send_window", "send_window.start",
+             "send_window.end", "send_window.weekdays_only", "handoff", "handoff.engagement_at_least",
+             "handoff.fit_at_least", "handoff.hand_raiser", "topics", "steps", "exit"]
+    for i in range(len(values["topics"]) + extra_rows):
+        names += [f"topics[{i}]", *(f"topics[{i}].{k}" for k in ("slug", "name", "stage"))]
+    for i, step in enumerate([*values["steps"], *([None] * extra_rows)]):
+        p = f"steps[{i}]"
+        names += [p, *(f"{p}.{k}" for k in (*STEP_FIELDS, "teaches", "requires", "stage", "links", "alternate"))]
+        names += [f"{p}.alternate.{k}" for k in (*ALTERNATE_FIELDS, "links")]
+        for j in range(len(step["links"]) if step else 0):
+            names += [f"{p}.links[{j}]", *(f"{p}.links[{j}].{k}" for k in (*LINK_FIELDS, "hand_raiser"))]
+        j = len(step["links"]) if step else 0
+        names += [f"{p}.links[{j}]", *(f"{p}.links[{j}].{k}" for k in (*LINK_FIELDS, "hand_raiser"))]
+    return names

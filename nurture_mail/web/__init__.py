@@ -49,14 +49,16 @@ class NavItem:
 
 # The top navigation, in order: a new area adds its line here.
 NAV: list[NavItem] = [
+    NavItem("Campaigns", "campaigns.index", permission="campaigns:read"),
+    NavItem("Imports", "imports.index", permission="imports:read"),
     NavItem("Inbox", "inbox.index", shown=lambda config: config.embedded_smtp, permission="inbox:read"),
 ]
 
 
 def _blueprints() -> list[Blueprint]:
-    from . import home, inbox, signin
+    from . import campaigns, home, imports, inbox, signin, templates_editor
 
-    return [home.bp, inbox.bp, signin.bp]
+    return [home.bp, inbox.bp, signin.bp, campaigns.bp, templates_editor.bp, imports.bp]
 
 
 def init_app(app: Flask) -> None:
