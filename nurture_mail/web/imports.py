@@ -170,7 +170,7 @@ def show(import_id: int) -> str:
                  "lead_id": r.lead_id} for r in rows[:PAGE_SIZE]]
         by_outcome = dict(session.execute(
             select(ImportRowResult.outcome, func.count()).where(ImportRowResult.import_id == import_id)
-            .group_by(ImportRowResult.outcome)).tuples())
+            .group_by(ImportRowResult.outcome)).tuples().all())
         options = dict(job.options or {})
     return render_template("imports/show.html", job=progress, rows=rows, outcome=outcome, more=more,
                            next_after=rows[-1]["row"] if rows else after, by_outcome=by_outcome,
