@@ -63,7 +63,8 @@ def show(slug: str) -> str:
         rows = []
         for s in steps:
             rows.append({
-                "key": s.key, "subject": s.subject, "stage": s.stage.value, "teaches": list(s.teaches or []),
+                "key": s.key, "subject": s.subject, "subject_example": _example_subject(campaign, s),
+                "stage": s.stage.value, "teaches": list(s.teaches or []),
                 "requires": list(s.requires or []), "alternate_of": primaries[s.alternate_of_id].key
                 if s.alternate_of_id in primaries else None, "template": s.html_template.removesuffix(".html"),
                 "links": [{"name": link.name, "topic": link.topic, "hand_raiser": link.hand_raiser}
@@ -80,6 +81,21 @@ def show(slug: str) -> str:
         topic_names = {t.slug: t.name for t in topics.values()}
     return render_template("campaigns/show.html", campaign=data, steps=rows, tmap=tmap, topic_names=topic_names,
                            can_write=current_user.can("campaigns:write"))
+
+
+def _example_subject(campaign: Campaign, step: Step) -> str:
+    """The subject as the sample lead of the template editor would get it (the template on error)."""
+    from jinja2 import TemplateError
+
+    from ..mail.compose import LeadView
+    from .templates_editor import SAMPLE_LEAD
+
+    context = {"lead": LeadView.of(SAMPLE_LEAD), "campaign": {"name": campaign.name, "slug": campaign.slug},
+               "step": {"key": step.key, "subject": step.subject}}
+    try:
+        return " ".join(services().renderer.subject(step.subject).render(context).split())
+    except (TemplateError, TypeError, ValueError):
+        return step.subject
 
 
 def _duration(seconds: int) -> str:

@@ -35,6 +35,9 @@ bp.after_request(page_security_headers)
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 PAGE_SIZE = 100
+#: The report's default view when the import is done: rows that were not imported cleanly.
+ATTENTION = "attention"
+ATTENTION_OUTCOMES = ("flagged", "rejected")
 STATUS_LABELS = {"queued": "Waiting for a worker", "running": "Importing", "done": "Finished", "failed": "Failed"}
 
 
@@ -155,26 +158,31 @@ def _progress(job: ImportJob) -> dict:
 @role_required("imports:read")
 def show(import_id: int) -> str:
     outcome = request.args.get("outcome") or None
-    if outcome not in (None, *OUTCOMES):
+    if outcome not in (None, "all", ATTENTION, *OUTCOMES):
         outcome = None
     after = _int(request.args.get("after"), 0, 2**31 - 1)
     with services().db.session() as session:
         job = _job_or_404(session, import_id)
         progress = _progress(job)
+        by_outcome = dict(session.execute(
+            select(ImportRowResult.outcome, func.count()).where(ImportRowResult.import_id == import_id)
+            .group_by(ImportRowResult.outcome)).tuples().all())
+        attention = sum(by_outcome.get(o, 0) for o in ATTENTION_OUTCOMES)
+        if outcome is None:  # the rows someone should look at first, when there are any
+            outcome = ATTENTION if attention and job.status == "done" else "all"
         query = select(ImportRowResult).where(ImportRowResult.import_id == import_id, ImportRowResult.row > after)
-        if outcome:
+        if outcome == ATTENTION:
+            query = query.where(ImportRowResult.outcome.in_(ATTENTION_OUTCOMES))
+        elif outcome != "all":
             query = query.where(ImportRowResult.outcome == outcome)
         rows = list(session.scalars(query.order_by(ImportRowResult.row).limit(PAGE_SIZE + 1)))
         more = len(rows) > PAGE_SIZE
         rows = [{"row": r.row, "email": r.email, "outcome": r.outcome, "field": r.field, "reason": r.reason,
                  "lead_id": r.lead_id} for r in rows[:PAGE_SIZE]]
-        by_outcome = dict(session.execute(
-            select(ImportRowResult.outcome, func.count()).where(ImportRowResult.import_id == import_id)
-            .group_by(ImportRowResult.outcome)).tuples().all())
         options = dict(job.options or {})
     return render_template("imports/show.html", job=progress, rows=rows, outcome=outcome, more=more,
                            next_after=rows[-1]["row"] if rows else after, by_outcome=by_outcome,
-                           outcomes=OUTCOMES, options=options)
+                           outcomes=OUTCOMES, options=options, attention=attention, page_size=PAGE_SIZE)
 
 
 @bp.get("/<int:import_id>/progress")

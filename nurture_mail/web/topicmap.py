@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 
 from ..models import STAGE_ORDER, Stage
 
-COLUMN_WIDTH = 250
-BOX_WIDTH = 200
+COLUMN_WIDTH = 300
+BOX_WIDTH = 236
 BOX_HEIGHT = 46
 ROW_GAP = 18
 TOP = 44
@@ -31,7 +31,7 @@ class Box:
 
     @property
     def label(self) -> str:
-        return self.name if len(self.name) <= 30 else self.name[:28].rstrip() + "…"
+        return self.name if len(self.name) <= 30 else self.name[:29].rstrip() + "…"
 
     @property
     def cy(self) -> int:
@@ -52,6 +52,7 @@ class TopicMap:
     columns: list[tuple[str, int]] = field(default_factory=list)  # (stage, x)
     boxes: list[Box] = field(default_factory=list)
     arrows: list[Arrow] = field(default_factory=list)
+    box_width: int = BOX_WIDTH
 
 
 def topic_map(topics: list[tuple[str, str, str]], steps: list[tuple[list[str], list[str]]]) -> TopicMap:

@@ -120,6 +120,7 @@ def test_campaign_editor_template_editor_and_test_email(page, live_server: str, 
     shot(page, "campaign-page-after-save")
 
     # The template editor: the preview follows the text.
+    page.set_viewport_size({"width": 1360, "height": 1900})  # the preview frame inside the viewport
     page.goto(f"{live_server}/campaigns/acme-trial/steps/welcome/email")
     expect(page.get_by_test_id("preview-subject")).to_have_text("Ana, welcome")
     frame = page.frame_locator("#preview-frame")
@@ -210,6 +211,9 @@ def test_import_a_csv_and_watch_it_finish(page, live_server: str, synced, tmp_pa
     worker.join(timeout=60)
     assert not errors
     expect(page.get_by_test_id("processed")).to_have_text("2,602")
+    expect(page.get_by_test_id("import-summary")).to_contain_text("2 rows need a look")
+    # Done: the rows to look at come first (the flagged role account and the rejected address).
+    expect(page.locator("table.report-table tbody tr")).to_have_count(2)
     shot(page, "import-report")
     page.get_by_role("link", name=re.compile(r"^Rejected")).click()
     expect(page.locator("table.report-table tbody tr")).to_have_count(1)
