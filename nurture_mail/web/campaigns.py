@@ -16,12 +16,10 @@ from ..campaigns.stats import campaign_counts, step_counts
 from ..exceptions import CampaignDefinitionError, InvalidInput, NotFound
 from ..models import STAGE_ORDER, Campaign, Stage, Step, Topic
 from . import errors
-from .security import page_security_headers
 from .topicmap import topic_map
 
 bp = Blueprint("campaigns", __name__, url_prefix="/campaigns", template_folder="templates")
 errors.install(bp)
-bp.after_request(page_security_headers)
 
 STAGES = [s.value for s in sorted(Stage, key=lambda s: STAGE_ORDER[s])]
 

