@@ -72,10 +72,14 @@ def _suggest(word: str, choices: set[str] | list[str]) -> str:
 class CampaignLoader:
     """Validates campaign files against the topics they declare and the templates that exist."""
 
-    def __init__(self, templates_dir: Path, root: Path | None = None) -> None:
+    def __init__(self, templates_dir: Path, root: Path | None = None,
+                 pending_templates: dict[str, str] | None = None) -> None:
         self.templates_dir = Path(templates_dir)
         self.root = root
         self._jinja = SandboxedEnvironment()
+        #: ``dir/name.html`` -> source of a template file about to be written (the campaign
+        #: editor's starter templates): checked as if it were on disk when the file is not.
+        self.pending_templates = dict(pending_templates or {})
 
     # -- public -----------------------------------------------------------------------------
 
@@ -314,18 +318,25 @@ class CampaignLoader:
             return
         for suffix in (".html", ".txt"):
             file = self.templates_dir / f"{template}{suffix}"
-            if not file.is_file():
+            if file.is_file():
+                source = file.read_text(encoding="utf-8")
+            elif f"{template}{suffix}" in self.pending_templates:
+                source = self.pending_templates[f"{template}{suffix}"]
+            else:
                 c.add(path, f"template file not found: templates/{template}{suffix}")
                 continue
-            source = file.read_text(encoding="utf-8")
-            try:
-                self._jinja.parse(source)
-            except TemplateSyntaxError as exc:
-                c.add(path, f"templates/{template}{suffix} line {exc.lineno}: {exc.message}")
-                continue
-            for name in sorted(set(LINK_CALL.findall(source)) - link_names):
-                c.add(path, f"templates/{template}{suffix} uses link('{name}'), which the step does not declare"
-                      + _suggest(name, link_names))
+            for message in self.template_problems(f"templates/{template}{suffix}", source, link_names):
+                c.add(path, message)
+
+    def template_problems(self, name: str, source: str, link_names: set[str]) -> list[str]:
+        """What is wrong with one template's source: a syntax error (with its line), or a
+        ``link('…')`` the step does not declare. The template editor checks drafts with it."""
+        try:
+            self._jinja.parse(source)
+        except TemplateSyntaxError as exc:
+            return [f"{name} line {exc.lineno}: {exc.message}"]
+        return [f"{name} uses link('{link}'), which the step does not declare" + _suggest(link, link_names)
+                for link in sorted(set(LINK_CALL.findall(source)) - link_names)]
 
     def _links(self, raw: Any, path: str, topics: set[str], c: _Collector) -> list[LinkSpec]:
         if raw is None:

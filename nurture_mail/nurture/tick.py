@@ -20,6 +20,7 @@ from ..engine.schedule import in_window, next_in_window, zone
 from ..extensions import Services
 from ..models import (
     NO_SEND_STATUSES,
+    Campaign,
     Delivery,
     DeliveryStatus,
     Enrollment,
@@ -91,7 +92,9 @@ def _due_enrollments(session: Session, now: datetime, limit: int) -> list[Row]:
     """Due, active enrollments in (next_send_at, id) order: ``ix_enrollment_due`` serves it without a sort."""
     statement = (
         select(Enrollment.id, Enrollment.lead_id, Enrollment.campaign_id, Enrollment.touches_sent)
-        .where(Enrollment.state == EnrollmentState.active, Enrollment.next_send_at <= now)
+        .where(Enrollment.state == EnrollmentState.active, Enrollment.next_send_at <= now,
+               # A paused campaign (campaigns/control.py) queues nothing; its enrollments wait.
+               Enrollment.campaign_id.not_in(select(Campaign.id).where(Campaign.active.is_(False))))
         .order_by(Enrollment.next_send_at, Enrollment.id)
         .limit(limit)
     )
