@@ -49,19 +49,19 @@ def window_counts(session: Session, start: datetime, end: datetime) -> Counts:
                                      earlier.suspected_bot.is_(False), earlier.at < start)
         for step_id, count in session.execute(
             select(Delivery.step_id, func.count(distinct(Event.delivery_id)))
-            .join(Delivery, Delivery.id == Event.delivery_id)
+            .select_from(Event).join(Delivery, Delivery.id == Event.delivery_id)
             .where(human, Event.kind == kind, first_time).group_by(Delivery.step_id)
         ):
             result[step_id][metric] += count
     others = {EventKind.unsubscribe: "unsubscribes", EventKind.bounce: "bounces", EventKind.complaint: "complaints"}
     for step_id, kind, count in session.execute(
         select(Delivery.step_id, Event.kind, func.count(distinct(Event.delivery_id)))
-        .join(Delivery, Delivery.id == Event.delivery_id)
+        .select_from(Event).join(Delivery, Delivery.id == Event.delivery_id)
         .where(human, Event.kind.in_(list(others))).group_by(Delivery.step_id, Event.kind)
     ):
         result[step_id][others[kind]] += count
     for step_id, count in session.execute(
-        select(Delivery.step_id, func.count()).join(Delivery, Delivery.id == Event.delivery_id)
+        select(Delivery.step_id, func.count()).select_from(Event).join(Delivery, Delivery.id == Event.delivery_id)
         .where(Event.at >= start, Event.at < end, Event.suspected_bot.is_(True)).group_by(Delivery.step_id)
     ):
         result[step_id]["bot_events"] += count

@@ -19,7 +19,15 @@ from .handoff import OPEN_STATES
 if TYPE_CHECKING:
     from ..config import Config
 
-__all__ = ["InboxRow", "TeamLoad", "holds", "inbox", "rep_for_email", "set_away", "team_load", "team_of"]
+__all__ = ["REJECT_REASONS", "InboxRow", "TeamLoad", "holds", "inbox", "inbox_row", "rep_for_email", "set_away", "team_load", "team_of"]
+
+#: The reason codes a rep picks from when rejecting, per kind (a free text may add detail).
+REJECT_REASONS: dict[str, tuple[str, ...]] = {
+    "not_ready": ("no budget yet", "timing: not this quarter", "not the decision maker", "still researching",
+                  "no project yet"),
+    "bad_fit": ("too small", "wrong industry", "no need for the product", "competitor", "student or consultant",
+                "duplicate or invalid contact"),
+}
 
 #: The longest a rep can mark themselves away at once.
 MAX_AWAY_DAYS = 366
@@ -81,6 +89,10 @@ def _sla_hours(config: "Config", handoff: Handoff, now: datetime) -> float | Non
         return None
     return business_hours_between(now, handoff.sla_due_at, config.sales_timezone,
                                   parse_hhmm(config.sales_day_start), parse_hhmm(config.sales_day_end))
+
+
+def inbox_row(config: "Config", handoff: Handoff, lead: Lead, rep: SalesRep | None, now: datetime) -> InboxRow:
+    return InboxRow(handoff, lead, rep, _sla_hours(config, handoff, now))
 
 
 def inbox(session: Session, config: "Config", now: datetime, rep_ids: list[int] | None,

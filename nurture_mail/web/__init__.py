@@ -49,14 +49,16 @@ class NavItem:
 
 # The top navigation, in order: a new area adds its line here.
 NAV: list[NavItem] = [
+    NavItem("Handoffs", "handoffs.index", permission="handoffs:read"),
+    NavItem("Reports", "reports.index", permission="reports:read"),
     NavItem("Inbox", "inbox.index", shown=lambda config: config.embedded_smtp, permission="inbox:read"),
 ]
 
 
 def _blueprints() -> list[Blueprint]:
-    from . import home, inbox, signin
+    from . import handoffs, home, inbox, reports, sales_nurture, signin
 
-    return [home.bp, inbox.bp, signin.bp]
+    return [home.bp, inbox.bp, signin.bp, handoffs.bp, reports.bp, sales_nurture.bp]
 
 
 def init_app(app: Flask) -> None:
