@@ -20,7 +20,7 @@ TIMELINE_LIMIT = 100
 #: Ids are PostgreSQL ``integer``s: a cursor past the largest is not one this API returned.
 MAX_ID = 2**31 - 1
 
-__all__ = ["api_blueprint", "decode_cursor", "encode_cursor", "enrollment_dict", "lead_dict", "lead_or_404"]
+__all__ = ["api_blueprint", "domain_problem", "decode_cursor", "encode_cursor", "enrollment_dict", "lead_dict", "lead_or_404"]
 
 
 def api_blueprint(name: str, import_name: str, url_prefix: str, description: str) -> Blueprint:
@@ -40,6 +40,19 @@ def api_blueprint(name: str, import_name: str, url_prefix: str, description: str
         return problem_response(422, str(error), [{"field": error.field, "message": message}])
 
     return bp
+
+
+def domain_problem(error: InvalidInput, *, field: str | None = None, status: int | None = None,
+                   type_: str = "about:blank") -> ApiProblem:
+    """A domain service's refusal as a problem: 409 when the record's state forbids the change
+    (``error.conflict``), 422 for an unusable value; ``field`` renames the service's field to
+    the one the request used."""
+    message = getattr(error, "message", None) or str(error)
+    name = field or error.field
+    conflict = getattr(error, "conflict", False)
+    status = status or (409 if conflict else 422)
+    detail = message if status == 409 or not name else f"{name}: {message}"
+    return ApiProblem(status, detail, field=name, errors=[{"field": name, "message": message}], type_=type_)
 
 
 def not_found_doc(bp: Blueprint):

@@ -8,9 +8,9 @@ from sqlalchemy.orm import Session
 
 from .. import services
 from ..exceptions import NotFound
-from ..models import Campaign, Enrollment, EnrollmentState
-from ..nurture.enroll import EnrollmentRefused, enroll, find_campaign
-from .common import api_blueprint, enrollment_dict, lead_by_ref, not_found_doc
+from ..models import Campaign, Enrollment
+from ..nurture import enrollments
+from .common import api_blueprint, domain_problem, enrollment_dict, lead_by_ref, not_found_doc
 from .problems import ApiProblem
 from .schemas import EnrollIn, EnrollmentOut, ReasonIn
 from .security import current_api_user, requires
@@ -43,14 +43,14 @@ def create_enrollment(data: dict[str, Any]):
         if lead.erased_at is not None:
             raise ApiProblem(409, "this lead was erased and cannot be enrolled", field="lead_id")
         try:
-            campaign = find_campaign(session, data["campaign"])
+            campaign = enrollments.find_campaign(session, data["campaign"])
         except NotFound as error:
             raise ApiProblem(404, str(error), field="campaign") from None
         try:
-            enrollment = enroll(session, lead, campaign, now, knows=data["knows"],
-                                declared_by=current_api_user().email, source="api",
-                                default_timezone=svc.config.default_timezone)
-        except EnrollmentRefused as error:
+            enrollment = enrollments.enroll(session, lead, campaign, now, by=current_api_user().email,
+                                            knows=data["knows"], source="api",
+                                            default_timezone=svc.config.default_timezone)
+        except enrollments.EnrollmentRefused as error:
             raise ApiProblem(409, f"this lead cannot be enrolled: {error.reason}",
                              field="lead_id" if "lead_id" in data else "email",
                              type_="/api/problems/enrollment-refused") from None
@@ -74,36 +74,16 @@ def _transition(enrollment_id: int, reason: str | None, action: str) -> dict[str
     who = current_api_user().email
     with svc.db.session() as session:
         enrollment = _enrollment_or_404(session, enrollment_id)
-        state = enrollment.state
-        if action == "pause":
-            if state != EnrollmentState.active:
-                raise ApiProblem(409, f"only an active enrollment can be paused (this one is {state.value})",
-                                 field="state")
-            enrollment.state = EnrollmentState.paused
-            enrollment.next_send_at = None
-            enrollment.state_reason = reason or f"paused by {who}"
-        elif action == "resume":
-            if state != EnrollmentState.paused:
-                raise ApiProblem(409, f"only a paused enrollment can be resumed (this one is {state.value})",
-                                 field="state")
-            lead = enrollment.lead
-            if lead.erased_at is not None:
-                raise ApiProblem(409, "this lead was erased", field="lead_id")
-            campaign = session.get(Campaign, enrollment.campaign_id)
-            # enroll() re-activates, re-checks suppression and status, and schedules the next send.
-            try:
-                enrollment = enroll(session, lead, campaign, now, declared_by=who, source="api",
-                                    default_timezone=svc.config.default_timezone)
-            except EnrollmentRefused as error:
-                raise ApiProblem(409, f"this enrollment cannot be resumed: {error.reason}", field="lead_id",
-                                 type_="/api/problems/enrollment-refused") from None
-        else:
-            if state in (EnrollmentState.exited, EnrollmentState.completed):
-                raise ApiProblem(409, f"the enrollment has already ended ({state.value})", field="state")
-            enrollment.state = EnrollmentState.exited
-            enrollment.next_send_at = None
-            enrollment.ended_at = now
-            enrollment.state_reason = reason or f"exited by {who}"
+        try:
+            if action == "pause":
+                enrollments.pause(session, enrollment, now, by=who, reason=reason)
+            elif action == "resume":
+                enrollments.resume(session, enrollment, now, by=who, default_timezone=svc.config.default_timezone)
+            else:
+                enrollments.exit_enrollment(session, enrollment, now, by=who, reason=reason)
+        except enrollments.EnrollmentError as error:
+            refused = isinstance(error, enrollments.ResumeRefused)
+            raise domain_problem(error, type_="/api/problems/enrollment-refused" if refused else "about:blank") from None
         session.flush()
         return _out(session, enrollment)
 

@@ -11,7 +11,7 @@ with a short "in flight" marker, and then the response (status, headers, body) f
 Responses of 5xx are not stored (the key is released), so a retry after a crash runs again.
 Keys are per user: two users cannot collide or read each other's responses. A stored response
 about a lead is indexed under the lead (``nurture:idempotency:lead:<id>``) so that erasing
-the lead deletes it: a replay after a GDPR erasure must not return the person's data.
+the lead deletes it (``leads.service.erase_lead``): a replay after a GDPR erasure must not return the person's data.
 """
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ from typing import Any
 from flask import Response, g, request
 
 from .. import services
+from ..leads.service import STORED_RESPONSES_INDEX
 from .problems import ApiProblem
 
-__all__ = ["HEADER", "begin", "finish", "fingerprint", "forget_lead"]
+__all__ = ["HEADER", "begin", "finish", "fingerprint"]
 
 HEADER = "Idempotency-Key"
 MAX_KEY_LENGTH = 255
@@ -34,7 +35,7 @@ MAX_KEY_LENGTH = 255
 #: up to 50 MB are read, hashed and stored within the request).
 IN_FLIGHT_SECONDS = 600
 _PREFIX = "nurture:idempotency:"
-_LEAD_INDEX = _PREFIX + "lead:"
+_LEAD_INDEX = STORED_RESPONSES_INDEX  # erasing the lead deletes what is indexed here
 _CHUNK = 1024 * 1024
 _STORED_HEADERS = ("Content-Type", "Location")
 
@@ -139,17 +140,6 @@ def _leads_of(response: Response) -> set[int]:
         if request.path.startswith("/api/v1/leads") and isinstance(body.get("id"), int):
             leads.add(body["id"])
     return leads
-
-
-def forget_lead(lead_id: int) -> int:
-    """Delete every stored response about this lead (GDPR erase); returns how many went."""
-    redis = services().redis
-    index = f"{_LEAD_INDEX}{lead_id}"
-    keys = list(redis.smembers(index))
-    if keys:
-        redis.delete(*keys)
-    redis.delete(index)
-    return len(keys)
 
 
 def release(_error: BaseException | None = None) -> None:

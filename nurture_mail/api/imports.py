@@ -84,7 +84,7 @@ def _mapping(raw: str | None) -> dict[str, str] | None:
 def upload(form: dict[str, Any]):
     """Upload a CSV: the import is queued and runs in the worker; poll ``GET /imports/{id}``."""
     from ..leads.errors import ImportOptionsError
-    from ..leads.imports import create_import, enqueue_import
+    from ..leads.imports import create_import
 
     storage = form["file"]
     data = storage.stream.read(MAX_UPLOAD_BYTES + 1)
@@ -97,7 +97,8 @@ def upload(form: dict[str, Any]):
                                 lead_source=form.get("lead_source"), campaign_slug=form.get("campaign"),
                                 mapping=_mapping(form.get("mapping")),
                                 check_deliverability=form.get("check_deliverability"),
-                                created_by=current_api_user().email, now=svc.clock.now())
+                                created_by=current_api_user().email, now=svc.clock.now(),
+                                run_in_worker=True)
             session.flush()
             out = _job_dict(job)
     except UnicodeError as error:  # e.g. odd-length UTF-16: the bytes are not text in its encoding
@@ -106,7 +107,6 @@ def upload(form: dict[str, Any]):
     except ImportOptionsError as error:
         field = {"campaign_slug": "campaign"}.get(error.field, error.field)
         raise ApiProblem(422, f"{field}: {error.message}", errors=[{"field": field, "message": error.message}]) from None
-    enqueue_import(svc, out["id"])
     return out, 202, {"Location": url_for("api_imports.get_import", import_id=out["id"])}
 
 

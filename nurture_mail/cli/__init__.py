@@ -4,7 +4,15 @@ from __future__ import annotations
 import click
 
 from .campaigns import preview_command, sync_campaigns_command
-from .leads import enroll_command, import_leads_command, lead_command
+from .enrollments import enrollment_command
+from .leads import (
+    enroll_command,
+    erase_command,
+    import_leads_command,
+    import_resume_command,
+    lead_command,
+    lead_update_command,
+)
 from .runtime import cron_command, init_command, run_command, tick_command, worker_command
 from .sales import commands as sales_commands
 from .users import commands as user_commands
@@ -17,5 +25,6 @@ def main() -> None:
 
 for command in (init_command, sync_campaigns_command, import_leads_command, enroll_command, tick_command,
                 worker_command, cron_command, preview_command, lead_command, run_command,
+                enrollment_command, erase_command, import_resume_command, lead_update_command,
                 *sales_commands, *user_commands):
     main.add_command(command)

@@ -1,4 +1,4 @@
-"""Lead commands: import a CSV, enroll a lead."""
+"""Lead commands: import a CSV (and resume one), enroll a lead, show, update or erase a lead."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from .. import services
 from ..models import ImportRowResult
-from ..nurture.enroll import enroll, find_campaign, find_lead
+from ..nurture import enrollments
 from .common import with_app
 
 #: Rows with a reason printed under the summary; the report has all of them.
@@ -84,10 +84,10 @@ def enroll_command(email: str, campaign: str, knows: str, declared_by: str) -> N
     """Enroll the lead EMAIL in CAMPAIGN, declaring what the prospect already knows."""
     svc = services()
     with svc.db.session() as session:
-        lead = find_lead(session, email)
-        target = find_campaign(session, campaign)
-        enrollment = enroll(session, lead, target, svc.clock.now(), knows=knows.split(","),
-                            declared_by=declared_by, source="sales", default_timezone=svc.config.default_timezone)
+        lead = enrollments.find_lead(session, email)
+        target = enrollments.find_campaign(session, campaign)
+        enrollment = enrollments.enroll(session, lead, target, svc.clock.now(), by=declared_by, knows=knows.split(","),
+                                        source="sales", default_timezone=svc.config.default_timezone)
         click.echo(f"{lead.email} enrolled in {target.slug}; first touch due {enrollment.next_send_at:%Y-%m-%d %H:%M} UTC")
 
 
@@ -133,3 +133,83 @@ def lead_command(email: str) -> None:
         click.echo(f"  knows     {topic:<28} {level}")
     for entry in story.entries:
         click.echo(f"  {entry.at:%Y-%m-%d %H:%M:%S}  {entry.kind:<10} {entry.text}")
+
+
+@click.command("import-resume")
+@click.argument("import_id", type=int)
+@click.option("--by", default="cli", show_default=True, help="Who asks (logged).")
+@with_app
+def import_resume_command(import_id: int, by: str) -> None:
+    """Queue a failed import IMPORT_ID again for the worker: it resumes after its last committed chunk."""
+    from ..leads.imports import resume_import
+
+    svc = services()
+    with svc.db.session() as session:
+        job = resume_import(svc, session, import_id, svc.clock.now(), by=by)
+        done = job.processed_rows or 0
+    click.echo(f"import {import_id} queued again; it resumes after row {done}")
+
+
+def _changes(sets: tuple[str, ...], clears: tuple[str, ...]) -> dict[str, object]:
+    """``--set employees=250 --set qualification.budget=approved --clear title`` as a patch."""
+    changes: dict[str, object] = {}
+    for item in sets:
+        name, sep, value = item.partition("=")
+        name = name.strip()
+        if not sep or not name:
+            raise click.BadParameter(f"expected FIELD=VALUE, got {item!r}", param_hint="--set")
+        _put(changes, name, value)
+    for name in clears:
+        _put(changes, name.strip(), None)
+    if not changes:
+        raise click.UsageError("nothing to change: give --set FIELD=VALUE or --clear FIELD")
+    return changes
+
+
+def _put(changes: dict[str, object], name: str, value: object) -> None:
+    group, dot, key = name.partition(".")
+    if dot and group in ("qualification", "custom_fields"):
+        inner = changes.setdefault(group, {})
+        assert isinstance(inner, dict)
+        inner[key] = value
+    else:
+        changes[name] = value
+
+
+@click.command("lead-update")
+@click.argument("email")
+@click.option("--set", "sets", multiple=True, metavar="FIELD=VALUE",
+              help="Set a field (repeatable): first_name=Ada, employees=250, status=disqualified, "
+                   "qualification.budget=approved, custom_fields.shoe=42.")
+@click.option("--clear", "clears", multiple=True, metavar="FIELD", help="Clear a field (repeatable).")
+@click.option("--by", default="cli", show_default=True, help="Who changes the lead.")
+@with_app
+def lead_update_command(email: str, sets: tuple[str, ...], clears: tuple[str, ...], by: str) -> None:
+    """Change fields of the lead EMAIL, with the checks and status rules of the API's PATCH."""
+    from ..leads import service
+
+    changes = _changes(sets, clears)
+    svc = services()
+    with svc.db.session() as session:
+        lead = enrollments.find_lead(session, email)
+        service.patch_lead(session, lead, changes, svc.clock.now(), by=by)
+        click.echo(f"{lead.email} updated ({', '.join(sorted(changes))}); status {lead.status.value}")
+
+
+@click.command("erase")
+@click.argument("email")
+@click.option("--yes", is_flag=True, help="Confirm: the personal data cannot be recovered.")
+@click.option("--by", default="cli", show_default=True, help="Who erases (recorded in the reason).")
+@with_app
+def erase_command(email: str, yes: bool, by: str) -> None:
+    """GDPR erasure of the lead EMAIL: personal data goes, anonymous aggregates stay (as the API's erase)."""
+    from ..leads import service
+
+    if not yes:
+        raise click.UsageError(f"erasing {email} cannot be undone: run again with --yes to confirm")
+    svc = services()
+    with svc.db.session() as session:
+        lead = enrollments.find_lead(session, email)
+        lead_id = lead.id
+        erased = service.erase_lead(session, lead, svc.clock.now(), by=by, redis=svc.redis)
+    click.echo(f"lead {lead_id} erased" if erased else f"lead {lead_id} was already erased")

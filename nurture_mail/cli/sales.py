@@ -147,5 +147,24 @@ def webhook_secret_command() -> None:
                err=True)
 
 
-commands.extend([sync_sales_team_command, handoffs_command, handoff_command])
+@click.command("hand-to-nurture")
+@click.argument("email")
+@click.argument("campaign")
+@click.option("--knows", default="", help="Comma-separated topics the prospect already knows (skipped).")
+@click.option("--actor", default="cli", show_default=True, help="Who hands the lead over (recorded).")
+@with_app
+def hand_to_nurture_command(email: str, campaign: str, knows: str, actor: str) -> None:
+    """A rep sends the lead EMAIL (back) to nurture in CAMPAIGN (the API's hand-to-nurture)."""
+    from ..nurture.enrollments import find_lead
+    from ..sales import actions
+
+    svc = services()
+    with svc.db.session() as session:
+        lead = find_lead(session, email)
+        enrollment = actions.hand_to_nurture(session, svc, lead, campaign, knows.split(","), actor, svc.clock.now())
+        click.echo(f"{lead.email} handed to nurture in {campaign}; enrollment {enrollment.id}, "
+                   f"first touch due {enrollment.next_send_at:%Y-%m-%d %H:%M} UTC")
+
+
+commands.extend([sync_sales_team_command, handoffs_command, handoff_command, hand_to_nurture_command])
 commands.append(webhook_secret_command)

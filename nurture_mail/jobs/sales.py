@@ -7,9 +7,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from rq import Retry
-
 from .. import services
+from ..sales.handoff import JOBS, job_options
 
 if TYPE_CHECKING:
     from rq.job import Job
@@ -17,24 +16,11 @@ if TYPE_CHECKING:
     from ..extensions import Services
 
 
-def _backoff(svc: "Services", retries: int) -> list[int]:
-    """RETRY_BACKOFF_SECONDS doubled at each retry (0 retries at once, as tests use)."""
-    base = svc.config.retry_backoff_seconds
-    return [base * 2 ** i for i in range(max(retries, 1))]
-
-
 def enqueue(svc: "Services", kind: str, ident: int, *args: object) -> "Job":
-    """Enqueue one sales job on the app's queue, with its retry policy."""
-    if kind == "notify":
-        retries = max(svc.config.smtp_max_attempts - 1, 0)
-        return svc.queue.enqueue(notify_handoff, ident, *args, job_timeout=120, result_ttl=3600,
-                                 retry=Retry(max=retries, interval=_backoff(svc, retries)) if retries else None)
-    if kind == "webhook":
-        retries = max(svc.config.sales_webhook_max_attempts - 1, 0)
-        return svc.queue.enqueue(post_handoff_webhook, ident, job_timeout=int(svc.config.sales_webhook_timeout) + 30,
-                                 result_ttl=3600,
-                                 retry=Retry(max=retries, interval=_backoff(svc, retries)) if retries else None)
-    raise ValueError(f"unknown sales job kind {kind!r}")
+    """Enqueue one sales job now, with its retry policy (the domain enqueues after commit instead)."""
+    if kind not in JOBS:
+        raise ValueError(f"unknown sales job kind {kind!r}")
+    return svc.queue.enqueue(JOBS[kind], ident, *args, **job_options(svc.config, kind))
 
 
 def notify_handoff(handoff_id: int, kind: str = "new", rep_id: int | None = None) -> dict:

@@ -22,3 +22,12 @@ class LeadValueError(ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
+
+
+class ImportStateError(ValueError):
+    """An import cannot be resumed in the state it is in (done, being run, its file gone)."""
+
+    def __init__(self, message: str, field: str) -> None:
+        self.field = field
+        self.message = message
+        super().__init__(f"{field}: {message}")

@@ -32,15 +32,17 @@ from typing import Any
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from ..aftercommit import enqueue_after_commit
 from ..exceptions import NotFound
 from ..models import Campaign, ImportJob, ImportRowResult
 from .batch import CHUNK_SIZE, OUTCOMES, ImportContext, RowResult, import_chunk
 from .csvfile import parse
-from .errors import ImportOptionsError
+from .errors import ImportOptionsError, ImportStateError
 from .hygiene import Hygiene, HygieneConfigError
 
-__all__ = ["ImportOptionsError", "create_import", "enqueue_import", "erase_import_traces", "import_file_path",
-           "import_progress", "report_csv", "run_import", "summary_line", "REPORT_HEADER"]
+__all__ = ["ImportOptionsError", "ImportStateError", "create_import", "enqueue_import", "erase_import_traces",
+           "import_file_path", "import_progress", "report_csv", "resume_import", "run_import", "summary_line",
+           "REPORT_HEADER"]
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +53,8 @@ FORMULA_TRIGGERS = ("=", "+", "-", "@", "\t", "\r")
 
 #: Automatic re-runs of a failed import job (each resumes after the last committed chunk).
 IMPORT_RETRIES = 2
+#: The RQ job that runs an import (by import path: the domain never imports ``jobs/``).
+RUN_JOB = "nurture_mail.jobs.imports.run_import_job"
 #: A runner's claim on an import (seconds); renewed after every chunk, so it only runs out when the runner died.
 LEASE_SECONDS = 600
 
@@ -69,8 +73,12 @@ def _lease_key(import_id: int) -> str:
 def create_import(svc, session: Session, *, filename: str, data: bytes, lead_source: str | None,
                   campaign_slug: str | None = None, mapping: dict[str, str] | None = None,
                   check_deliverability: bool | None = None, created_by: str | None = None,
-                  now: datetime) -> ImportJob:
-    """Check the file and options, store the bytes under ``instance/imports/<id>.csv``; status ``queued``."""
+                  now: datetime, run_in_worker: bool = False) -> ImportJob:
+    """Check the file and options, store the bytes under ``instance/imports/<id>.csv``; status ``queued``.
+
+    ``run_in_worker``: the run job is enqueued once ``session`` commits (otherwise the caller runs
+    it, as the CLI does, with :func:`run_import`).
+    """
     if lead_source is not None and len(lead_source.strip()) > 120:
         raise ImportOptionsError("longer than 120 characters", "lead_source")
     if campaign_slug:
@@ -107,17 +115,38 @@ def create_import(svc, session: Session, *, filename: str, data: bytes, lead_sou
     path = import_file_path(svc.config, job.id)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
+    if run_in_worker:
+        enqueue_import(svc, session, job.id)
     return job
 
 
-def enqueue_import(svc, import_id: int) -> None:
-    """Queue ``jobs/imports.run_import_job`` on the app's queue (re-run up to ``IMPORT_RETRIES`` times)."""
+def enqueue_import(svc, session: Session, import_id: int) -> None:
+    """Queue ``jobs/imports.run_import_job`` once ``session`` commits (re-run up to ``IMPORT_RETRIES`` times)."""
     from rq import Retry
 
-    from ..jobs.imports import run_import_job
+    enqueue_after_commit(session, svc.queue, RUN_JOB, import_id, job_timeout=3600, result_ttl=86400,
+                         description=f"import {import_id}", retry=Retry(max=IMPORT_RETRIES))
 
-    svc.queue.enqueue(run_import_job, import_id, job_timeout=3600, result_ttl=86400,
-                      description=f"import {import_id}", retry=Retry(max=IMPORT_RETRIES))
+
+def resume_import(svc, session: Session, import_id: int, now: datetime, *, by: str) -> ImportJob:
+    """Queue a failed (or never started) import again; it resumes after its last committed chunk.
+
+    Refused (``ImportStateError``) when it is done, when its file is gone (it failed on its last
+    attempt: upload it again) or while a runner holds it.
+    """
+    job = session.get(ImportJob, import_id)
+    if job is None:
+        raise NotFound(f"no import with id {import_id}")
+    if job.status == "done":
+        raise ImportStateError(f"import {import_id} is done; there is nothing to resume", "status")
+    if svc.redis.exists(_lease_key(import_id)):
+        raise ImportStateError(f"import {import_id} is being run; wait for it to end", "status")
+    if not import_file_path(svc.config, import_id).exists():
+        raise ImportStateError(f"import {import_id} failed on its last attempt and its file was deleted: "
+                               "upload the file again", "file")
+    log.info("import %s queued again by %s at %s", import_id, by, now.isoformat())
+    enqueue_import(svc, session, import_id)
+    return job
 
 
 def erase_import_traces(session: Session, lead_id: int | None, email: str | None) -> int:

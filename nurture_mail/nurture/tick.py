@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
+from ..aftercommit import enqueue_after_commit, new_job_id
 from ..engine.gaps import choose_next_step
 from ..engine.plan import CampaignPlan
 from ..engine.schedule import in_window, next_in_window, zone
@@ -30,6 +31,9 @@ from .plans import delivered_keys, knowledge_of, load_campaign, plan_of
 from .sql import insert_ignoring_conflicts, skip_locked
 
 log = logging.getLogger(__name__)
+
+#: The RQ job that sends a batch of deliveries (by import path: the domain never imports ``jobs/``).
+SEND_JOB = "nurture_mail.jobs.send.send_batch"
 
 
 @dataclass
@@ -148,8 +152,6 @@ def _end(enrollment: Enrollment, state: EnrollmentState, reason: str, now: datet
 
 def enqueue_queued_deliveries(svc: Services, now: datetime, report: TickReport) -> None:
     """Hand queued deliveries to workers in batches, once per lease (a lost job is re-enqueued)."""
-    from ..jobs.send import send_batch
-
     lease_expired = now - timedelta(seconds=svc.config.send_lease_seconds)
     size = svc.config.send_batch_size
     while True:
@@ -168,15 +170,15 @@ def enqueue_queued_deliveries(svc: Services, now: datetime, report: TickReport) 
             if not ids:
                 return
             session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(enqueued_at=now))
-        # Enqueued only after the commit: a worker must find the rows it is sent.
-        for start in range(0, len(ids), size):
-            chunk = ids[start:start + size]
-            job = svc.queue.enqueue(
-                send_batch, chunk, job_timeout=max(300, len(chunk) * 2), result_ttl=3600,
-                failure_ttl=7 * 86400, description=f"send {len(chunk)} emails",
-            )
-            report.jobs.append(job.id)
-            report.enqueued_deliveries += len(chunk)
+            # Enqueued only after the commit: a worker must find the rows it is sent.
+            for start in range(0, len(ids), size):
+                chunk = ids[start:start + size]
+                job_id = new_job_id()
+                enqueue_after_commit(session, svc.queue, SEND_JOB, chunk, job_id=job_id,
+                                     job_timeout=max(300, len(chunk) * 2), result_ttl=3600,
+                                     failure_ttl=7 * 86400, description=f"send {len(chunk)} emails")
+                report.jobs.append(job_id)
+                report.enqueued_deliveries += len(chunk)
         if len(ids) < size * 20:
             return
 

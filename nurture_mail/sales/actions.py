@@ -1,4 +1,4 @@
-"""What sales does with a handoff: accept, reject, won, lost; and handing a lead to nurture.
+"""What sales does with a handoff: accept, reject, won, lost, escalate, transfer; and handing a lead to nurture.
 
 Each call records a ``HandoffAction(action, actor, via, detail)`` and sets ``first_action_at``
 on the first one (the SLA clock stops there). Invalid transitions and inputs raise
@@ -7,6 +7,8 @@ these functions; none commits (the caller's session does).
 
 States: ``notified → accepted → won | lost``; ``notified | accepted → rejected``; won and
 lost may also be recorded straight from ``notified`` (a deal closed on the first call).
+Escalation (past the SLA, to the rep's manager) and transfer (past the ownership window, to the
+territory's owner) change who holds a handoff, not its state; sales housekeeping calls them.
 """
 from __future__ import annotations
 
@@ -25,19 +27,22 @@ from ..models import (
     Enrollment,
     Handoff,
     HandoffAction,
+    HandoffAssignment,
     HandoffState,
     Lead,
     LeadStatus,
+    SalesRep,
     Topic,
 )
 from ..nurture.enroll import EnrollmentRefused, enroll, find_campaign
 from ..nurture.suppression import stop_mailing
-from .handoff import OPEN_STATES
+from .handoff import OPEN_STATES, after_commit, territory_owner
 
 if TYPE_CHECKING:
     from ..extensions import Services
 
-__all__ = ["REJECT_KINDS", "HandoffActionError", "accept", "hand_to_nurture", "mark_lost", "mark_won", "reject"]
+__all__ = ["REJECT_KINDS", "HandoffActionError", "accept", "escalate", "hand_to_nurture", "mark_lost", "mark_won",
+           "reject", "transfer"]
 
 log = logging.getLogger(__name__)
 
@@ -253,3 +258,67 @@ def hand_to_nurture(session: Session, svc: "Services", lead: Lead, campaign_slug
                                  field="known_topics" if exc.field == "knows" else exc.field) from None
     log.info("%s handed %s to nurture in %s (knows: %s)", actor, lead.email, campaign.slug, ", ".join(known) or "-")
     return enrollment
+
+
+def escalate(session: Session, svc: "Services", handoff: Handoff, now: datetime, *, actor: str = "system",
+             via: str = "system") -> HandoffAssignment | None:
+    """Escalate a handoff past its SLA to the rep's manager: an ``escalation`` assignment,
+    ``escalated_at``, and the manager notified after commit. Without a manager only
+    ``escalated_at`` and the action are recorded (nobody to tell). Returns the new assignment."""
+    rep = session.get(SalesRep, handoff.rep_id) if handoff.rep_id else None
+    manager = session.get(SalesRep, rep.manager_id) if rep and rep.manager_id else None
+    handoff.escalated_at = now
+    detail: dict[str, Any] = {"from": rep.email if rep else None, "sla_due_at": handoff.sla_due_at.isoformat()}
+    assignment = None
+    if manager is None:
+        detail.update(to=None, note="the rep has no manager to escalate to")
+        log.warning("handoff #%s is past its SLA but %s has no manager", handoff.id, rep.email if rep else "?")
+    else:
+        assignment = HandoffAssignment(handoff_id=handoff.id, rep_id=manager.id, role="escalation", assigned_at=now)
+        session.add(assignment)
+        detail.update(to=manager.email)
+        after_commit(svc, session, "notify", handoff.id, "escalation", manager.id)
+    session.add(HandoffAction(handoff_id=handoff.id, action="escalate", actor=actor, via=via, detail=detail, at=now))
+    session.flush()
+    return assignment
+
+
+def transfer(session: Session, svc: "Services", handoff: Handoff, now: datetime, *, actor: str = "system",
+             via: str = "system") -> SalesRep | None:
+    """Move a handoff past its ownership window to the owner of the territory covering the lead
+    (the rep's manager when no territory does); returns the new owner, or None.
+
+    The incoming assignment is ended but kept (credit), a ``territory`` assignment is added,
+    ``transferred_at`` is set and the new owner is notified after commit. Every other open
+    assignment (the manager's escalation included) is ended, so only the new owner's links act.
+    """
+    lead = _lead(session, handoff)
+    current = session.get(SalesRep, handoff.rep_id) if handoff.rep_id else None
+    found = territory_owner(session, lead)
+    owner: SalesRep | None
+    if found is not None:
+        owner, why = found[0], f"owner of territory {found[1]!r}"
+    elif current is not None and current.manager_id is not None:
+        owner, why = session.get(SalesRep, current.manager_id), "no territory covers the lead; the rep's manager"
+    else:
+        owner, why = None, "no territory covers the lead and the rep has no manager"
+    handoff.transferred_at = now
+    detail: dict[str, Any] = {"from": current.email if current else None, "to": owner.email if owner else None,
+                              "why": why, "ownership_ended_at": handoff.ownership_ends_at.isoformat()}
+    if owner is None:
+        log.warning("handoff #%s: ownership window over but %s", handoff.id, why)
+    elif current is not None and owner.id == current.id:
+        detail["note"] = "the rep already owns the territory"
+        for assignment in handoff.assignments:  # the window is over: only the owner acts now
+            if assignment.ended_at is None and assignment.rep_id != owner.id:
+                assignment.ended_at = now
+    else:
+        for assignment in handoff.assignments:
+            if assignment.ended_at is None:  # the rep's, and the manager's escalation
+                assignment.ended_at = now
+        session.add(HandoffAssignment(handoff_id=handoff.id, rep_id=owner.id, role="territory", assigned_at=now))
+        handoff.rep_id = owner.id
+        after_commit(svc, session, "notify", handoff.id, "transfer", owner.id)
+    session.add(HandoffAction(handoff_id=handoff.id, action="transfer", actor=actor, via=via, detail=detail, at=now))
+    session.flush()
+    return owner

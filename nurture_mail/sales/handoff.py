@@ -17,9 +17,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
+from ..aftercommit import enqueue_after_commit
 from ..engine.routing import (
     RepCandidate,
     TerritoryRule,
@@ -46,7 +47,7 @@ if TYPE_CHECKING:
     from ..config import Config
     from ..extensions import Services
 
-__all__ = ["OPEN_STATES", "Route", "after_commit", "decline_reason", "route_lead", "sla_due", "start_handoff"]
+__all__ = ["JOBS", "OPEN_STATES", "Route", "after_commit", "job_options", "decline_reason", "route_lead", "sla_due", "start_handoff"]
 
 log = logging.getLogger(__name__)
 
@@ -58,7 +59,6 @@ DECLINED_STATUSES = {
     LeadStatus.disqualified: "disqualified",
     LeadStatus.won: "already a customer (won)",
 }
-_JOBS_KEY = "nurture.sales.jobs"
 #: The smallest step that keeps assignment times strictly increasing (what every backend stores).
 _TICK = timedelta(microseconds=1)
 
@@ -198,31 +198,31 @@ def assign(session: Session, handoff: Handoff, rep: SalesRep, role: str, now: da
 
 # -- jobs after commit --------------------------------------------------------------------------
 
+#: The RQ jobs of a handoff, by kind, as import paths (the domain never imports ``jobs/``).
+JOBS = {"notify": "nurture_mail.jobs.sales.notify_handoff", "webhook": "nurture_mail.jobs.sales.post_handoff_webhook"}
+
+
+def _backoff(config: "Config", retries: int) -> list[int]:
+    """RETRY_BACKOFF_SECONDS doubled at each retry (0 retries at once, as tests use)."""
+    base = config.retry_backoff_seconds
+    return [base * 2 ** i for i in range(max(retries, 1))]
+
+
+def job_options(config: "Config", kind: str) -> dict[str, object]:
+    """RQ options of a sales job: its timeout and its retry policy."""
+    from rq import Retry
+
+    if kind == "notify":
+        retries = max(config.smtp_max_attempts - 1, 0)
+        return {"job_timeout": 120, "result_ttl": 3600,
+                "retry": Retry(max=retries, interval=_backoff(config, retries)) if retries else None}
+    if kind == "webhook":
+        retries = max(config.sales_webhook_max_attempts - 1, 0)
+        return {"job_timeout": int(config.sales_webhook_timeout) + 30, "result_ttl": 3600,
+                "retry": Retry(max=retries, interval=_backoff(config, retries)) if retries else None}
+    raise ValueError(f"unknown sales job kind {kind!r}")
+
 
 def after_commit(svc: "Services", session: Session, kind: str, ident: int, *args: object) -> None:
-    """Enqueue a sales job once ``session``'s transaction commits; dropped if it rolls back."""
-    pending = session.info.setdefault(_JOBS_KEY, [])
-    if not session.info.get(_JOBS_KEY + ".listening"):
-        session.info[_JOBS_KEY + ".listening"] = True
-        event.listen(session, "after_commit", _enqueue_pending)
-        event.listen(session, "after_rollback", _drop_pending)
-        session.info[_JOBS_KEY + ".svc"] = svc
-    pending.append((kind, ident, args))
-
-
-def _enqueue_pending(session: Session) -> None:
-    pending = session.info.pop(_JOBS_KEY, [])
-    svc = session.info.get(_JOBS_KEY + ".svc")
-    if not pending or svc is None:
-        return
-    from ..jobs.sales import enqueue
-
-    for kind, ident, args in pending:
-        try:
-            enqueue(svc, kind, ident, *args)
-        except Exception:  # the rows are committed: housekeeping re-sends what was never notified
-            log.exception("could not enqueue sales job %s %s", kind, ident)
-
-
-def _drop_pending(session: Session) -> None:
-    session.info.pop(_JOBS_KEY, None)
+    """Enqueue a sales job (``notify`` or ``webhook``) once ``session``'s transaction commits."""
+    enqueue_after_commit(session, svc.queue, JOBS[kind], ident, *args, **job_options(svc.config, kind))

@@ -30,10 +30,11 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from ..models import Handoff, HandoffAction, HandoffAssignment, HandoffState, Lead, SalesRep
+from ..models import Handoff, HandoffAction, HandoffState, Lead
 from ..nurture.sql import skip_locked
+from .actions import escalate, transfer
 from .dossier import build_dossier
-from .handoff import after_commit, assign, route_lead, sla_due, territory_owner
+from .handoff import after_commit, assign, route_lead, sla_due
 
 if TYPE_CHECKING:
     from ..extensions import Services
@@ -89,19 +90,7 @@ def escalate_overdue(svc: "Services", session: Session, now: datetime) -> int:
                               Handoff.rep_id.is_not(None)).order_by(Handoff.id)
     )))
     for handoff in handoffs:
-        rep = session.get(SalesRep, handoff.rep_id)
-        manager = session.get(SalesRep, rep.manager_id) if rep and rep.manager_id else None
-        handoff.escalated_at = now
-        detail = {"from": rep.email if rep else None, "sla_due_at": handoff.sla_due_at.isoformat()}
-        if manager is None:
-            detail.update(to=None, note="the rep has no manager to escalate to")
-            log.warning("handoff #%s is past its SLA but %s has no manager", handoff.id, rep.email if rep else "?")
-        else:
-            session.add(HandoffAssignment(handoff_id=handoff.id, rep_id=manager.id, role="escalation", assigned_at=now))
-            detail.update(to=manager.email)
-            after_commit(svc, session, "notify", handoff.id, "escalation", manager.id)
-        session.add(HandoffAction(handoff_id=handoff.id, action="escalate", actor="system", via="system",
-                                  detail=detail, at=now))
+        escalate(session, svc, handoff, now)
     session.flush()
     return len(handoffs)
 
@@ -113,34 +102,7 @@ def transfer_expired(svc: "Services", session: Session, now: datetime) -> int:
         .order_by(Handoff.id)
     )))
     for handoff in handoffs:
-        lead = session.get(Lead, handoff.lead_id)
-        current = session.get(SalesRep, handoff.rep_id) if handoff.rep_id else None
-        found = territory_owner(session, lead)
-        if found is not None:
-            owner, why = found[0], f"owner of territory {found[1]!r}"
-        elif current is not None and current.manager_id is not None:
-            owner, why = session.get(SalesRep, current.manager_id), "no territory covers the lead; the rep's manager"
-        else:
-            owner, why = None, "no territory covers the lead and the rep has no manager"
-        handoff.transferred_at = now
-        detail = {"from": current.email if current else None, "to": owner.email if owner else None, "why": why,
-                  "ownership_ended_at": handoff.ownership_ends_at.isoformat()}
-        if owner is None:
-            log.warning("handoff #%s: ownership window over but %s", handoff.id, why)
-        elif current is not None and owner.id == current.id:
-            detail["note"] = "the rep already owns the territory"
-            for assignment in handoff.assignments:  # the window is over: only the owner acts now
-                if assignment.ended_at is None and assignment.rep_id != owner.id:
-                    assignment.ended_at = now
-        else:
-            for assignment in handoff.assignments:
-                if assignment.ended_at is None:  # the rep's, and the manager's escalation
-                    assignment.ended_at = now
-            session.add(HandoffAssignment(handoff_id=handoff.id, rep_id=owner.id, role="territory", assigned_at=now))
-            handoff.rep_id = owner.id
-            after_commit(svc, session, "notify", handoff.id, "transfer", owner.id)
-        session.add(HandoffAction(handoff_id=handoff.id, action="transfer", actor="system", via="system",
-                                  detail=detail, at=now))
+        transfer(session, svc, handoff, now)
     session.flush()
     return len(handoffs)
 

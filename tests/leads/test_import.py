@@ -83,7 +83,8 @@ def test_messy_file_through_a_real_worker_gives_exactly_the_expected_outcomes(be
         original(job_id, processed, total)
 
     monkeypatch.setattr(imports_module, "_rq_progress", spy)
-    enqueue_import(bed.svc, import_id)
+    with bed.svc.db.session() as session:
+        enqueue_import(bed.svc, session, import_id)
     run_worker(bed.app, burst=True, logging_level="WARNING")
 
     assert [(s["status"], s["processed_rows"]) for s in seen[:4]] == [
@@ -224,7 +225,8 @@ def test_the_worker_retries_a_crashed_import_which_resumes(bed, messy, monkeypat
     _prepare(bed)
     _crash_on(monkeypatch, {3})
     import_id = bed.create(messy, campaign_slug="northwind-security")
-    enqueue_import(bed.svc, import_id)
+    with bed.svc.db.session() as session:
+        enqueue_import(bed.svc, session, import_id)
     run_worker(bed.app, burst=True, logging_level="CRITICAL")
     assert len(FailedJobRegistry(bed.svc.config.queue_name, connection=bed.svc.redis)) == 0
     assert bed.outcomes(import_id) == EXPECTED
@@ -236,7 +238,8 @@ def test_the_worker_retries_a_crashed_import_which_resumes(bed, messy, monkeypat
 def test_an_import_failing_on_its_last_attempt_is_failed_and_its_file_deleted(bed, messy, monkeypatch):
     _crash_on(monkeypatch, {3, 4, 5, 6})  # the first attempt and both retries crash
     import_id = bed.create(messy)
-    enqueue_import(bed.svc, import_id)
+    with bed.svc.db.session() as session:
+        enqueue_import(bed.svc, session, import_id)
     run_worker(bed.app, burst=True, logging_level="CRITICAL")
     assert len(FailedJobRegistry(bed.svc.config.queue_name, connection=bed.svc.redis)) == 1
     with bed.svc.db.session() as session:

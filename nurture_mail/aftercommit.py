@@ -1,0 +1,76 @@
+"""The one way the domain queues background work: an RQ job, enqueued once the session commits.
+
+A worker must find the rows a job is about, so a job is never enqueued before the transaction
+that wrote them commits, and never at all when it rolls back. Domain code names the job by its
+import path (``"nurture_mail.jobs.send.send_batch"``), so no domain module imports ``jobs/``::
+
+    enqueue_after_commit(session, svc.queue, "nurture_mail.jobs.imports.run_import_job", job.id,
+                         job_timeout=3600)
+
+Enqueue options are RQ's (``job_timeout``, ``retry``, ``job_id``, ``description``, …). A job
+whose id the caller needs (to report it) gets ``job_id=new_job_id()`` up front. An enqueue that
+fails after the commit (Redis down) is logged, not raised: the rows are committed, and every
+caller has a sweeper that finds work never picked up (the tick's lease, sales housekeeping,
+an import's ``resume``).
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from rq import Queue
+from sqlalchemy import event
+from sqlalchemy.orm import Session
+
+__all__ = ["PendingJob", "enqueue_after_commit", "new_job_id", "pending_jobs"]
+
+log = logging.getLogger(__name__)
+
+_KEY = "nurture.after_commit"
+
+
+@dataclass(frozen=True)
+class PendingJob:
+    queue: Queue
+    path: str
+    args: tuple[Any, ...]
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def new_job_id() -> str:
+    return uuid.uuid4().hex
+
+
+def enqueue_after_commit(session: Session, queue: Queue, path: str, *args: Any, **options: Any) -> None:
+    """Enqueue ``path(*args)`` on ``queue`` when ``session``'s transaction commits; dropped on rollback."""
+    if "." not in path or not path.startswith("nurture_mail.jobs."):
+        raise ValueError(f"expected the import path of a job in nurture_mail.jobs, got {path!r}")
+    pending = session.info.get(_KEY)
+    if pending is None:
+        pending = session.info[_KEY] = []
+        event.listen(session, "after_commit", _enqueue_pending)
+        event.listen(session, "after_rollback", _drop_pending)
+    pending.append(PendingJob(queue, path, args, dict(options)))
+
+
+def pending_jobs(session: Session) -> list[PendingJob]:
+    """The jobs waiting for this session's commit (for tests and logs)."""
+    return list(session.info.get(_KEY) or [])
+
+
+def _enqueue_pending(session: Session) -> None:
+    pending: list[PendingJob] = session.info.get(_KEY) or []
+    if not pending:
+        return
+    session.info[_KEY] = []
+    for job in pending:
+        try:
+            job.queue.enqueue(job.path, *job.args, **job.options)
+        except Exception:  # committed rows stay; the caller's sweeper finds work never picked up
+            log.exception("could not enqueue %s%r after commit", job.path, job.args)
+
+
+def _drop_pending(session: Session) -> None:
+    session.info[_KEY] = []
