@@ -6,6 +6,8 @@ and a text alternative, and the numbers are in the table beside it.
 """
 from __future__ import annotations
 
+import math
+
 from markupsafe import Markup, escape
 
 from .common import Chart
@@ -28,14 +30,21 @@ def _fmt(value: float, unit: str) -> str:
     return f"{value:,.0f}"
 
 
-def _nice_max(value: float) -> float:
+def _nice_max(value: float, unit: str = "int") -> float:
+    """The top of the axis: four equal, round steps (whole numbers for counts) reaching ``value``."""
     if value <= 0:
-        return 1.0
-    magnitude = 10 ** (len(str(int(value))) - 1)
-    for step in (1, 2, 2.5, 5, 10):
-        if value <= step * magnitude:
-            return step * magnitude
-    return 10.0 * magnitude  # pragma: no cover
+        return 4.0
+    if unit == "pct":
+        return 1.0 if value <= 1 else 4 * math.ceil(value / 4 * 4) / 4
+    raw = value / 4
+    magnitude = 10 ** math.floor(math.log10(raw)) if raw >= 1 else 1
+    for step in (1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10):
+        candidate = step * magnitude
+        if unit == "int" and candidate != int(candidate):
+            continue
+        if candidate >= raw:
+            return 4 * candidate
+    return 40.0 * magnitude  # pragma: no cover
 
 
 def _clip(text: str, limit: int = 22) -> str:
@@ -45,6 +54,9 @@ def _clip(text: str, limit: int = 22) -> str:
 def render_svg(chart: Chart | None) -> Markup:
     if chart is None or not chart.categories:
         return Markup("")
+    if not any(float(v or 0) for s in chart.series for v in s.values):
+        return Markup(f'<p class="chart-empty muted">{escape(chart.title)}: nothing to draw in this range yet '
+                      f'(every value is 0).</p>')
     if chart.kind in ("hbars", "funnel"):
         return _horizontal(chart)
     return _grouped(chart)
@@ -83,12 +95,13 @@ def _horizontal(chart: Chart) -> Markup:
 
 def _grouped(chart: Chart) -> Markup:
     count, groups = len(chart.series), len(chart.categories)
-    left, bottom, top_pad = 56, 54, 44
-    height = 300
+    slanted = len(chart.categories) > 6
+    left, bottom, top_pad = 64, 96 if slanted else 54, 56
+    height = 340 if slanted else 300
     plot_h = height - bottom - top_pad
     plot_w = WIDTH - left - 10
     values = [[float(v or 0) for v in s.values] for s in chart.series]
-    top = _nice_max(max((v for vs in values for v in vs), default=0))
+    top = _nice_max(max((v for vs in values for v in vs), default=0), chart.unit)
     slot = plot_w / max(groups, 1)
     bar = min(36.0, slot * 0.8 / max(count, 1))
     desc = "; ".join(f"{c}: " + ", ".join(f"{s.label} {_fmt(v[i], chart.unit)}" for s, v in zip(chart.series, values))
@@ -116,7 +129,12 @@ def _grouped(chart: Chart) -> Markup:
                          f'height="{max(h, 0.5):.1f}"><title>{escape(category)} · {escape(s.label)}: '
                          f'{_fmt(v, chart.unit)}</title></rect>')
         cx = left + i * slot + slot / 2
-        parts.append(f'<text class="chart-label" x="{cx:.1f}" y="{height - bottom + 18}" text-anchor="middle">'
-                     f'{escape(_clip(category, max(int(slot / 7), 6)))}</text>')
+        ly = height - bottom + 18
+        if slanted:  # many categories: labels at an angle, so each keeps a readable length
+            parts.append(f'<text class="chart-label" x="{cx:.1f}" y="{ly}" text-anchor="end" '
+                         f'transform="rotate(-35 {cx:.1f} {ly})">{escape(_clip(category, 18))}</text>')
+        else:
+            parts.append(f'<text class="chart-label" x="{cx:.1f}" y="{ly}" text-anchor="middle">'
+                         f'{escape(_clip(category, max(int(slot / 7), 6)))}</text>')
     parts.append("</svg>")
     return Markup("".join(parts))

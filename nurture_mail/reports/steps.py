@@ -1,6 +1,8 @@
 """Per step of one campaign: sent, delivered, opened, clicked, unsubscribed, bounced, skipped."""
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -9,6 +11,16 @@ from ..models import Campaign, Step
 from .common import Chart, Column, DateRange, ReportResult, Series, Table
 from .counters import step_counts
 from .notes import bot_note
+
+_DEFAULTED = re.compile(r"\{\{[^}]*?default\(\s*(['\"])(.*?)\1[^}]*\}\}")
+_EXPRESSION = re.compile(r"\{\{.*?\}\}")
+
+
+def readable_subject(subject: str) -> str:
+    """A subject template as a reader would see it for a lead we know nothing about: each
+    ``{{ … |default('x') }}`` becomes ``x``, any other expression ``…``."""
+    return " ".join(_EXPRESSION.sub("…", _DEFAULTED.sub(lambda m: m.group(2), subject)).split())
+
 
 COLUMNS = [
     Column("position", "#"),
@@ -44,7 +56,7 @@ def build(session: Session, span: DateRange, ctx, params: dict[str, str]) -> Rep
         metrics = counts.get(step.id) or {}
         bots += metrics.get("bot_events", 0)
         rows.append({"position": step.position + 1 if step.position is not None else None, "step": step.key,
-                     "subject": step.subject,
+                     "subject": readable_subject(step.subject),
                      **{c.key: metrics.get(c.key, 0) for c in COLUMNS[3:]}})
     chart = Chart("bars", f"{name}: per step", [r["step"] for r in rows],
                   [Series("Sent", [r["sent"] for r in rows], "s1"),
