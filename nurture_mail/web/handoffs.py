@@ -43,14 +43,14 @@ SCOPES = ("mine", "team", "all")
 
 @bp.context_processor
 def sales_navigation() -> dict[str, bool]:
-    """``sales_team``: the signed-in rep manages someone (the sub-navigation shows Team)."""
+    """``sales_team``: the signed-in rep manages someone; ``sales_rep``: the user is a rep."""
     if not current_user.is_authenticated:
-        return {"sales_team": False}
+        return {"sales_team": False, "sales_rep": False}
     with services().db.session() as session:
         me = _me(session)
         manages = me is not None and session.scalar(
             select(SalesRep.id).where(SalesRep.manager_id == me.id).limit(1)) is not None
-    return {"sales_team": manages}
+    return {"sales_team": manages, "sales_rep": me is not None}
 
 
 def _me(session: Session) -> SalesRep | None:
@@ -205,13 +205,10 @@ def team() -> ResponseReturnValue:
     svc = services()
     with svc.db.session() as session:
         me = _me(session)
-        if current_user.role == Role.admin:
+        if current_user.role == Role.admin or me is None:
+            # Admins, and readers who are not reps (marketers, viewers): the whole team.
             reps = list(session.scalars(select(SalesRep).order_by(SalesRep.name)))
-        elif me is not None:
-            reps = team_of(session, me)
         else:
-            abort(403)
-        if me is not None and current_user.role != Role.admin and not reps:
-            abort(403)  # a rep without a team has no team page
+            reps = team_of(session, me)  # a rep without reports sees the empty state
         load = team_load(session, reps, svc.clock.now())
         return render_template("handoffs/team.html", me=me, load=load, now=svc.clock.now())
