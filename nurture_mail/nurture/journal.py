@@ -85,24 +85,40 @@ class JournalWriter:
         self.key = key
         #: Notes written whose reply is not read yet.
         self.unconfirmed = 0
+        #: Why the journal was lost, once it was: every later call raises at once.
+        self.lost: str | None = None
 
     def note(self, delivery_id: int, message_id: str, sent_at: datetime) -> None:
         """Write the note; returns at once (the reply is read by :meth:`confirm`)."""
+        self._check()
         try:
             self._connection.send_command("HSET", self.key, str(delivery_id), _note(message_id, sent_at),
                                           check_health=False)
-        except (RedisError, OSError) as exc:
-            raise JournalUnavailable(f"sent-journal: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:  # redis-py raises more than RedisError on a dead connection
+            self._lose(exc)
         self.unconfirmed += 1
 
     def confirm(self) -> None:
         """Read every outstanding reply; raises JournalUnavailable if Redis did not take one."""
+        self._check()
         try:
             while self.unconfirmed:
-                self._connection.read_response()
+                reply = self._connection.read_response()
+                if isinstance(reply, Exception):
+                    raise reply
                 self.unconfirmed -= 1
-        except (RedisError, OSError) as exc:
-            raise JournalUnavailable(f"sent-journal: {type(exc).__name__}: {exc}") from None
+        except Exception as exc:
+            self._lose(exc)
+
+    def _check(self) -> None:
+        if self.lost is not None:
+            raise JournalUnavailable(self.lost)
+
+    def _lose(self, exc: Exception) -> None:
+        self.lost = f"sent-journal: {type(exc).__name__}: {exc}"[:1000]
+        self.unconfirmed = 0
+        self.close()
+        raise JournalUnavailable(self.lost) from None
 
     def close(self) -> None:
         try:

@@ -62,6 +62,7 @@ from ..models import (
     Step,
 )
 from ..resilience import is_db_outage, retry_db
+from .inflight import taken
 from .journal import JournalUnavailable, JournalWriter, SentJournal
 from .plans import window_of
 from .sql import insert_ignoring_conflicts
@@ -246,6 +247,7 @@ def send_batch(svc: Services, delivery_ids: list[int], composer: Composer | None
             return claim(session, delivery_ids, svc.clock.now())
 
     claimed = retry_db(claim_committed, "claiming a send batch")
+    taken(svc, delivery_ids)
     report.claimed = len(claimed)
     if not claimed:
         return report

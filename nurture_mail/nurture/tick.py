@@ -25,6 +25,7 @@ from ..models import (
     Lead,
     StepSkip,
 )
+from .inflight import enqueue_send_job, requeue_lost
 from .journal import SentJournal
 from .plans import delivered_keys, knowledge_of, load_campaign, plan_of
 from .sql import insert_ignoring_conflicts, skip_locked
@@ -43,6 +44,8 @@ class TickReport:
     recovered_requeued: int = 0
     jobs: list[str] = field(default_factory=list)
     enqueued_deliveries: int = 0
+    #: queued deliveries whose send job Redis had lost (see inflight.py)
+    requeued_lost: int = 0
 
     def summary(self) -> str:
         return (
@@ -50,6 +53,7 @@ class TickReport:
             f"{self.completed} completed, {self.exited} exited; {self.enqueued_deliveries} deliveries "
             f"in {len(self.jobs)} send job(s); recovered {self.recovered_sent} sent, "
             f"{self.recovered_requeued} requeued"
+            + (f"; {self.requeued_lost} re-enqueued (their send job was lost in Redis)" if self.requeued_lost else "")
         )
 
 
@@ -148,7 +152,7 @@ def _end(enrollment: Enrollment, state: EnrollmentState, reason: str, now: datet
 
 def enqueue_queued_deliveries(svc: Services, now: datetime, report: TickReport) -> None:
     """Hand queued deliveries to workers in batches, once per lease (a lost job is re-enqueued)."""
-    from ..jobs.send import send_batch
+    report.requeued_lost += requeue_lost(svc, now)
 
     lease_expired = now - timedelta(seconds=svc.config.send_lease_seconds)
     size = svc.config.send_batch_size
@@ -171,10 +175,7 @@ def enqueue_queued_deliveries(svc: Services, now: datetime, report: TickReport) 
         # Enqueued only after the commit: a worker must find the rows it is sent.
         for start in range(0, len(ids), size):
             chunk = ids[start:start + size]
-            job = svc.queue.enqueue(
-                send_batch, chunk, job_timeout=max(300, len(chunk) * 2), result_ttl=3600,
-                failure_ttl=7 * 86400, description=f"send {len(chunk)} emails",
-            )
+            job = enqueue_send_job(svc, chunk)
             report.jobs.append(job.id)
             report.enqueued_deliveries += len(chunk)
         if len(ids) < size * 20:
