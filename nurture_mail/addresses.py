@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
-from email_validator import EmailNotValidError, validate_email
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
 
 __all__ = ["InvalidEmail", "address_key", "normalize_email"]
 
@@ -30,9 +30,36 @@ def _validated(text: str, check_deliverability: bool) -> str:
     return result.normalized.lower()
 
 
+#: A plain ASCII host name whose top-level label ends with a letter, every label 1-63 letters,
+#: digits or inner hyphens: what email-validator accepts unchanged (but lower-cased) when no
+#: label has a hyphen pair and the name is not special-use (both checked in ``_plain_domain``).
+_PLAIN_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z0-9-]{0,62})?[a-z]")
+_SPECIAL_USE = tuple(SPECIAL_USE_DOMAIN_NAMES)
+
+
+def _plain_domain(domain: str) -> str | None:
+    """The lower-cased domain when email-validator would accept it as is, else None (then ask it).
+
+    email-validator spends ~0.3 ms per domain on Unicode and IDNA rules a plain ASCII host name
+    cannot trip; a file of 100,000 rows holds tens of thousands of distinct company domains.
+    """
+    if not domain.isascii() or len(domain) > 253 or "--" in domain:
+        return None
+    lowered = domain.lower()
+    if not _PLAIN_DOMAIN.fullmatch(lowered) or lowered.rpartition(".")[2].startswith("-"):
+        return None
+    for special in _SPECIAL_USE:
+        if lowered == special or lowered.endswith("." + special):
+            return None
+    return lowered
+
+
 @lru_cache(maxsize=65536)
 def _domain_syntax(domain: str) -> tuple[bool, str]:
     """Syntax only, so it can be cached for the life of the process."""
+    plain = _plain_domain(domain)
+    if plain is not None:
+        return True, plain
     return _domain_check(domain, False)
 
 

@@ -94,6 +94,8 @@ class Config:
     bot_user_agents: tuple[str, ...] = DEFAULT_SCANNER_AGENTS
     event_drain_interval: int = 5
     event_drain_batch_size: int = 1000
+    #: After the first hit wakes the drain loop, how long further hits may gather into its batch.
+    event_drain_window_ms: int = 50
     tracking_proxy_hops: int = 0
     #: Shared secret of the ESP events webhook (POST /api/v1/webhooks/events); empty turns it off.
     webhook_secret: str = ""
@@ -182,6 +184,7 @@ class Config:
             + _list(env, "BOT_USER_AGENTS_EXTRA"),
             event_drain_interval=_int(env, "EVENT_DRAIN_INTERVAL", cls.event_drain_interval),
             event_drain_batch_size=_int(env, "EVENT_DRAIN_BATCH_SIZE", cls.event_drain_batch_size),
+            event_drain_window_ms=_int(env, "EVENT_DRAIN_WINDOW_MS", cls.event_drain_window_ms),
             tracking_proxy_hops=_int(env, "TRACKING_PROXY_HOPS", cls.tracking_proxy_hops),
             webhook_secret=env.get("WEBHOOK_SECRET", ""),
             soft_bounce_limit=_int(env, "SOFT_BOUNCE_LIMIT", cls.soft_bounce_limit),
@@ -228,6 +231,8 @@ class Config:
             raise ConfigError("SEND_RATE_PER_SECOND / SEND_RATE_PER_DOMAIN_PER_MINUTE: must be 0 (unlimited) or positive")
         if not 1 <= self.event_drain_batch_size <= 5000:
             raise ConfigError("EVENT_DRAIN_BATCH_SIZE: must be between 1 and 5000")
+        if not 0 <= self.event_drain_window_ms <= 900:
+            raise ConfigError("EVENT_DRAIN_WINDOW_MS: must be between 0 and 900")
         if self.ownership_days < 1:
             raise ConfigError("OWNERSHIP_DAYS: must be at least 1")
         if self.handoff_sla_hours <= 0:

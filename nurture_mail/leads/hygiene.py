@@ -5,7 +5,8 @@ and never handed off: ``Lead.hygiene`` holds the flags, and the sales side check
 
 Flags:
 
-- ``role_account``: the local part is a shared mailbox (``info@``, ``sales@``, ``noreply@``…);
+- ``role_account``: the local part is a shared mailbox (``info@``, ``sales@``, ``noreply@``…),
+  alone or leading (``it-team@``, ``sales.team@``, ``info-uk@``; see ``role_local_part``);
 - ``deny:<list>``: the domain is on a deny list of ``hygiene.yaml`` (``deny:competitor``,
   ``deny:student``, ``deny:consultant``, or any list name the file adds);
 - ``suppressed``: the address is on the suppression list for all email (``*``). That needs the
@@ -53,6 +54,30 @@ class HygieneConfigError(RuleFileError, ValueError):
     """``hygiene.yaml`` cannot be used; ``problems`` name the file and the key."""
 
 
+#: What splits a local part into tokens (a ``+tag`` is dropped first).
+_TOKEN_SEPARATORS = re.compile(r"[._+-]+")
+
+
+def _role_key(local: str) -> str:
+    """``'Sales.Team'`` -> ``'sales-team'``: tokens joined by ``-``, how list entries and addresses compare."""
+    return "-".join(t for t in _TOKEN_SEPARATORS.split(local.strip().lower()) if t)
+
+
+def role_local_part(local: str, role_accounts: frozenset[str]) -> bool:
+    """Whether a local part is a role account: its leading tokens are a listed entry.
+
+    Tokens are split on ``.``, ``-``, ``_`` (and a ``+tag`` is dropped): with ``it``, ``sales``,
+    ``info`` and ``no-reply`` listed, ``it-team``, ``sales.team``, ``info_uk``, ``no.reply.eu`` and
+    ``info+expo`` match. Only *leading* tokens count: a role word later in the address is often a
+    surname (``steve.jobs``, ``mark.press``), so ``anna.sales`` is a person, not a mailbox.
+    """
+    base = local.split("+", 1)[0].lower()
+    if base in role_accounts:  # the common cases: a whole listed word, or a plain name
+        return True
+    tokens = [t for t in _TOKEN_SEPARATORS.split(base) if t]
+    return any("-".join(tokens[:n]) in role_accounts for n in range(1, len(tokens) + 1))
+
+
 def _pattern_regex(patterns: Iterable[str]) -> re.Pattern[str] | None:
     parts = [fnmatch.translate(p.strip().lower()) for p in patterns if p and p.strip()]
     return re.compile("|".join(f"(?:{p})" for p in parts)) if parts else None
@@ -98,7 +123,7 @@ class Hygiene:
             deny[str(name)] = (exact, _pattern_regex(globs))
         if problems:
             raise HygieneConfigError(problems)
-        return cls(frozenset(r.strip().lower() for r in roles if r.strip()), deny, source)
+        return cls(frozenset(_role_key(r) for r in roles if _role_key(r)), deny, source)
 
     @classmethod
     def load(cls, path: Path | str) -> "Hygiene":
@@ -123,12 +148,13 @@ class Hygiene:
     def check(self, email: str, *, suppressed: bool = False) -> list[str]:
         """The flags of a normalized address, in a stable order; ``suppressed`` as the caller knows it.
 
-        The local part is compared without its ``+tag`` (``info+expo@`` is still ``info@``); a domain
-        matches a list exactly, as a subdomain of a listed domain, or by a glob pattern.
+        The local part is compared without its ``+tag`` (``info+expo@`` is still ``info@``), on its
+        leading tokens (``role_local_part``); a domain matches a list exactly, as a subdomain of a
+        listed domain, or by a glob pattern.
         """
         local, _, domain = email.rpartition("@")
         flags: list[str] = []
-        if local.split("+", 1)[0] in self.role_accounts:
+        if role_local_part(local, self.role_accounts):
             flags.append("role_account")
         if self.deny:
             parts = domain.split(".")

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from sqlalchemy.orm import Session
 
+from ...clock import real_seconds
 from ...mail.compose import SenderView, outgoing_email
 from ...mail.outbox import send_one
 from ...mail.transport import PermanentFailure
@@ -154,7 +155,8 @@ def _send(svc: "Services", session, handoff: Handoff, kind: str, rep: SalesRep) 
     if kind == "new":
         handoff.notified_at = sent_at
         if handoff.triggered_at is not None:
-            latency = (sent_at - handoff.triggered_at).total_seconds()
+            # Real seconds: on a demo clock, clock time runs CLOCK_SPEED times faster.
+            latency = real_seconds(svc.clock, sent_at - handoff.triggered_at)
     session.add(HandoffAction(handoff_id=handoff.id, action="notified", actor="system", via="email",
                               detail={"kind": kind, "rep_id": rep.id, "rep": rep.email, "message_id": mid,
                                       "latency_seconds": latency}, at=sent_at))
