@@ -120,7 +120,7 @@ def show(handoff_id: int) -> ResponseReturnValue:
         handoff, lead = _load(session, handoff_id)
         now = svc.clock.now()
         # The dossier as it is now (the stored one is what the email showed): the story goes on.
-        dossier = build_dossier(session, svc.config, handoff, lead, now)
+        dossier = build_dossier(session, handoff, lead, now)
         sent = handoff.dossier or {}
         rep = session.get(SalesRep, handoff.rep_id) if handoff.rep_id else None
         may_act = _may_act(session, handoff)

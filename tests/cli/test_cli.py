@@ -1,8 +1,15 @@
 """The documented CLI, run as a user runs it: ``python -m nurture_mail …`` in a subprocess."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
+
+import pytest
+
+from nurture_mail.extensions import redis_url_of
 
 ROOT = Path(__file__).resolve().parents[2]
 
