@@ -10,8 +10,6 @@ The operations are driven with ``as_strategy()`` + Hypothesis rather than
 """
 from __future__ import annotations
 
-import time
-
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
@@ -39,7 +37,6 @@ def test_api_conforms_to_its_openapi_document(fuzz_platform) -> None:
     failures: list[str] = []
     calls: list[int] = []
     operations = 0
-    started = time.monotonic()
     for result in schema.get_all_operations():
         operation = result.ok()
         operations += 1
@@ -59,4 +56,3 @@ def test_api_conforms_to_its_openapi_document(fuzz_platform) -> None:
     assert len(calls) >= operations * 3, "the fuzzer hardly ran"
     assert any(200 <= code < 300 for code in calls) and any(code == 422 for code in calls)
     assert not failures, "\n\n".join(failures)
-    assert time.monotonic() - started < 60
