@@ -108,6 +108,10 @@ def import_chunk(session: Session, rows: list[tuple[int, dict[str, str]]], ctx: 
             results[number] = RowResult(number, raw or None, "rejected", f"invalid address: {exc}", "email")
             continue
         values = convert(cells)
+        if values.refused is not None:  # a control character in a one-line field: the row is refused
+            field_name, message = values.refused
+            results[number] = RowResult(number, email, "rejected", f"{field_name}: {message}", field_name)
+            continue
         problems[number] = values.problems
         group = groups.get(email)
         if group is None:

@@ -18,11 +18,12 @@ from sqlalchemy.orm import Session
 
 from ..exceptions import NurtureError, Problem
 from ..models import SalesRep, Territory
+from ..onelinetext import control_problem
 from ..yamlfile import YamlFileError, read_yaml
 
 __all__ = ["RepSpec", "SalesTeamError", "SyncReport", "TeamSpec", "TerritorySpec", "load_team", "sync_sales_team"]
 
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
+_EMAIL = re.compile(r"[^@\s\x00-\x1f\x7f]+@[^@\s\x00-\x1f\x7f]+\.[^@\s\x00-\x1f\x7f]+\Z")
 _INDUSTRY = re.compile(r"\d{1,8}\Z")
 REP_KEYS = frozenset({"email", "name", "incoming", "available", "manager"})
 TERRITORY_KEYS = frozenset({"name", "region", "industry", "owner"})
@@ -125,6 +126,9 @@ def parse_team(data: Any, source: str) -> TeamSpec:
         name = raw.get("name")
         if not isinstance(name, str) or not name.strip():
             add(f"{where}.name", "expected the rep's name")
+            name = email
+        elif control_problem(name.strip()) is not None:  # the To: name of the rep's notifications
+            add(f"{where}.name", f"{control_problem(name.strip())}; one line of text expected")
             name = email
         flags = {}
         for key, default in (("incoming", False), ("available", True)):
