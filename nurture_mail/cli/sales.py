@@ -85,9 +85,10 @@ def handoffs_command(state: str | None, limit: int) -> None:
                     HandoffAction.handoff_id.in_([h.id for h, _, _ in rows]), HandoffAction.action == "notified")):
                 if (detail or {}).get("kind") == "new" and isinstance(detail.get("latency_seconds"), (int, float)):
                     measured[handoff_id] = max(float(detail["latency_seconds"]), 0.0)
-            for hook in session.scalars(select(WebhookDelivery).where(
+            for delivery in session.scalars(select(WebhookDelivery).where(
                     WebhookDelivery.handoff_id.in_([h.id for h, _, _ in rows])).order_by(WebhookDelivery.id)):
-                hooks[hook.handoff_id] = hook
+                if delivery.handoff_id is not None:
+                    hooks[delivery.handoff_id] = delivery
         if not rows:
             click.echo("no handoffs")
             return
@@ -160,7 +161,7 @@ def webhook_secret_command() -> None:
     SALES_WEBHOOK_SECRET when set; otherwise a key derived from SECRET_KEY
     (HMAC-SHA256(SECRET_KEY, "nurture.sales.webhook"), hex), never SECRET_KEY itself.
     """
-    from ..sales.webhook import webhook_secret_text
+    from ..sales.destinations.webhook import webhook_secret_text
 
     config = services().config
     source = "SALES_WEBHOOK_SECRET" if config.sales_webhook_secret else "derived from SECRET_KEY"

@@ -139,7 +139,7 @@ def test_import_leads_messy_file_with_progress_report_and_mapping(cli, tmp_path)
 
 
 def test_enroll_refused_is_one_line_and_exit_1(cli, tmp_path):
-    """enroll refuses a hygiene-flagged lead and one sales holds (finding 5): one line, exit 1, nothing enrolled."""
+    """enroll refuses a hygiene-flagged lead and one sales holds: one line, exit 1, nothing enrolled."""
     import sqlite3
 
     cli("init")
