@@ -150,6 +150,10 @@ def _group_rows(rows: list[tuple[int, dict[str, str]]], ctx: ImportContext) -> _
             chunk.results[number] = RowResult(number, raw or None, "rejected", f"invalid address: {exc}", "email")
             continue
         values = convert(cells)
+        if values.refused is not None:  # a control character in a one-line field: the row is refused
+            field_name, message = values.refused
+            chunk.results[number] = RowResult(number, email, "rejected", f"{field_name}: {message}", field_name)
+            continue
         chunk.problems[number] = values.problems
         group = chunk.groups.get(email)
         if group is None:
