@@ -131,6 +131,22 @@ def main() -> None:
             import pstats
 
             reset(db, args.enrollments, args.due[0], False)
+            from collections import defaultdict
+
+            from sqlalchemy import event
+
+            spent: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+
+            @event.listens_for(db.engine, "before_cursor_execute")
+            def _start(conn, cursor, statement, parameters, context, executemany):
+                conn.info["t0"] = time.perf_counter()
+
+            @event.listens_for(db.engine, "after_cursor_execute")
+            def _stop(conn, cursor, statement, parameters, context, executemany):
+                entry = spent[" ".join(statement.split())[:90]]
+                entry[0] += 1
+                entry[1] += time.perf_counter() - conn.info["t0"]
+
             profiler = cProfile.Profile()
             profiler.enable()
             wall, cpu, counts = one_tick(svc)
@@ -139,6 +155,9 @@ def main() -> None:
             stats = pstats.Stats(profiler).strip_dirs()
             stats.sort_stats("tottime").print_stats(25)
             stats.sort_stats("cumulative").print_stats(40)
+            print("time per statement (wall, in the driver):")
+            for text_, (n, seconds) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:12]:
+                print(f"  {seconds:7.3f} s  {n:5d}×  {text_}")
             return
         results = []
         for due in args.due:
