@@ -41,8 +41,10 @@ bench: $(STAMP)
 	$(PY) bench/rescore.py
 	$(PY) bench/click_redirect.py
 
+## ruff, and mypy (mypy.ini: strict on engine/ and the domain services)
 lint: $(STAMP)
 	$(PY) -m ruff check nurture_mail tests bench
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

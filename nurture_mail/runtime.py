@@ -52,23 +52,24 @@ def run_worker(app: Flask, burst: bool = False, name: str | None = None, logging
     on ends that RQ worker, and a new one is started here as soon as Redis answers again.
     """
     svc = app.extensions["nurture"]
-    stop = _StopFlag(install=not burst)
     # A long-running worker also drains tracking hits as they arrive (a thread asleep in Redis
     # until a click): clicks teach, score and hand off within a second, not at the next cron run.
     drain = None if burst else start_drain_thread(app)
     try:
-        return _work(app, svc, burst, name, logging_level, stop)
+        return _work_until_stopped(app, svc, burst, name, logging_level)
     finally:
         if drain is not None:
             drain[1].set()
             drain[0].join(timeout=5)
 
 
-def _work(app: Flask, svc, burst: bool, name: str | None, logging_level: str, stop: "_StopFlag") -> bool:
+def _work_until_stopped(app: Flask, svc, burst: bool, name: str | None, logging_level: str) -> bool:
+    """RQ workers one after another: a new one as soon as Redis answers again after a loss."""
     from rq.exceptions import StopRequested
 
     from .resilience import REDIS_DOWN, wait_for_redis
 
+    stop = _StopFlag(install=not burst)
     generation = 0
     worked = False
     with app.app_context():

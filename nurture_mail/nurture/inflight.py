@@ -15,30 +15,28 @@ import logging
 from datetime import datetime, timedelta
 
 from redis.exceptions import RedisError
-from rq.job import Job
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
+from ..aftercommit import enqueue_after_commit, new_job_id
 from ..extensions import Services
 from ..models import Delivery, DeliveryStatus
 
 log = logging.getLogger(__name__)
 
 KEY = "nurture:in-send-jobs"
+SEND_JOB = "nurture_mail.jobs.send.send_batch"
 CHUNK = 5000
 
 
-def enqueue_send_job(svc: Services, delivery_ids: list[int]) -> Job:
-    """One send job for these deliveries, and their ids in the in-job set, atomically."""
-    from ..jobs.send import send_batch
-
-    with svc.redis.pipeline() as pipe:
-        job = svc.queue.enqueue(
-            send_batch, delivery_ids, job_timeout=max(300, len(delivery_ids) * 2), result_ttl=3600,
-            failure_ttl=7 * 86400, description=f"send {len(delivery_ids)} emails", pipeline=pipe,
-        )
-        pipe.sadd(KEY, *delivery_ids)
-        pipe.execute()
-    return job
+def enqueue_send_job(session: Session, svc: Services, delivery_ids: list[int]) -> str:
+    """One send job for these deliveries once ``session`` commits, with their ids in the in-job set
+    (one MULTI: both exist or neither); returns the job id."""
+    job_id = new_job_id()
+    enqueue_after_commit(session, svc.queue, SEND_JOB, delivery_ids, track=(KEY, delivery_ids), job_id=job_id,
+                         job_timeout=max(300, len(delivery_ids) * 2), result_ttl=3600, failure_ttl=7 * 86400,
+                         description=f"send {len(delivery_ids)} emails")
+    return job_id
 
 
 def taken(svc: Services, delivery_ids: list[int]) -> None:

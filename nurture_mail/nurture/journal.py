@@ -50,7 +50,7 @@ class SentJournal:
         if not ids:
             return {}
         found: dict[int, tuple[datetime, str]] = {}
-        for delivery_id, raw in zip(ids, self.redis.hmget(self.key, ids)):
+        for delivery_id, raw in zip(ids, self.redis.hmget(self.key, ids)):  # type: ignore[arg-type]
             if raw is not None:
                 sent_at, _, message_id = raw.decode().partition("|")
                 found[int(delivery_id)] = (parse_instant(sent_at), message_id)

@@ -40,7 +40,7 @@ from ..engine.schedule import next_in_window, zone
 from ..extensions import Services
 from ..mail.compose import Composer
 from ..mail.dkim import DkimSigner
-from ..mail.mime import build_message
+from ..mail.outbox import signed_message
 from ..mail.ratelimit import DomainWindow, SendRateLimiter, deliverability_settings
 from ..mail.transport import PermanentFailure, SMTPSettings, SMTPTransport, TemporaryFailure
 from ..models import (
@@ -470,9 +470,7 @@ def _prepare(svc: Services, composer: Composer, item: SendItem, checks: _SendChe
                            error=f"deferred: rate limit for {window.domain} reached for this minute")
     try:
         email = composer.compose(item, item.lead, item.step, item.step.campaign, svc.clock.now())
-        data = build_message(email)
-        if signer is not None:
-            data = signer.sign(data)
+        data = signed_message(email, signer)
     except Exception as exc:  # a template error is permanent for this email; recorded, never dropped
         log.exception("cannot render delivery %s", item.id)
         return SendOutcome(item, "permanent", error=f"render: {type(exc).__name__}: {exc}"[:1000])

@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Integer, Select, Table, any_, func, literal, select
+from sqlalchemy import ColumnElement, CursorResult, Integer, Result, Select, Table, any_, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -78,3 +78,8 @@ def analyze_after_bulk(database, tables: list[str], rows: int) -> bool:
         for table in tables:
             connection.exec_driver_sql(f'ANALYZE "{table}"')
     return True
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE changed (``Session.execute`` is typed as returning a plain Result)."""
+    return cast(CursorResult[Any], result).rowcount

@@ -19,6 +19,7 @@ from ..engine.schedule import in_window, next_in_window, zone
 from ..extensions import Services
 from ..models import (
     NO_SEND_STATUSES,
+    Campaign,
     Delivery,
     DeliveryStatus,
     Enrollment,
@@ -91,7 +92,9 @@ def _due_enrollments(session: Session, now: datetime, limit: int) -> list[Row]:
     """Due, active enrollments in (next_send_at, id) order: ``ix_enrollment_due`` serves it without a sort."""
     statement = (
         select(Enrollment.id, Enrollment.lead_id, Enrollment.campaign_id, Enrollment.touches_sent)
-        .where(Enrollment.state == EnrollmentState.active, Enrollment.next_send_at <= now)
+        .where(Enrollment.state == EnrollmentState.active, Enrollment.next_send_at <= now,
+               # A paused campaign (campaigns/control.py) queues nothing; its enrollments wait.
+               Enrollment.campaign_id.not_in(select(Campaign.id).where(Campaign.active.is_(False))))
         .order_by(Enrollment.next_send_at, Enrollment.id)
         .limit(limit)
     )
@@ -205,12 +208,11 @@ def enqueue_queued_deliveries(svc: Services, now: datetime, report: TickReport) 
             after = ids[-1]
             session.execute(update(Delivery).where(among(session, Delivery.id, ids)).values(enqueued_at=now)
                             .execution_options(synchronize_session=False))
-        # Enqueued only after the commit: a worker must find the rows it is sent.
-        for start in range(0, len(ids), size):
-            chunk = ids[start:start + size]
-            job = enqueue_send_job(svc, chunk)
-            report.jobs.append(job.id)
-            report.enqueued_deliveries += len(chunk)
+            # Enqueued only after the commit: a worker must find the rows it is sent.
+            for start in range(0, len(ids), size):
+                chunk = ids[start:start + size]
+                report.jobs.append(enqueue_send_job(session, svc, chunk))
+                report.enqueued_deliveries += len(chunk)
         if len(ids) < size * 20:
             return
 

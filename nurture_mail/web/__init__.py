@@ -1,84 +1,118 @@
-"""Web UI blueprints, one per area; ``init_app`` registers them all.
+"""Web UI blueprints, one module per area; ``init_app`` registers every module's ``bp``.
 
 Access: every view but sign-in needs a signed-in user whose role grants the view's permission
 (``@role_required`` from ``auth``; the table is ``auth/roles.py``).
 
-CSRF: every POST/PUT/PATCH/DELETE to a blueprint listed in ``BLUEPRINTS`` needs the form's
-``csrf_token`` (Flask-WTF). Protection is opt-in per blueprint rather than app-wide because
-the same app serves endpoints that must never ask for one: the RFC 8058 one-click unsubscribe
-(a mail provider's cookie-less POST) and the token-authenticated API.
+CSRF: the app's ``CSRFProtect`` (``create_app``) checks the form's ``csrf_token`` on every
+POST/PUT/PATCH/DELETE, with its exemptions listed there; a failed check renders the error page
+registered here. The pages behind a sales notification's signed links (``sales_links``) need
+no sign-in: their token names the rep.
 """
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from flask import (
     Blueprint,
     Flask,
+    Response,
+    current_app,
     has_request_context,
     render_template,
     request,
     url_for,
 )
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask_wtf.csrf import CSRFError
 
 from ..config import Config
+from . import formatting
 
-__all__ = ["NAV", "NavItem", "csrf", "init_app"]
-
-csrf = CSRFProtect()
+__all__ = ["CSP", "NAV", "NavItem", "asset_url", "init_app"]
 
 
 @dataclass(frozen=True)
 class NavItem:
-    """One entry of the top navigation; ``shown`` decides from the config whether it appears."""
+    """One entry of the navigation.
+
+    The entry appears when its endpoint is registered (an area not merged yet is hidden), when
+    ``shown`` accepts the config, and when the signed-in user's role grants the permission the
+    view itself declares with ``@role_required`` (read from the view, never repeated here).
+    """
 
     label: str
     endpoint: str
+    section: str
+    icon: str
     shown: Callable[[Config], bool] = lambda config: True
-    #: The permission a user needs to see the entry (the view checks it again).
-    permission: str | None = None
 
     @property
     def blueprint(self) -> str:
         return self.endpoint.partition(".")[0]
 
 
-# The top navigation, in order: a new area adds its line here.
+# The navigation, in order and by section: a new area adds its line here. ``icon`` names a
+# symbol of ``templates/macros/icons.html``.
 NAV: list[NavItem] = [
-    NavItem("Inbox", "inbox.index", shown=lambda config: config.embedded_smtp, permission="inbox:read"),
+    NavItem("Dashboard", "home.index", "Marketing", "home"),
+    NavItem("Campaigns", "campaigns.index", "Marketing", "campaign"),
+    NavItem("Leads", "leads.index", "Marketing", "users"),
+    NavItem("Imports", "imports.index", "Marketing", "upload"),
+    NavItem("Suppressions", "suppressions.index", "Marketing", "block"),
+    NavItem("Handoffs", "handoffs.index", "Sales", "handoff"),
+    NavItem("Reports", "reports.index", "Sales", "chart"),
+    NavItem("Inbox", "inbox.index", "Tools", "inbox", shown=lambda config: config.embedded_smtp),
+    NavItem("Users", "users.index", "Admin", "key"),
 ]
+
+#: The Content-Security-Policy of every page that does not set its own (the inbox does, to
+#: show emails in a sandboxed frame): nothing from another host, no inline script or style.
+CSP = (
+    "default-src 'self'; "
+    "script-src 'self'; "
+    "style-src 'self'; "
+    "img-src 'self' data:; "
+    "object-src 'none'; "
+    "base-uri 'self'; "
+    "form-action 'self'; "
+    "frame-ancestors 'none'"
+)
 
 
 def _blueprints() -> list[Blueprint]:
-    from . import home, inbox, signin
+    """Every ``bp`` of a module of this package (one module per area), sorted by module name.
 
-    return [home.bp, inbox.bp, signin.bp]
+    An area is added by adding its module; nothing else to edit.
+    """
+    import importlib
+    import pkgutil
+
+    found = []
+    for info in sorted(pkgutil.iter_modules(__path__), key=lambda info: info.name):
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        bp = getattr(module, "bp", None)
+        if isinstance(bp, Blueprint):
+            found.append(bp)
+    return found
 
 
 def init_app(app: Flask) -> None:
-    """Register every blueprint of the web UI, its CSRF protection, cookie hardening, the
-    sign-in throttle and its navigation."""
-    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    """Register every blueprint of the web UI, the page of a failed CSRF check, cookie hardening,
+    the sign-in throttle and its navigation."""
     _harden_cookies(app)
-    csrf.init_app(app)
-    blueprints = _blueprints()
-    for blueprint in blueprints:
+    for blueprint in _blueprints():
         app.register_blueprint(blueprint)
-    protected = {blueprint.name for blueprint in blueprints}
-
-    @app.before_request
-    def _protect_web_forms() -> None:
-        if request.blueprint in protected:
-            csrf.protect()
-
     app.register_error_handler(CSRFError, _csrf_failed)
     _throttle_signin(app)
 
     app.context_processor(_navigation)
+    app.jinja_env.globals["asset_url"] = asset_url
+    formatting.init_app(app)
+    app.after_request(_security_headers)
 
 
 def _harden_cookies(app: Flask) -> None:
@@ -118,17 +152,53 @@ def _navigation() -> dict[str, Any]:
     from .. import services
 
     if not has_request_context():  # a template rendered by a job or a CLI command
-        return {"nav_items": []}
+        return {"nav_items": [], "nav_sections": [], "view_names": {}}
     from flask_login import current_user
 
+    # ``'leads.show' in view_names``: link to an area only once it is there.
+    if not current_user.is_authenticated:
+        return {"nav_items": [], "nav_sections": [], "view_names": current_app.view_functions}
     config = services().config
-    items = [
-        {"label": item.label, "url": url_for(item.endpoint), "active": request.blueprint == item.blueprint}
-        for item in NAV
-        if item.shown(config) and current_user.is_authenticated
-        and (item.permission is None or current_user.can(item.permission))
-    ]
-    return {"nav_items": items}
+    views = current_app.view_functions
+    items = []
+    for item in NAV:
+        view = views.get(item.endpoint)
+        if view is None or not item.shown(config):
+            continue
+        permission = getattr(view, "required_permission", None)
+        if permission is not None and not current_user.can(permission):
+            continue
+        items.append({"label": item.label, "url": url_for(item.endpoint), "icon": item.icon,
+                      "section": item.section, "active": request.blueprint == item.blueprint})
+    sections: list[dict[str, Any]] = []
+    for entry in items:
+        if not sections or sections[-1]["name"] != entry["section"]:
+            sections.append({"name": entry["section"], "items": []})
+        sections[-1]["items"].append(entry)
+    return {"nav_items": items, "nav_sections": sections, "view_names": current_app.view_functions}
+
+
+def asset_url(filename: str) -> str:
+    """The URL of a file of ``web/static`` with its content checksum, so it can be cached forever."""
+    digests: dict[str, str] = current_app.extensions.setdefault("nurture_asset_digests", {})
+    digest = digests.get(filename)
+    if digest is None or current_app.debug:
+        path = Path(current_app.blueprints["home"].static_folder or "", filename)
+        digest = digests[filename] = hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    return url_for("home.static", filename=filename, v=digest)
+
+
+def _security_headers(response: Response) -> Response:
+    """Strict CSP and companions on every page (a view may set its own CSP first)."""
+    if response.mimetype == "text/html":
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+    if request.endpoint == "home.static" and request.args.get("v"):
+        response.cache_control.public = True
+        response.cache_control.max_age = 31536000
+        response.cache_control.immutable = True
+    return response
 
 
 def _csrf_failed(error: CSRFError) -> tuple[str, int]:

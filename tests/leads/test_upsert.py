@@ -6,8 +6,9 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nurture_mail.addresses import InvalidEmail, normalize_email
 from nurture_mail.leads.errors import LeadValueError
-from nurture_mail.leads.hygiene import DEFAULT_RULES, Hygiene, InvalidEmail, normalize_email
+from nurture_mail.leads.hygiene import DEFAULT_RULES, Hygiene
 from nurture_mail.leads.upsert import upsert_lead
 
 HYGIENE = Hygiene.from_rules(DEFAULT_RULES)
@@ -106,7 +107,7 @@ def test_the_fast_path_accepts_and_normalizes_exactly_like_email_validator(local
 
 
 def test_a_false_qualification_value_is_not_known(bed):
-    """Finding 30: ``{"decision_maker_engaged": false}`` was stored as the text "False", which counted as known."""
+    """``{"decision_maker_engaged": false}`` was stored as the text "False", which counted as known."""
     from nurture_mail.engine.scoring import is_known
 
     with bed.svc.db.session() as session:
@@ -134,7 +135,7 @@ domain_names = st.one_of(
 @settings(max_examples=600, deadline=None)
 @given(domain_names)
 def test_the_plain_domain_shortcut_agrees_with_email_validator(domain):
-    from nurture_mail.leads.hygiene import _domain_check, _plain_domain
+    from nurture_mail.addresses import _domain_check, _plain_domain
 
     plain = _plain_domain(domain)
     reference = _domain_check(domain, False)

@@ -82,7 +82,7 @@ def test_clear_the_inbox_in_the_browser(page, live_server: str, capture: Capture
     page.get_by_role("link", name="Inbox", exact=True).click()
     expect(page.get_by_test_id("message-count")).to_have_text("2 messages")
     page.get_by_role("button", name="Clear inbox").click()
-    expect(page.get_by_role("status")).to_have_text("Inbox cleared: 2 messages deleted.")
+    expect(page.get_by_role("alert")).to_have_text("Inbox cleared: 2 messages deleted.")
     expect(page.get_by_test_id("message-count")).to_have_text("0 messages")
     expect(page.get_by_role("button", name="Clear inbox")).to_be_disabled()
     assert capture.store.count() == 0

@@ -66,7 +66,7 @@ def test_next_redirect_is_followed_only_within_the_site(web_app: Flask) -> None:
 def test_sign_out_needs_a_post_with_the_token(web_app: Flask) -> None:
     client = sign_in(web_app.test_client(), "viewer")
     home = client.get("/").get_data(as_text=True)
-    assert "viewer@northwind.example (viewer)" in home
+    assert "viewer@northwind.example · viewer" in home
     assert client.post("/signout").status_code == 400  # no CSRF token
     assert client.get("/").status_code == 200
     response = client.post("/signout", data={"csrf_token": _csrf(home)})

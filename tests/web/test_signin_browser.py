@@ -22,7 +22,7 @@ def test_sign_in_and_out_in_the_browser(page, live_server: str) -> None:
     page.get_by_label("Password").fill(password_of("viewer"))
     page.get_by_role("button", name="Sign in").click()
     expect(page).to_have_url(f"{live_server}/inbox/")  # back where the user was going
-    expect(page.get_by_test_id("signed-in-as")).to_have_text("viewer@northwind.example (viewer)")
+    expect(page.get_by_test_id("signed-in-as")).to_contain_text("Viewer")
 
     # A viewer may read the inbox but is not offered to clear it.
     expect(page.get_by_test_id("message-count")).to_be_visible()
