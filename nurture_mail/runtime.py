@@ -55,8 +55,6 @@ def run_worker(app: Flask, burst: bool = False, name: str | None = None, logging
     batch then stops and records what it sent, see ``nurture/send.py``) or a loss RQ gives up
     on ends that RQ worker, and a new one is started here as soon as Redis answers again.
     """
-
-
     svc = app.extensions["nurture"]
     # A long-running worker also drains tracking hits as they arrive (a thread asleep in Redis
     # until a click): clicks teach, score and hand off within a second, not at the next cron run.

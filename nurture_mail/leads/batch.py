@@ -285,6 +285,7 @@ def _enroll_clean(session: Session, ctx: ImportContext, groups: dict[str, _Group
     notes: dict[str, str] = {}
     new: list[dict[str, Any]] = []
     again: list[dict[str, Any]] = []
+    first_sends: dict[str | None, datetime] = {}
     for email, lead_id in wanted.items():
         ctx.enrolled.add(lead_id)
         lead = leads[lead_id]
@@ -301,7 +302,11 @@ def _enroll_clean(session: Session, ctx: ImportContext, groups: dict[str, _Group
         if blocker is not None:
             notes[email] = f"not enrolled: {blocker}"
             continue
-        first_send = next_in_window(ctx.now, zone(lead.timezone, ctx.default_timezone), window)
+        # The same instant for every lead of one time zone: computed once per zone and chunk.
+        first_send = first_sends.get(lead.timezone)
+        if first_send is None:
+            first_send = first_sends[lead.timezone] = next_in_window(
+                ctx.now, zone(lead.timezone, ctx.default_timezone), window)
         if enrollment is None:
             new.append({"lead_id": lead_id, "campaign_id": ctx.campaign_id, "state": EnrollmentState.active,
                         "next_send_at": first_send, "enrolled_at": ctx.now, "touches_sent": 0,
