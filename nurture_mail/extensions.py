@@ -109,6 +109,14 @@ def clock_from_config(config: Config) -> Clock:
     return ScaledClock(epoch, config.clock_speed)
 
 
+SERVICES_KEY = "nurture.services"
+
+
+def services_of(session: Session) -> Services | None:
+    """The services whose database made this session (None for a session made elsewhere)."""
+    return session.info.get(SERVICES_KEY)
+
+
 class Services:
     """Everything a view, job or command needs, built lazily from one Config."""
 
@@ -119,7 +127,11 @@ class Services:
 
     @cached_property
     def db(self) -> Database:
-        return Database(self.config.database_url)
+        database = Database(self.config.database_url)
+        # Domain code given only a session reaches the services through it (``services_of``),
+        # e.g. to schedule an enrollment's first touch once the session commits.
+        database.Session.configure(info={SERVICES_KEY: self})
+        return database
 
     @property
     def redis(self) -> Redis:
