@@ -86,8 +86,7 @@ def connect_redis(config: Config) -> Redis:
     see ``embedded_redis.py``), shared by every connection of this process to that instance.
     """
     if config.redis_url:
-        return Redis.from_url(config.redis_url, socket_connect_timeout=5, socket_keepalive=True,
-                              health_check_interval=30)
+        return Redis.from_url(config.redis_url, socket_connect_timeout=5, health_check_interval=30)
     from .embedded_redis import embedded_for
 
     return Redis(unix_socket_path=embedded_for(config.instance_path), socket_connect_timeout=5)

@@ -17,7 +17,6 @@ from datetime import datetime
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
-from ..aftercommit import enqueue_after_commit
 from ..extensions import Services, services_of
 from ..models import Campaign, Delivery, DeliveryStatus, Enrollment, EnrollmentState
 from .inflight import enqueue_send_job
@@ -27,26 +26,58 @@ log = logging.getLogger(__name__)
 
 JOB = "nurture_mail.jobs.first_touch.first_touch"
 _KEY = "nurture.first_touch"
+#: Enrollment ids waiting for their first touch, and the flag saying a job to take them is queued.
+PENDING = "nurture:first-touch"
+FLAG = "nurture:first-touch:job"
 
 
 def schedule_first_touch(session: Session, enrollment_ids: list[int]) -> None:
-    """Send these enrollments' first step as soon as ``session`` commits (one job per transaction)."""
+    """Send these enrollments' first step as soon as ``session`` commits.
+
+    After the commit the ids are pushed to a Redis list, and a job is enqueued only if none is
+    waiting already (a flag set with NX): enrolling 1,000 leads one request at a time costs one
+    or a few jobs, not 1,000, and the job takes every id pushed until it runs.
+    """
     svc = services_of(session)
     if svc is None or not enrollment_ids:
         return
     pending = session.info.get(_KEY)
     if pending is None:
         pending = session.info[_KEY] = []
-        # The job's argument is this list: ids added later in the same transaction go with it.
-        enqueue_after_commit(session, svc.queue, JOB, pending, job_timeout=300, result_ttl=60,
-                             description="first touch")
-        event.listen(session, "after_commit", _reset, once=True)
+        event.listen(session, "after_commit", _push_after_commit, once=True)
         event.listen(session, "after_rollback", _reset, once=True)
     pending.extend(enrollment_ids)
 
 
 def _reset(session: Session) -> None:
     session.info.pop(_KEY, None)
+
+
+def _push_after_commit(session: Session) -> None:
+    ids = session.info.pop(_KEY, None)
+    svc = services_of(session)
+    if not ids or svc is None:
+        return
+    try:
+        with svc.redis.pipeline() as pipe:
+            pipe.rpush(PENDING, *ids)
+            pipe.set(FLAG, "1", nx=True, ex=60)
+            _, first = pipe.execute()
+        if first:
+            svc.queue.enqueue(JOB, job_timeout=300, result_ttl=60, description="first touch")
+    except Exception:  # committed: the enrollment is due, and the tick takes it
+        log.exception("could not schedule the first touch of enrollments %s; the tick will", ids)
+
+
+def take_pending(svc: Services) -> list[int]:
+    """Every enrollment id waiting for a first touch (the flag dropped first: ids pushed from now
+    on get a job of their own)."""
+    svc.redis.delete(FLAG)
+    with svc.redis.pipeline() as pipe:
+        pipe.lrange(PENDING, 0, -1)
+        pipe.delete(PENDING)
+        raw, _ = pipe.execute()
+    return sorted({int(x) for x in raw})
 
 
 def run_first_touch(svc: Services, enrollment_ids: list[int], now: datetime) -> tuple[int, int]:

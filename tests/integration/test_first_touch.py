@@ -19,11 +19,14 @@ def test_enrolling_in_the_window_sends_the_first_step_without_a_tick(platform):
     platform.add_lead("ada@example.com", first_name="Ada")  # New York: 09:00 on a Monday
     platform.enroll("ada@example.com")
     assert _jobs(platform) == [JOB]  # enqueued once the enrollment committed
+    platform.add_lead("eve@example.com")
+    platform.enroll("eve@example.com")
+    assert _jobs(platform) == [JOB]  # one job takes every enrollment waiting
     platform.work()  # first touch, then its send job; no tick ran
-    received = platform.received("ada@example.com")
-    assert len(received) == 1
-    [delivery] = platform.deliveries()
-    assert delivery.status == DeliveryStatus.sent and delivery.scheduled_for == START
+    assert len(platform.received("ada@example.com")) == 1 and len(platform.received("eve@example.com")) == 1
+    deliveries = platform.deliveries()
+    assert {(d.status, d.scheduled_for) for d in deliveries} == {(DeliveryStatus.sent, START)}
+    assert len(deliveries) == 2
 
 
 def test_a_tick_at_the_same_moment_does_not_send_it_twice(platform):
