@@ -127,6 +127,10 @@ def test_a_second_run_resumes_the_demo_clock_from_the_data(tmp_path):
             time.sleep(0.5)
     finally:
         _stop(process, signal.SIGTERM, out)
+    console = out.read_text(errors="replace")
+    # The operator's console: one line per send batch; the SMTP dialogue only at DEBUG.
+    assert "nurture_mail.nurture.send INFO send batch:" in console, console[-3000:]
+    assert "mail.log" not in console and "rq.worker INFO" not in console
     out.write_text("")
     process, out = _start(tmp_path, web, smtp)
     try:
@@ -148,3 +152,35 @@ def test_a_command_on_the_embedded_redis_leaves_no_server_behind(tmp_path):
     left = [p for p in psutil.process_iter(["cmdline"])
             if "redis-server" in " ".join(p.info["cmdline"] or []) and str(tmp_path) in " ".join(p.info["cmdline"])]
     assert not left, [p.info["cmdline"] for p in left]
+
+
+def test_a_worker_pool_starts_again_a_worker_that_died(tmp_path, redis):
+    from nurture_mail.extensions import redis_url_of
+
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env.update(INSTANCE_PATH=str(tmp_path / "instance"), SECRET_KEY="pool-test", REDIS_URL=redis_url_of(redis),
+               DATABASE_URL=f"sqlite:///{tmp_path / 'pool.db'}")
+    pool = subprocess.Popen([sys.executable, "-m", "nurture_mail", "worker", "--count", "2"], env=env, cwd=str(ROOT),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 60
+        while len(psutil.Process(pool.pid).children()) < 2:
+            assert time.monotonic() < deadline and pool.poll() is None, "the pool did not start two workers"
+            time.sleep(0.2)
+        first = psutil.Process(pool.pid).children()
+        first[0].kill()  # SIGKILL, as the OOM killer would
+        deadline = time.monotonic() + 30
+        while True:
+            now = {p.pid for p in psutil.Process(pool.pid).children()}
+            if len(now) == 2 and first[0].pid not in now:
+                break
+            assert time.monotonic() < deadline, "the dead worker was not replaced"
+            time.sleep(0.2)
+        family = psutil.Process(pool.pid).children(recursive=True)
+        pool.send_signal(signal.SIGTERM)
+        assert pool.wait(60) == 0
+        _, alive = psutil.wait_procs(family, timeout=10)
+        assert not alive, [p.cmdline() for p in alive]
+    finally:
+        if pool.poll() is None:
+            pool.kill()
