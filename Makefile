@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(PY) bench/import_leads.py
 	$(PY) bench/rescore.py
 	$(PY) bench/handoff_latency.py
+	$(PY) bench/first_touch.py
 
 ## ruff, and mypy (mypy.ini: strict on engine/ and the domain services)
 lint: $(STAMP)

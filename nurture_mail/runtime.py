@@ -154,9 +154,24 @@ def run_cron(app: Flask) -> None:
     tick_name = entries[0]["name"]
     scheduler._install_signal_handlers()
     born = False
+    run_id = None
+
+    def tick_at_once() -> None:
+        for job in scheduler.get_jobs():
+            if job.name == tick_name:
+                job.latest_enqueue_time = None
+                job.next_enqueue_time = None
+
     try:
         while True:
             try:
+                # redis-py reconnects by itself, so a restart may pass unnoticed: its run id says.
+                current = svc.redis.info("server").get("run_id")
+                if run_id is not None and current != run_id:
+                    log.warning("Redis restarted (new run id): a tick now re-enqueues what it lost")
+                    born = False
+                    tick_at_once()
+                run_id = current
                 if not born:
                     scheduler.register_birth()
                     born = True
@@ -165,15 +180,12 @@ def run_cron(app: Flask) -> None:
                 scheduler.heartbeat()
                 pause = scheduler.calculate_sleep_interval()
                 if pause > 0:
-                    time.sleep(pause)
+                    time.sleep(min(pause, 5))  # the run-id check above comes at least every 5 s
             except REDIS_DOWN as exc:
                 log.warning("cron lost Redis: %s", exc)
                 born = False
                 wait_for_redis(svc.redis, "cron")
-                for job in scheduler.get_jobs():
-                    if job.name == tick_name:
-                        job.latest_enqueue_time = None
-                        job.next_enqueue_time = None
+                tick_at_once()
     except (KeyboardInterrupt, StopRequested):
         log.info("cron stopping")
     finally:

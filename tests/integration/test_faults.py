@@ -201,6 +201,7 @@ def test_redis_killed_mid_batch_and_back_empty_loses_nothing_duplicates_nothing(
     answered = time.monotonic()
     _wait_for(lambda: smtp_server.store.count() > stalled_at, 60, "sending did not resume", logs)
     resumed_after = time.monotonic() - answered
+    print(f"sending resumed {resumed_after:.1f} s after Redis answered")
     _wait_for(lambda: len(_received(smtp_server)) == leads, 120, "not every lead got its email", logs)
     time.sleep(2)  # anything sent twice would arrive now
 
@@ -212,6 +213,8 @@ def test_redis_killed_mid_batch_and_back_empty_loses_nothing_duplicates_nothing(
               "deliveries not all recorded sent", logs)
     log_text = logs.read_text(errors="replace")
     assert "send batch stopped" in log_text  # a worker did lose Redis mid-batch, and said so
+    # The jobs Redis lost were enqueued again from the ledger, not after SEND_LEASE_SECONDS.
+    assert "had lost their send job in Redis" in log_text
 
 
 def test_postgresql_backends_terminated_mid_batch_lose_no_sent_record(
