@@ -200,3 +200,23 @@ def make_app(tmp_path, redis, clock):
     yield factory
     for app in apps:
         app.extensions["nurture"].close()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite leaves no process behind: every child of this process is gone at the end.
+
+    Embedded redis-servers started by code under test are stopped as the process's exit would
+    stop them; anything else still running is a leak (a worker, a server), killed and reported.
+    """
+    import psutil
+
+    from nurture_mail.embedded_redis import stop_embedded
+
+    stop_embedded()
+    children = psutil.Process().children(recursive=True)
+    _, alive = psutil.wait_procs(children, timeout=10)
+    if alive:
+        for process in alive:
+            process.kill()
+        session.exitstatus = 1
+        print(f"\nleft running by the test suite (killed): {[p.cmdline() for p in alive]}")
