@@ -24,6 +24,8 @@ PERMISSIONS: dict[str, str] = {
     "inbox:read": "read the capture inbox (embedded SMTP mode)",
     "inbox:clear": "delete every message of the capture inbox",
     "users:manage": "create users and API tokens",
+    "suppressions:write": "add an address to the suppression list by hand",
+    "suppressions:remove": "lift a suppression (with a recorded reason)",
 }
 
 _READ = {"leads:read", "campaigns:read", "imports:read", "handoffs:read", "inbox:read"}
@@ -31,7 +33,7 @@ _READ = {"leads:read", "campaigns:read", "imports:read", "handoffs:read", "inbox
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.admin: frozenset(PERMISSIONS),
     Role.marketer: frozenset(_READ | {"leads:write", "enrollments:write", "events:write", "imports:write",
-                                      "inbox:clear"}),
+                                      "inbox:clear", "suppressions:write"}),
     Role.sales: frozenset(_READ - {"imports:read"} | {"handoffs:act"}),
     Role.viewer: frozenset(_READ),
 }
