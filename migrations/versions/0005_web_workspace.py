@@ -16,6 +16,8 @@ down_revision = '0004'
 branch_labels = None
 depends_on = None
 
+SEARCHED = ('email', 'first_name', 'last_name', 'company')
+
 
 def upgrade() -> None:
     op.create_table('suppression_removal',
@@ -37,9 +39,16 @@ def upgrade() -> None:
         batch_op.create_index('ix_lead_updated_at_id', ['updated_at', 'id'], unique=False)
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.create_index('ix_delivery_sent_at', ['sent_at'], unique=False)
+    if op.get_bind().dialect.name == 'postgresql':
+        # The leads list's search matches prefixes of these, case-insensitively.
+        for column in SEARCHED:
+            op.execute(f'CREATE INDEX ix_lead_lower_{column} ON lead (lower({column}) text_pattern_ops)')
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == 'postgresql':
+        for column in SEARCHED:
+            op.execute(f'DROP INDEX ix_lead_lower_{column}')
     with op.batch_alter_table('delivery', schema=None) as batch_op:
         batch_op.drop_index('ix_delivery_sent_at')
     with op.batch_alter_table('lead', schema=None) as batch_op:

@@ -135,8 +135,9 @@ def show(lead_id: int) -> ResponseReturnValue:
     svc = services()
     with svc.db.session() as session:
         lead = _lead_or_404(session, lead_id)
-        view = lead_view(session, svc, lead)
-        return render_template("leads/show.html", v=view, lead=lead, now=svc.clock.now())
+        full = request.args.get("history") == "all"
+        view = lead_view(session, svc, lead, full_history=full)
+        return render_template("leads/show.html", v=view, lead=lead, now=svc.clock.now(), full_history=full)
 
 
 @bp.post("/<int:lead_id>/enroll")
