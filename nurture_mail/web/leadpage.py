@@ -200,8 +200,6 @@ def lead_view(session: Session, svc: Services, lead: Lead, full_history: bool = 
             parts.append(f"topic {event.topic}")
         if event.suspected_bot:
             parts.append(f"suspected bot: {event.bot_reason or 'no reason recorded'} — not scored, teaches nothing")
-        if event.user_agent and not event.suspected_bot:
-            parts.append(event.user_agent[:80])
         timeline.append(TimelineItem(event.at, "bot" if event.suspected_bot else kind, title, " · ".join(parts),
                                      bot=event.suspected_bot, delivery_id=event.delivery_id))
     for row in evidence_rows:

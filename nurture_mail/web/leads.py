@@ -5,7 +5,7 @@ Every state change goes through a domain service (``nurture.enrollments``, ``nur
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
@@ -18,7 +18,7 @@ from ..models import Campaign, Delivery, Enrollment, EnrollmentState, Lead, Lead
 from ..nurture import enrollments
 from ..nurture.knowledge import declare_known
 from . import errors
-from .leadlist import LeadFilters, facets, list_leads
+from .leadlist import PAGE_SIZE, LeadFilters, facets, list_leads
 from .leadpage import lead_view
 
 bp = Blueprint("leads", __name__, url_prefix="/leads", template_folder="templates")
@@ -57,9 +57,10 @@ def index() -> ResponseReturnValue:
     filters = LeadFilters.parse(request.args)
     svc = services()
     cursor = request.args.get("cursor") or None
+    size = current_app.config.get("LEADS_PAGE_SIZE", PAGE_SIZE)
     with svc.db.session() as session:
         try:
-            page = list_leads(session, filters if not filters.errors else LeadFilters(), cursor)
+            page = list_leads(session, filters if not filters.errors else LeadFilters(), cursor, size)
         except InvalidInput as error:
             filters.errors["cursor"] = _why(error)
             page = list_leads(session, LeadFilters())
