@@ -16,6 +16,7 @@ PERMISSIONS: dict[str, str] = {
     "leads:erase": "erase a lead's personal data (GDPR)",
     "enrollments:write": "enroll a lead, pause, resume or exit an enrollment",
     "campaigns:read": "list campaigns and preview a lead's journey",
+    "campaigns:write": "edit campaign files and email templates, send test emails, pause and resume campaigns",
     "events:write": "ingest external events (form, webinar, reply, meeting)",
     "imports:read": "see import jobs and download their reports",
     "imports:write": "upload CSV imports",
@@ -24,17 +25,20 @@ PERMISSIONS: dict[str, str] = {
     "inbox:read": "read the capture inbox (embedded SMTP mode)",
     "inbox:clear": "delete every message of the capture inbox",
     "users:manage": "create users and API tokens",
+    "reports:read": "read the reports and their CSV exports; subscribe to the monthly summary",
+    "reports:send": "send the monthly summary report to its subscribers now",
+    "availability:write": "mark oneself away (routing skips the rep until the end date)",
     "suppressions:write": "add an address to the suppression list by hand",
     "suppressions:remove": "lift a suppression (with a recorded reason)",
 }
 
-_READ = {"leads:read", "campaigns:read", "imports:read", "handoffs:read", "inbox:read"}
+_READ = {"leads:read", "campaigns:read", "imports:read", "handoffs:read", "inbox:read", "reports:read"}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.admin: frozenset(PERMISSIONS),
     Role.marketer: frozenset(_READ | {"leads:write", "enrollments:write", "events:write", "imports:write",
-                                      "inbox:clear", "suppressions:write"}),
-    Role.sales: frozenset(_READ - {"imports:read"} | {"handoffs:act"}),
+                                      "inbox:clear", "campaigns:write", "reports:send", "suppressions:write"}),
+    Role.sales: frozenset(_READ - {"imports:read"} | {"handoffs:act", "availability:write"}),
     Role.viewer: frozenset(_READ),
 }
 

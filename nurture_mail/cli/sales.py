@@ -85,9 +85,10 @@ def handoffs_command(state: str | None, limit: int) -> None:
                     HandoffAction.handoff_id.in_([h.id for h, _, _ in rows]), HandoffAction.action == "notified")):
                 if (detail or {}).get("kind") == "new" and isinstance(detail.get("latency_seconds"), (int, float)):
                     measured[handoff_id] = max(float(detail["latency_seconds"]), 0.0)
-            for hook in session.scalars(select(WebhookDelivery).where(
+            for delivery in session.scalars(select(WebhookDelivery).where(
                     WebhookDelivery.handoff_id.in_([h.id for h, _, _ in rows])).order_by(WebhookDelivery.id)):
-                hooks[hook.handoff_id] = hook
+                if delivery.handoff_id is not None:
+                    hooks[delivery.handoff_id] = delivery
         if not rows:
             click.echo("no handoffs")
             return

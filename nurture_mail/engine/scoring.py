@@ -278,16 +278,16 @@ def fit_score(facts: LeadFacts, rules: ScoringRules | FitRules) -> Score:
         if name:
             for rule in fit.industry:
                 if name in {normalize_name(n) for n in rule.names}:
-                    lines.append(ScoreLine(rule.points, f"industry {facts.industry_name.strip()} is {rule.label}"))
+                    lines.append(ScoreLine(rule.points, f"industry {(facts.industry_name or '').strip()} is {rule.label}"))
                     break
     for name, value, rules_ in (("employees", facts.employees, fit.employees),
                                 ("revenue", facts.revenue, fit.revenue)):
         if value is None:
             continue
-        for rule in rules_:
-            if rule.matches(value):
+        for range_rule in rules_:
+            if range_rule.matches(value):
                 shown = f"{value:,}"
-                lines.append(ScoreLine(rule.points, f"{name} {shown}: {rule.label}"))
+                lines.append(ScoreLine(range_rule.points, f"{name} {shown}: {range_rule.label}"))
                 break
     region = normalize_name(facts.region or "")
     if region:
@@ -307,7 +307,7 @@ def fit_score(facts: LeadFacts, rules: ScoringRules | FitRules) -> Score:
 
 def decay_factor(age_days: float, half_life_days: float) -> float:
     """Half the weight every half-life; an event from the future (clock skew) counts in full."""
-    return 0.5 ** (max(age_days, 0.0) / half_life_days)
+    return float(0.5 ** (max(age_days, 0.0) / half_life_days))
 
 
 def weight_key(event: EventFact) -> str | None:

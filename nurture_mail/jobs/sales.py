@@ -37,3 +37,27 @@ def sales_housekeeping(now: str | None = None) -> dict:
 
     svc = services()
     return asdict(run_housekeeping(svc, parse_instant(now) if now else svc.clock.now()))
+
+
+def send_monthly_summary(month: str | None = None, now: str | None = None) -> dict:
+    """The monthly summary report to its subscribers (cron: the 1st of each month)."""
+    from ..clock import parse_instant
+    from ..reports.monthly_mail import send_monthly_summary as send
+
+    svc = services()
+    return asdict(send(svc, parse_instant(now) if now else svc.clock.now(), month=month, scheduled=True))
+
+
+def refresh_report_counters(days: int = 2, now: str | None = None) -> dict:
+    """Rebuild the daily report counters of the last ``days`` days (cron: every few minutes)."""
+    from datetime import timedelta
+
+    from ..clock import parse_instant
+    from ..reports.counters import refresh_days
+
+    svc = services()
+    at = parse_instant(now) if now else svc.clock.now()
+    wanted = [at.date() - timedelta(days=i) for i in range(days)]
+    with svc.db.session() as session:
+        written = refresh_days(session, wanted, at)
+    return {"days": [d.isoformat() for d in wanted], "rows": written}

@@ -155,7 +155,7 @@ def import_chunk(session: Session, rows: list[tuple[int, dict[str, str]]], ctx: 
         if raced:
             for row in session.execute(select(*_LEAD_COLUMNS).where(Lead.email.in_(raced))).mappings():
                 group = groups[row["email"]]
-                changes = changes_for(row, group.values, flags_of[row["email"]])
+                changes = changes_for(dict(row), group.values, flags_of[row["email"]])
                 ids[row["email"]] = row["id"]
                 flags_of[row["email"]] = merged_flags(row["hygiene"], flags_of[row["email"]])
                 status_of[row["email"]] = "updated" if changes else "unchanged"
@@ -206,7 +206,7 @@ def _update_leads(session: Session, updates: list[dict[str, Any]]) -> None:
 
 def _campaign(session: Session, ctx: ImportContext) -> tuple[str, SendWindow]:
     if ctx.window is None or ctx.campaign_slug is None:
-        campaign = session.get(Campaign, ctx.campaign_id)
+        campaign = session.get_one(Campaign, ctx.campaign_id)
         ctx.campaign_slug, ctx.window = campaign.slug, plan_of(campaign).window
     return ctx.campaign_slug, ctx.window
 

@@ -40,6 +40,7 @@ from sqlalchemy.orm import Session
 from ..aftercommit import enqueue_after_commit
 from ..exceptions import NotFound
 from ..models import Campaign, ImportJob, ImportRowResult
+from ..nurture.sql import rows_changed
 from .batch import CHUNK_SIZE, OUTCOMES, ImportContext, RowResult, import_chunk
 from .csvfile import parse
 from .errors import ImportOptionsError, ImportStateError
@@ -172,7 +173,7 @@ def erase_import_traces(session: Session, lead_id: int | None, email: str | None
         return 0
     result = session.execute(update(ImportRowResult).where(or_(*conditions), ImportRowResult.email.is_not(None))
                              .values(email=None).execution_options(synchronize_session=False))
-    return result.rowcount or 0
+    return rows_changed(result) or 0
 
 
 def _remove_file(svc, import_id: int) -> None:

@@ -43,7 +43,8 @@ class Enrollment(Base):
     last_sent_at: Mapped[datetime | None]
     state_reason: Mapped[str | None] = mapped_column(String(500))
     enrolled_by: Mapped[str | None] = mapped_column(String(200))
-    enrolled_at: Mapped[datetime]
+    #: Indexed: reports count who entered nurture in a date range.
+    enrolled_at: Mapped[datetime] = mapped_column(index=True)
     ended_at: Mapped[datetime | None]
 
     lead: Mapped["Lead"] = relationship(back_populates="enrollments")
@@ -60,6 +61,6 @@ class StepSkip(Base):
     enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollment.id", ondelete="CASCADE"))
     step_id: Mapped[int] = mapped_column(ForeignKey("step.id", ondelete="CASCADE"), index=True)
     reason: Mapped[str] = mapped_column(String(500))
-    at: Mapped[datetime]
+    at: Mapped[datetime] = mapped_column(index=True)
 
     step: Mapped["Step"] = relationship()

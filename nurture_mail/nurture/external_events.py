@@ -109,8 +109,7 @@ def record_external_event(
     else:
         # Two concurrent calls with one uid: the database keeps one, both return it.
         session.execute(insert_ignoring_conflicts(session, Event, ["uid"]), [row])
-        event = session.scalar(select(Event).where(Event.uid == key))
-        assert event is not None
+        event = session.scalars(select(Event).where(Event.uid == key)).one()
         _same_lead(event, lead_id)
     if slugs:
         raise_knowledge(session, lead_id, slugs, EXTERNAL_KINDS[kind], kind, at, event_id=event.id,

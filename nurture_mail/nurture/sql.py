@@ -2,9 +2,9 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Integer, Select, Table, any_, func, literal, select
+from sqlalchemy import ColumnElement, CursorResult, Integer, Result, Select, Table, any_, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -58,3 +58,8 @@ def insert_rows_ignoring_conflicts(session: Session, table: Table, rows: list[di
               for name in columns]
     insert = postgresql.insert(table).from_select(columns, select(*arrays))
     session.execute(insert.on_conflict_do_nothing(index_elements=conflict_columns))
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE changed (``Session.execute`` is typed as returning a plain Result)."""
+    return cast(CursorResult[Any], result).rowcount

@@ -34,7 +34,7 @@ from ..models import (
     LeadStatus,
     Suppression,
 )
-from .sql import insert_ignoring_conflicts
+from .sql import insert_ignoring_conflicts, rows_changed
 
 __all__ = [
     "NURTURE_STATUSES", "blocking_suppression", "lift_suppression", "record_event", "set_status", "stop_mailing",
@@ -120,7 +120,7 @@ def stop_mailing(session: Session, lead_id: int, now: datetime, reason: str, cam
         .values(state=EnrollmentState.exited, state_reason=reason, next_send_at=None, ended_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return rows_changed(result)
 
 
 def set_status(lead: Lead, status: LeadStatus, now: datetime) -> None:

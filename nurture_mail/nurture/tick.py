@@ -13,13 +13,13 @@ from datetime import datetime, timedelta
 from sqlalchemy import Row, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..aftercommit import enqueue_after_commit, new_job_id
 from ..engine.gaps import Decision, choose_next_step
 from ..engine.plan import CampaignPlan
 from ..engine.schedule import in_window, next_in_window, zone
 from ..extensions import Services
 from ..models import (
     NO_SEND_STATUSES,
+    Campaign,
     Delivery,
     DeliveryStatus,
     Enrollment,
@@ -27,6 +27,7 @@ from ..models import (
     Lead,
     StepSkip,
 )
+from .inflight import enqueue_send_job, requeue_lost
 from .journal import SentJournal
 from .plans import delivered_keys, knowledge_of, load_campaign, plan_of
 from .sql import among, insert_rows_ignoring_conflicts, skip_locked
@@ -34,7 +35,6 @@ from .sql import among, insert_rows_ignoring_conflicts, skip_locked
 log = logging.getLogger(__name__)
 
 #: The RQ job that sends a batch of deliveries (by import path: the domain never imports ``jobs/``).
-SEND_JOB = "nurture_mail.jobs.send.send_batch"
 
 
 @dataclass
@@ -48,6 +48,8 @@ class TickReport:
     recovered_requeued: int = 0
     jobs: list[str] = field(default_factory=list)
     enqueued_deliveries: int = 0
+    #: queued deliveries whose send job Redis had lost (see inflight.py)
+    requeued_lost: int = 0
 
     def summary(self) -> str:
         return (
@@ -55,6 +57,7 @@ class TickReport:
             f"{self.completed} completed, {self.exited} exited; {self.enqueued_deliveries} deliveries "
             f"in {len(self.jobs)} send job(s); recovered {self.recovered_sent} sent, "
             f"{self.recovered_requeued} requeued"
+            + (f"; {self.requeued_lost} re-enqueued (their send job was lost in Redis)" if self.requeued_lost else "")
         )
 
 
@@ -91,7 +94,9 @@ def _due_enrollments(session: Session, now: datetime, limit: int) -> list[Row]:
     """Due, active enrollments in (next_send_at, id) order: ``ix_enrollment_due`` serves it without a sort."""
     statement = (
         select(Enrollment.id, Enrollment.lead_id, Enrollment.campaign_id, Enrollment.touches_sent)
-        .where(Enrollment.state == EnrollmentState.active, Enrollment.next_send_at <= now)
+        .where(Enrollment.state == EnrollmentState.active, Enrollment.next_send_at <= now,
+               # A paused campaign (campaigns/control.py) queues nothing; its enrollments wait.
+               Enrollment.campaign_id.not_in(select(Campaign.id).where(Campaign.active.is_(False))))
         .order_by(Enrollment.next_send_at, Enrollment.id)
         .limit(limit)
     )
@@ -181,6 +186,8 @@ def _process(session: Session, svc: Services, enrollments: list[Row], now: datet
 
 def enqueue_queued_deliveries(svc: Services, now: datetime, report: TickReport) -> None:
     """Hand queued deliveries to workers in batches, once per lease (a lost job is re-enqueued)."""
+    report.requeued_lost += requeue_lost(svc, now)
+
     lease_expired = now - timedelta(seconds=svc.config.send_lease_seconds)
     size = svc.config.send_batch_size
     after = 0  # keyset: each pass reads on from the last id, never the rows already handed out
@@ -206,11 +213,7 @@ def enqueue_queued_deliveries(svc: Services, now: datetime, report: TickReport) 
             # Enqueued only after the commit: a worker must find the rows it is sent.
             for start in range(0, len(ids), size):
                 chunk = ids[start:start + size]
-                job_id = new_job_id()
-                enqueue_after_commit(session, svc.queue, SEND_JOB, chunk, job_id=job_id,
-                                     job_timeout=max(300, len(chunk) * 2), result_ttl=3600,
-                                     failure_ttl=7 * 86400, description=f"send {len(chunk)} emails")
-                report.jobs.append(job_id)
+                report.jobs.append(enqueue_send_job(session, svc, chunk))
                 report.enqueued_deliveries += len(chunk)
         if len(ids) < size * 20:
             return

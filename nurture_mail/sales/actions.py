@@ -35,6 +35,7 @@ from ..models import (
     Topic,
 )
 from ..nurture.enroll import EnrollmentRefused, enroll, find_campaign
+from ..nurture.sql import rows_changed
 from ..nurture.suppression import stop_mailing
 from .destinations import prepare_notices
 from .handoff import OPEN_STATES, after_commit, territory_owner
@@ -97,7 +98,7 @@ def _transition(session: Session, handoff: Handoff, allowed: Iterable[HandoffSta
         update(Handoff).where(Handoff.id == handoff.id, Handoff.state.in_(allowed)).values(state=new_state)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rows_changed(result) != 1:
         session.refresh(handoff)
         _require(handoff, allowed, doing)
         raise HandoffActionError(f"handoff #{handoff.id} changed meanwhile; reload it", field="state")  # pragma: no cover
@@ -269,7 +270,7 @@ def escalate(session: Session, svc: "Services", handoff: Handoff, now: datetime,
     rep = session.get(SalesRep, handoff.rep_id) if handoff.rep_id else None
     manager = session.get(SalesRep, rep.manager_id) if rep and rep.manager_id else None
     handoff.escalated_at = now
-    detail: dict[str, Any] = {"from": rep.email if rep else None, "sla_due_at": handoff.sla_due_at.isoformat()}
+    detail: dict[str, Any] = {"from": rep.email if rep else None, "sla_due_at": _iso(handoff.sla_due_at)}
     assignment = None
     if manager is None:
         detail.update(to=None, note="the rep has no manager to escalate to")
@@ -306,7 +307,7 @@ def transfer(session: Session, svc: "Services", handoff: Handoff, now: datetime,
         owner, why = None, "no territory covers the lead and the rep has no manager"
     handoff.transferred_at = now
     detail: dict[str, Any] = {"from": current.email if current else None, "to": owner.email if owner else None,
-                              "why": why, "ownership_ended_at": handoff.ownership_ends_at.isoformat()}
+                              "why": why, "ownership_ended_at": _iso(handoff.ownership_ends_at)}
     if owner is None:
         log.warning("handoff #%s: ownership window over but %s", handoff.id, why)
     elif current is not None and owner.id == current.id:
@@ -325,3 +326,7 @@ def transfer(session: Session, svc: "Services", handoff: Handoff, now: datetime,
     session.add(HandoffAction(handoff_id=handoff.id, action="transfer", actor=actor, via=via, detail=detail, at=now))
     session.flush()
     return owner
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

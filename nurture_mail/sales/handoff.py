@@ -92,27 +92,32 @@ def sla_due(config: "Config", start: datetime) -> datetime:
                               parse_hhmm(config.sales_day_end, "SALES_DAY_END"))
 
 
-def territory_owner(session: Session, lead: Lead, available_only: bool = False) -> tuple[SalesRep, str] | None:
-    """The owner of the most specific territory covering the lead, with the territory's name."""
+def territory_owner(session: Session, lead: Lead, available_only: bool = False,
+                    now: datetime | None = None) -> tuple[SalesRep, str] | None:
+    """The owner of the most specific territory covering the lead, with the territory's name.
+
+    ``available_only``: skip owners unavailable in the team file, or marked away at ``now``."""
     territories = list(session.scalars(select(Territory).order_by(Territory.id)))
     rules = [TerritoryRule(t.id, t.name, t.owner_id, t.region, t.industry) for t in territories
-             if not available_only or t.owner.available]
+             if not available_only or t.owner.routable(now)]
     match = match_territory(rules, lead.region, (lead.industry_sic, lead.industry_naics))
     if match is None:
         return None
-    return session.get(SalesRep, match.owner_id), match.name
+    return session.get_one(SalesRep, match.owner_id), match.name
 
 
-def route_lead(session: Session, lead: Lead) -> Route:
-    """Incoming closer (least recently assigned, available) → territory owner → a manager."""
+def route_lead(session: Session, lead: Lead, now: datetime | None = None) -> Route:
+    """Incoming closer (least recently assigned, available) → territory owner → a manager.
+
+    A rep marked away until after ``now`` is skipped at every level."""
     reps = list(session.scalars(
         select(SalesRep).where(SalesRep.incoming.is_(True), SalesRep.available.is_(True))
         .order_by(SalesRep.id).with_for_update()
     ))
-    picked = pick_incoming(RepCandidate(r.id, r.available, r.incoming, r.last_assigned_at) for r in reps)
+    picked = pick_incoming(RepCandidate(r.id, r.routable(now), r.incoming, r.last_assigned_at) for r in reps)
     if picked is not None:
         return Route(next(r for r in reps if r.id == picked.id), "incoming", "least recently assigned closer")
-    owner = territory_owner(session, lead, available_only=True)
+    owner = territory_owner(session, lead, available_only=True, now=now)
     if owner is not None:
         return Route(owner[0], "territory", f"no closer available; owner of territory {owner[1]!r}")
     managers = list(session.scalars(
@@ -120,7 +125,7 @@ def route_lead(session: Session, lead: Lead) -> Route:
                                SalesRep.id.in_(select(SalesRep.manager_id).where(SalesRep.manager_id.is_not(None))))
         .order_by(SalesRep.id).with_for_update()
     ))
-    manager = pick_incoming(RepCandidate(m.id, True, True, m.last_assigned_at) for m in managers)
+    manager = pick_incoming(RepCandidate(m.id, m.routable(now), True, m.last_assigned_at) for m in managers)
     if manager is not None:
         return Route(next(m for m in managers if m.id == manager.id), "escalation",
                      "no closer or territory owner available; a manager")
@@ -144,7 +149,7 @@ def start_handoff(svc: "Services", session: Session, decision: HandoffDecision, 
     stop_mailing(session, lead.id, now, f"handed off to sales: {decision.detail}")
     lead.status = LeadStatus.handed_off
     lead.updated_at = now
-    route = route_lead(session, lead)
+    route = route_lead(session, lead, now)
     handoff = Handoff(
         lead_id=lead.id, campaign_id=decision.campaign_id, reason=decision.reason,
         reason_detail=(decision.detail or "")[:500] or None, trigger_event_id=decision.trigger_event_id,

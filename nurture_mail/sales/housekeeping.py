@@ -113,8 +113,8 @@ def assign_unrouted(svc: "Services", session: Session, now: datetime) -> int:
     for handoff in session.scalars(skip_locked(session,
         select(Handoff).where(Handoff.state == HandoffState.notified, Handoff.rep_id.is_(None)).order_by(Handoff.id)
     )).all():
-        lead = session.get(Lead, handoff.lead_id)
-        route = route_lead(session, lead)
+        lead = session.get_one(Lead, handoff.lead_id)
+        route = route_lead(session, lead, now)
         if route.rep is None:
             continue
         assign(session, handoff, route.rep, route.role, now)

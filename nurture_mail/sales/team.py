@@ -277,15 +277,15 @@ def sync_sales_team(session: Session, path: Path, now: datetime) -> SyncReport:
             rep.available = False
             report.retired.append(email)
     territories = {t.name: t for t in session.scalars(select(Territory))}
-    for spec in team.territories:
-        owner_id = existing[spec.owner].id
-        territory = territories.get(spec.name)
+    for place in team.territories:
+        owner_id = existing[place.owner].id
+        territory = territories.get(place.name)
         if territory is None:
-            session.add(Territory(name=spec.name, region=spec.region, industry=spec.industry, owner_id=owner_id))
-            report.territories_created.append(spec.name)
-        elif (territory.region, territory.industry, territory.owner_id) != (spec.region, spec.industry, owner_id):
-            territory.region, territory.industry, territory.owner_id = spec.region, spec.industry, owner_id
-            report.territories_updated.append(spec.name)
+            session.add(Territory(name=place.name, region=place.region, industry=place.industry, owner_id=owner_id))
+            report.territories_created.append(place.name)
+        elif (territory.region, territory.industry, territory.owner_id) != (place.region, place.industry, owner_id):
+            territory.region, territory.industry, territory.owner_id = place.region, place.industry, owner_id
+            report.territories_updated.append(place.name)
     wanted = {spec.name for spec in team.territories}
     for name, territory in territories.items():
         if name not in wanted:

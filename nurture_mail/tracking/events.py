@@ -136,7 +136,7 @@ class EventBuffer:
 
     def pending(self) -> int:
         """Hits waiting, including a batch a drainer holds or left behind."""
-        return int(self.redis.llen(self.queue_key)) + int(self.redis.llen(self.processing_key))
+        return int(self.redis.llen(self.queue_key)) + int(self.redis.llen(self.processing_key))  # type: ignore[arg-type]
 
     # -- draining ----------------------------------------------------------------------------
 

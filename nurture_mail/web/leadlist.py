@@ -119,7 +119,7 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
 def _search(q: str) -> Any:
     """Leads whose email, first name, last name or company starts with ``q`` (case-insensitive);
     "nora qu" also matches first name "nora" with a last name starting "qu". Prefix matching is
-    what the indexes of migration 0005 serve on PostgreSQL (``text_pattern_ops``)."""
+    what the indexes of migration 0006 serve on PostgreSQL (``text_pattern_ops``)."""
     q = q.lower()
     conditions = [func.lower(column).startswith(q, autoescape=True)
                   for column in (Lead.email, Lead.first_name, Lead.last_name, Lead.company)]

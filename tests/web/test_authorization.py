@@ -23,6 +23,8 @@ from .conftest import WEB_ROLES, sign_in
 ALL = frozenset(WEB_ROLES)
 ADMIN = frozenset({"admin"})
 WRITERS = frozenset({"admin", "marketer"})
+SALES = frozenset({"admin", "sales"})
+NOT_SALES = frozenset({"admin", "marketer", "viewer"})
 PUBLIC, TOKEN, SESSION = "public", "token", "session"
 
 ACCESS: dict[str, object] = {
@@ -60,6 +62,39 @@ ACCESS: dict[str, object] = {
     "users.update": ADMIN,
     "users.issue_token": ADMIN,
     "users.revoke_token": ADMIN,
+    # campaigns, the campaign and template editors
+    "campaigns.index": ALL,
+    "campaigns.show": ALL,
+    "campaigns.download": ALL,
+    "campaigns.new": WRITERS,
+    "campaigns.review_new": WRITERS,
+    "campaigns.edit": WRITERS,
+    "campaigns.review": WRITERS,
+    "campaigns.save": WRITERS,
+    "campaigns.pause": WRITERS,
+    "campaigns.resume": WRITERS,
+    "templates_editor.edit": WRITERS,
+    # imports
+    "imports.index": NOT_SALES,
+    "imports.show": NOT_SALES,
+    "imports.progress": NOT_SALES,
+    "imports.report": NOT_SALES,
+    "imports.upload": WRITERS,
+    "imports.review": WRITERS,
+    "imports.resume": WRITERS,
+    # sales: handoffs, availability, hand a lead to nurture
+    "handoffs.index": ALL,
+    "handoffs.show": ALL,
+    "handoffs.team": ALL,
+    "handoffs.act": SALES,
+    "handoffs.availability": SALES,
+    "sales_nurture.form": SALES,
+    # reports
+    "reports.index": ALL,
+    "reports.show": ALL,
+    "reports.csv": ALL,
+    "reports.subscription": ALL,
+    "reports.send_monthly": WRITERS,
     # tracking, unsubscribe, signed sales links, ESP webhook
     "clicks.click": PUBLIC,
     "clicks.open_pixel": PUBLIC,

@@ -1,7 +1,7 @@
-"""web workspace: lifted suppressions kept for audit; indexes for the leads list and the dashboard
+"""web workspace: lifted suppressions kept for audit; indexes for the leads list
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-03
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import nurture_mail.models.base
 
 
-revision = '0005'
-down_revision = '0004'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
@@ -37,8 +37,6 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_suppression_removal_email'), ['email'], unique=False)
     with op.batch_alter_table('lead', schema=None) as batch_op:
         batch_op.create_index('ix_lead_updated_at_id', ['updated_at', 'id'], unique=False)
-    with op.batch_alter_table('delivery', schema=None) as batch_op:
-        batch_op.create_index('ix_delivery_sent_at', ['sent_at'], unique=False)
     if op.get_bind().dialect.name == 'postgresql':
         # The leads list's search matches prefixes of these, case-insensitively.
         for column in SEARCHED:
@@ -49,8 +47,6 @@ def downgrade() -> None:
     if op.get_bind().dialect.name == 'postgresql':
         for column in SEARCHED:
             op.execute(f'DROP INDEX ix_lead_lower_{column}')
-    with op.batch_alter_table('delivery', schema=None) as batch_op:
-        batch_op.drop_index('ix_delivery_sent_at')
     with op.batch_alter_table('lead', schema=None) as batch_op:
         batch_op.drop_index('ix_lead_updated_at_id')
     with op.batch_alter_table('suppression_removal', schema=None) as batch_op:
