@@ -4,8 +4,10 @@ the capture inbox, pause and resume, and a CSV import watched to the end. Screen
 page go to tests/artifacts/."""
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +53,16 @@ def synced(web_app):
     assert not problems
     with svc.db.session() as session:
         sync_all(session, specs, svc.clock.now())
+        _activity().seed_activity(session, "northwind-security", svc.clock.now())  # numbers on the pages
     return web_app
+
+
+def _activity():
+    spec = importlib.util.spec_from_file_location("campaign_activity", ROOT / "tests" / "campaigns" / "activity.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def shot(page, name: str) -> None:
