@@ -25,15 +25,18 @@ PERMISSIONS: dict[str, str] = {
     "inbox:read": "read the capture inbox (embedded SMTP mode)",
     "inbox:clear": "delete every message of the capture inbox",
     "users:manage": "create users and API tokens",
+    "reports:read": "read the reports and their CSV exports; subscribe to the monthly summary",
+    "reports:send": "send the monthly summary report to its subscribers now",
+    "availability:write": "mark oneself away (routing skips the rep until the end date)",
 }
 
-_READ = {"leads:read", "campaigns:read", "imports:read", "handoffs:read", "inbox:read"}
+_READ = {"leads:read", "campaigns:read", "imports:read", "handoffs:read", "inbox:read", "reports:read"}
 
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.admin: frozenset(PERMISSIONS),
     Role.marketer: frozenset(_READ | {"leads:write", "enrollments:write", "events:write", "imports:write",
-                                      "inbox:clear", "campaigns:write"}),
-    Role.sales: frozenset(_READ - {"imports:read"} | {"handoffs:act"}),
+                                      "inbox:clear", "campaigns:write", "reports:send"}),
+    Role.sales: frozenset(_READ - {"imports:read"} | {"handoffs:act", "availability:write"}),
     Role.viewer: frozenset(_READ),
 }
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-__all__ = ["RepCandidate", "TerritoryRule", "add_business_hours", "match_territory", "parse_hhmm", "pick_incoming"]
+__all__ = ["RepCandidate", "TerritoryRule", "add_business_hours", "business_hours_between", "match_territory", "parse_hhmm", "pick_incoming"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -108,3 +108,31 @@ def add_business_hours(start: datetime, hours: float, timezone: str, day_start: 
             return (local + remaining).replace(tzinfo=zone).astimezone(UTC)
         remaining -= available
         local = datetime.combine(local.date() + timedelta(days=1), day_start)
+
+
+def business_hours_between(start: datetime, end: datetime, timezone: str, day_start: time, day_end: time) -> float:
+    """Working hours from ``start`` to ``end`` (Mon–Fri, ``day_start``–``day_end`` local);
+    negative when ``end`` is before ``start`` (an overdue SLA counts how far past it is).
+
+    The inverse of :func:`add_business_hours`: ``business_hours_between(s, add_business_hours(s,
+    h, …), …) == h`` for a start inside working hours.
+    """
+    if day_end <= day_start:
+        raise ValueError(f"business hours: the day ends ({day_end:%H:%M}) before it starts ({day_start:%H:%M})")
+    if start.tzinfo is None or end.tzinfo is None:
+        raise ValueError("business hours: timezone-aware instants are required")
+    if end < start:
+        return -business_hours_between(end, start, timezone, day_start, day_end)
+    zone = ZoneInfo(timezone)
+    local = start.astimezone(zone).replace(tzinfo=None)
+    stop = end.astimezone(zone).replace(tzinfo=None)
+    total = timedelta()
+    day = local.date()
+    while day <= stop.date():
+        if day.weekday() < 5:
+            opening = max(datetime.combine(day, day_start), local)
+            closing = min(datetime.combine(day, day_end), stop)
+            if closing > opening:
+                total += closing - opening
+        day += timedelta(days=1)
+    return total.total_seconds() / 3600

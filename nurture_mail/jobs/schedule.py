@@ -5,7 +5,7 @@ from typing import Any
 
 from ..config import Config
 from .events import drain_tracking_events
-from .sales import sales_housekeeping
+from .sales import refresh_report_counters, sales_housekeeping, send_monthly_summary
 from .scoring import rescore_all
 from .tick import scheduler_tick
 
@@ -23,4 +23,9 @@ def cron_table(config: Config) -> list[dict[str, Any]]:
         # Engagement decays with time even without new events: rescore every scored lead daily.
         dict(func=rescore_all, queue_name=config.queue_name, interval=86400,
              job_timeout=3600, result_ttl=86400, name="nurture-scoring-rescore-all"),
+        # Reports: the daily counters of today and yesterday; the monthly summary on the 1st, 07:00 UTC.
+        dict(func=refresh_report_counters, queue_name=config.queue_name, interval=300,
+             job_timeout=600, result_ttl=600, name="nurture-reports-counters"),
+        dict(func=send_monthly_summary, queue_name=config.queue_name, cron="0 7 1 * *",
+             job_timeout=1800, result_ttl=86400 * 40, name="nurture-reports-monthly-summary"),
     ]

@@ -32,6 +32,8 @@ class Delivery(Base):
         # The database, not luck, prevents a second copy of a step to a lead.
         UniqueConstraint("enrollment_id", "step_id"),
         Index("ix_delivery_status_next_attempt", "status", "next_attempt_at"),
+        # Reports count what was sent per day.
+        Index("ix_delivery_sent_at", "sent_at"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

@@ -40,7 +40,8 @@ class Handoff(Base):
     rep_id: Mapped[int | None] = mapped_column(ForeignKey("sales_rep.id", ondelete="SET NULL"), index=True)
     #: The dossier as sent (JSON), kept so the record shows what sales saw.
     dossier: Mapped[dict[str, Any]] = mapped_column(default=dict)
-    created_at: Mapped[datetime]
+    #: Indexed: reports select the handoffs of a date range.
+    created_at: Mapped[datetime] = mapped_column(index=True)
     #: When the event that tipped the lead happened (latency = notified_at - triggered_at).
     triggered_at: Mapped[datetime | None]
     notified_at: Mapped[datetime | None]

@@ -21,12 +21,24 @@ class SalesRep(Base):
     incoming: Mapped[bool] = mapped_column(default=False)
     #: Unavailable reps (holiday, full pipeline) are skipped by routing.
     available: Mapped[bool] = mapped_column(default=True)
+    #: Away (holiday, training) until this instant, set by the rep in the web UI: routing skips
+    #: the rep until then. Kept apart from ``available`` (the team file's) so a sync never
+    #: clears it; it lapses by itself.
+    away_until: Mapped[datetime | None]
+    away_note: Mapped[str | None] = mapped_column(String(200))
     manager_id: Mapped[int | None] = mapped_column(ForeignKey("sales_rep.id", ondelete="SET NULL"))
     #: When this rep last received a handoff: routing picks the least recently assigned closer.
     last_assigned_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
 
     manager: Mapped["SalesRep | None"] = relationship(remote_side="SalesRep.id")
+
+    def is_away(self, now: datetime) -> bool:
+        return self.away_until is not None and self.away_until > now
+
+    def routable(self, now: datetime | None) -> bool:
+        """Available in the team file and not marked away at ``now`` (None: ignore away)."""
+        return self.available and (now is None or not self.is_away(now))
 
 
 class Territory(Base):

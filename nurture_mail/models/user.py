@@ -5,6 +5,7 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import Enum, ForeignKey, String
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base
@@ -29,6 +30,8 @@ class User(Base):
     password_hash: Mapped[str | None] = mapped_column(String(300))
     role: Mapped[Role] = mapped_column(Enum(Role, native_enum=False, length=12))
     active: Mapped[bool] = mapped_column(default=True)
+    #: Receives the monthly summary report by email on the first of each month.
+    monthly_summary: Mapped[bool] = mapped_column(default=False, server_default=sa_false())
     created_at: Mapped[datetime]
 
     tokens: Mapped[list["ApiToken"]] = relationship(back_populates="user")

@@ -37,17 +37,18 @@ from ..models import (
     LeadStatus,
     SalesRep,
     Territory,
-    WebhookDelivery,
 )
 from ..nurture.suppression import stop_mailing
 from .decision import HandoffDecision
+from .destinations import destination as named_destination
+from .destinations import prepare_notices
 from .dossier import build_dossier
 
 if TYPE_CHECKING:
     from ..config import Config
     from ..extensions import Services
 
-__all__ = ["JOBS", "OPEN_STATES", "Route", "after_commit", "job_options", "decline_reason", "route_lead", "sla_due", "start_handoff"]
+__all__ = ["NOTIFY_JOB", "OPEN_STATES", "Route", "after_commit", "decline_reason", "route_lead", "sla_due", "start_handoff"]
 
 log = logging.getLogger(__name__)
 
@@ -91,27 +92,32 @@ def sla_due(config: "Config", start: datetime) -> datetime:
                               parse_hhmm(config.sales_day_end, "SALES_DAY_END"))
 
 
-def territory_owner(session: Session, lead: Lead, available_only: bool = False) -> tuple[SalesRep, str] | None:
-    """The owner of the most specific territory covering the lead, with the territory's name."""
+def territory_owner(session: Session, lead: Lead, available_only: bool = False,
+                    now: datetime | None = None) -> tuple[SalesRep, str] | None:
+    """The owner of the most specific territory covering the lead, with the territory's name.
+
+    ``available_only``: skip owners unavailable in the team file, or marked away at ``now``."""
     territories = list(session.scalars(select(Territory).order_by(Territory.id)))
     rules = [TerritoryRule(t.id, t.name, t.owner_id, t.region, t.industry) for t in territories
-             if not available_only or t.owner.available]
+             if not available_only or t.owner.routable(now)]
     match = match_territory(rules, lead.region, (lead.industry_sic, lead.industry_naics))
     if match is None:
         return None
-    return session.get(SalesRep, match.owner_id), match.name
+    return session.get_one(SalesRep, match.owner_id), match.name
 
 
-def route_lead(session: Session, lead: Lead) -> Route:
-    """Incoming closer (least recently assigned, available) → territory owner → a manager."""
+def route_lead(session: Session, lead: Lead, now: datetime | None = None) -> Route:
+    """Incoming closer (least recently assigned, available) → territory owner → a manager.
+
+    A rep marked away until after ``now`` is skipped at every level."""
     reps = list(session.scalars(
         select(SalesRep).where(SalesRep.incoming.is_(True), SalesRep.available.is_(True))
         .order_by(SalesRep.id).with_for_update()
     ))
-    picked = pick_incoming(RepCandidate(r.id, r.available, r.incoming, r.last_assigned_at) for r in reps)
+    picked = pick_incoming(RepCandidate(r.id, r.routable(now), r.incoming, r.last_assigned_at) for r in reps)
     if picked is not None:
         return Route(next(r for r in reps if r.id == picked.id), "incoming", "least recently assigned closer")
-    owner = territory_owner(session, lead, available_only=True)
+    owner = territory_owner(session, lead, available_only=True, now=now)
     if owner is not None:
         return Route(owner[0], "territory", f"no closer available; owner of territory {owner[1]!r}")
     managers = list(session.scalars(
@@ -119,7 +125,7 @@ def route_lead(session: Session, lead: Lead) -> Route:
                                SalesRep.id.in_(select(SalesRep.manager_id).where(SalesRep.manager_id.is_not(None))))
         .order_by(SalesRep.id).with_for_update()
     ))
-    manager = pick_incoming(RepCandidate(m.id, True, True, m.last_assigned_at) for m in managers)
+    manager = pick_incoming(RepCandidate(m.id, m.routable(now), True, m.last_assigned_at) for m in managers)
     if manager is not None:
         return Route(next(m for m in managers if m.id == manager.id), "escalation",
                      "no closer or territory owner available; a manager")
@@ -143,7 +149,7 @@ def start_handoff(svc: "Services", session: Session, decision: HandoffDecision, 
     stop_mailing(session, lead.id, now, f"handed off to sales: {decision.detail}")
     lead.status = LeadStatus.handed_off
     lead.updated_at = now
-    route = route_lead(session, lead)
+    route = route_lead(session, lead, now)
     handoff = Handoff(
         lead_id=lead.id, campaign_id=decision.campaign_id, reason=decision.reason,
         reason_detail=(decision.detail or "")[:500] or None, trigger_event_id=decision.trigger_event_id,
@@ -159,18 +165,9 @@ def start_handoff(svc: "Services", session: Session, decision: HandoffDecision, 
     else:
         log.warning("handoff #%s of lead %s is unassigned: %s", handoff.id, lead.email, route.why)
     handoff.dossier = build_dossier(session, svc.config, handoff, lead, now)
-    jobs: list[tuple[str, int]] = []
-    if route.rep is not None:
-        jobs.append(("notify", handoff.id))
-    if svc.config.sales_webhook_url:
-        delivery = WebhookDelivery(handoff_id=handoff.id, url=svc.config.sales_webhook_url, status="pending",
-                                   attempts=0, created_at=now)
-        session.add(delivery)
-        session.flush()
-        jobs.append(("webhook", delivery.id))
     session.flush()
-    for kind, ident in jobs:
-        after_commit(svc, session, kind, ident)
+    for destination, notice in prepare_notices(svc, session, handoff, now):
+        after_commit(svc, session, destination, *notice.job_args())
     return handoff
 
 
@@ -193,31 +190,13 @@ def assign(session: Session, handoff: Handoff, rep: SalesRep, role: str, now: da
 
 # -- jobs after commit --------------------------------------------------------------------------
 
-#: The RQ jobs of a handoff, by kind, as import paths (the domain never imports ``jobs/``).
-JOBS = {"notify": "nurture_mail.jobs.sales.notify_handoff", "webhook": "nurture_mail.jobs.sales.post_handoff_webhook"}
+#: The RQ job that runs one notice at its destination, as an import path (the domain never
+#: imports ``jobs/``).
+NOTIFY_JOB = "nurture_mail.jobs.sales.notify"
 
 
-def _backoff(config: "Config", retries: int) -> list[int]:
-    """RETRY_BACKOFF_SECONDS doubled at each retry (0 retries at once, as tests use)."""
-    base = config.retry_backoff_seconds
-    return [base * 2 ** i for i in range(max(retries, 1))]
-
-
-def job_options(config: "Config", kind: str) -> dict[str, object]:
-    """RQ options of a sales job: its timeout and its retry policy."""
-    from rq import Retry
-
-    if kind == "notify":
-        retries = max(config.smtp_max_attempts - 1, 0)
-        return {"job_timeout": 120, "result_ttl": 3600,
-                "retry": Retry(max=retries, interval=_backoff(config, retries)) if retries else None}
-    if kind == "webhook":
-        retries = max(config.sales_webhook_max_attempts - 1, 0)
-        return {"job_timeout": int(config.sales_webhook_timeout) + 30, "result_ttl": 3600,
-                "retry": Retry(max=retries, interval=_backoff(config, retries)) if retries else None}
-    raise ValueError(f"unknown sales job kind {kind!r}")
-
-
-def after_commit(svc: "Services", session: Session, kind: str, ident: int, *args: object) -> None:
-    """Enqueue a sales job (``notify`` or ``webhook``) once ``session``'s transaction commits."""
-    enqueue_after_commit(session, svc.queue, JOBS[kind], ident, *args, **job_options(svc.config, kind))
+def after_commit(svc: "Services", session: Session, destination: str, handoff_id: int, *args: object) -> None:
+    """Enqueue a notice for ``destination`` (``email``, ``webhook``) once ``session``'s transaction
+    commits, with that destination's retry policy."""
+    enqueue_after_commit(session, svc.queue, NOTIFY_JOB, destination, handoff_id, *args,
+                         **named_destination(svc, destination).job_options())

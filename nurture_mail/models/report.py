@@ -1,0 +1,38 @@
+"""Pre-aggregated daily counters per step, so the campaign and step reports stay fast.
+
+One row per (day, step): what happened that UTC day. Rows for closed days are rebuilt by the
+``refresh_report_counters`` cron job (today and yesterday every few minutes, so late bounces
+land) and by ``python -m nurture_mail reports refresh``; the report pages add today's numbers
+live (see ``reports/counters.py``).
+"""
+from __future__ import annotations
+
+from datetime import date, datetime
+
+from sqlalchemy import ForeignKey
+from sqlalchemy.orm import Mapped, mapped_column
+
+from .base import Base
+
+
+class StepDayCount(Base):
+    __tablename__ = "report_step_day"
+
+    day: Mapped[date] = mapped_column(primary_key=True)
+    step_id: Mapped[int] = mapped_column(ForeignKey("step.id", ondelete="CASCADE"), primary_key=True)
+    campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"), index=True)
+    #: Deliveries sent that day (a delivery that bounced later was sent too).
+    sent: Mapped[int] = mapped_column(default=0)
+    #: Of those, not bounced.
+    delivered: Mapped[int] = mapped_column(default=0)
+    #: Deliveries whose first human open (click) happened that day: summing days gives unique opens.
+    opens: Mapped[int] = mapped_column(default=0)
+    clicks: Mapped[int] = mapped_column(default=0)
+    unsubscribes: Mapped[int] = mapped_column(default=0)
+    bounces: Mapped[int] = mapped_column(default=0)
+    complaints: Mapped[int] = mapped_column(default=0)
+    #: Leads for whom the engine skipped the step because they knew what it teaches.
+    skipped: Mapped[int] = mapped_column(default=0)
+    #: Events flagged as bots (excluded from every human count above).
+    bot_events: Mapped[int] = mapped_column(default=0)
+    refreshed_at: Mapped[datetime]
