@@ -1,7 +1,7 @@
 """web workspace: lifted suppressions kept for audit; indexes for the leads list and the dashboard
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-03
 """
 from __future__ import annotations
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 import nurture_mail.models.base
 
 
-revision = '0005'
-down_revision = '0004'
+revision = '0006'
+down_revision = '0005'
 branch_labels = None
 depends_on = None
 
@@ -35,13 +35,10 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_suppression_removal_email'), ['email'], unique=False)
     with op.batch_alter_table('lead', schema=None) as batch_op:
         batch_op.create_index('ix_lead_updated_at_id', ['updated_at', 'id'], unique=False)
-    with op.batch_alter_table('delivery', schema=None) as batch_op:
-        batch_op.create_index('ix_delivery_sent_at', ['sent_at'], unique=False)
+    # ix_delivery_sent_at: created by 0005 (the sales workspace), which this follows.
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('delivery', schema=None) as batch_op:
-        batch_op.drop_index('ix_delivery_sent_at')
     with op.batch_alter_table('lead', schema=None) as batch_op:
         batch_op.drop_index('ix_lead_updated_at_id')
     with op.batch_alter_table('suppression_removal', schema=None) as batch_op:
