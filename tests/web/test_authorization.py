@@ -23,6 +23,7 @@ from .conftest import WEB_ROLES, sign_in
 ALL = frozenset(WEB_ROLES)
 ADMIN = frozenset({"admin"})
 WRITERS = frozenset({"admin", "marketer"})
+IMPORT_READERS = frozenset({"admin", "marketer", "viewer"})
 PUBLIC, TOKEN, SESSION = "public", "token", "session"
 
 ACCESS: dict[str, object] = {
@@ -50,6 +51,26 @@ ACCESS: dict[str, object] = {
     "leads.hand_to_sales": WRITERS,
     "leads.erase_confirm": ADMIN,
     "leads.erase": ADMIN,
+    # campaigns, the campaign editor and the template editor
+    "campaigns.index": ALL,
+    "campaigns.show": ALL,
+    "campaigns.download": ALL,
+    "campaigns.pause": WRITERS,
+    "campaigns.resume": WRITERS,
+    "campaigns.new": WRITERS,
+    "campaigns.review_new": WRITERS,
+    "campaigns.edit": WRITERS,
+    "campaigns.review": WRITERS,
+    "campaigns.save": WRITERS,
+    "templates_editor.edit": WRITERS,
+    # imports (sales reps do not see imports)
+    "imports.index": IMPORT_READERS,
+    "imports.upload": WRITERS,
+    "imports.review": WRITERS,
+    "imports.show": IMPORT_READERS,
+    "imports.progress": IMPORT_READERS,
+    "imports.report": IMPORT_READERS,
+    "imports.resume": WRITERS,
     # suppressions
     "suppressions.index": ALL,
     "suppressions.add": WRITERS,
