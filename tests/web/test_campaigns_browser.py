@@ -121,6 +121,7 @@ def test_campaign_editor_template_editor_and_test_email(page, live_server: str, 
 
     # Edit an existing campaign: the file keeps its comments.
     page.goto(f"{live_server}/campaigns/northwind-security/edit")
+    shot(page, "campaign-editor")
     page.locator("#f-max_touches").fill("15")
     page.get_by_role("button", name="Review changes").click()
     expect(page.locator(".diff-add")).to_contain_text(["+max_touches: 15"])
