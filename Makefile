@@ -37,8 +37,10 @@ bench: $(STAMP)
 	$(PY) bench/rescore.py
 	$(PY) bench/handoff_latency.py
 
+## ruff, and mypy (mypy.ini: strict on engine/ and the domain services)
 lint: $(STAMP)
 	$(PY) -m ruff check nurture_mail tests bench
+	$(PY) -m mypy
 
 clean:
 	rm -rf $(VENV) instance .pytest_cache

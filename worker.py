@@ -2,7 +2,8 @@
 import sys
 
 from nurture_mail import create_app
-from nurture_mail.runtime import run_worker
+from nurture_mail.runtime import configure_logging, run_worker
 
 if __name__ == "__main__":
+    configure_logging()
     run_worker(create_app(), burst="--burst" in sys.argv[1:])

@@ -4,6 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from flask import Flask, current_app
+from flask_wtf.csrf import CSRFProtect
 
 from .clock import Clock
 from .config import Config
@@ -19,15 +20,33 @@ def create_app(config: Config | None = None, clock: Clock | None = None, **servi
     app.config.update(SECRET_KEY=config.secret_key, NURTURE=config)
     app.extensions["nurture"] = Services(config, clock=clock, **services_kwargs)
 
-    from . import api, auth, bounces, sales, tracking, web
+    from . import api, auth, bounces, tracking, web
 
+    csrf = CSRFProtect(app)
     auth.init_app(app)
     web.init_app(app)
     tracking.init_app(app)
     bounces.init_app(app)
-    sales.init_app(app)
     api.init_app(app)
+    _exempt_from_csrf(app, csrf)
     return app
+
+
+def _exempt_from_csrf(app: Flask, csrf: CSRFProtect) -> None:
+    """Every POST/PUT/PATCH/DELETE of the app needs the form's ``csrf_token`` (Flask-WTF), except
+    the requests below, which carry no session cookie a forged cross-site form could ride on."""
+    from .api import BLUEPRINTS
+    from .bounces import webhook
+    from .tracking import unsubscribe
+
+    # Bearer-token API routes: authenticated by the Authorization header, never by a cookie.
+    for blueprint in BLUEPRINTS:
+        csrf.exempt(blueprint)
+    # RFC 8058 one-click unsubscribe: the mail provider POSTs without a cookie or a form token.
+    csrf.exempt(unsubscribe.one_click)
+    # The ESP's event webhook: authenticated by its HMAC signature.
+    csrf.exempt(webhook.bp)
+    app.extensions["csrf"] = csrf
 
 
 def services() -> Services:

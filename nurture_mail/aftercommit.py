@@ -37,14 +37,21 @@ class PendingJob:
     path: str
     args: tuple[Any, ...]
     options: dict[str, Any] = field(default_factory=dict)
+    #: (Redis set, members) written in the same MULTI as the job: both exist or neither
+    track: tuple[str, tuple[Any, ...]] | None = None
 
 
 def new_job_id() -> str:
     return uuid.uuid4().hex
 
 
-def enqueue_after_commit(session: Session, queue: Queue, path: str, *args: Any, **options: Any) -> None:
-    """Enqueue ``path(*args)`` on ``queue`` when ``session``'s transaction commits; dropped on rollback."""
+def enqueue_after_commit(session: Session, queue: Queue, path: str, *args: Any,
+                         track: tuple[str, list[Any]] | None = None, **options: Any) -> None:
+    """Enqueue ``path(*args)`` on ``queue`` when ``session``'s transaction commits; dropped on rollback.
+
+    ``track=(key, members)`` adds the members to a Redis set atomically with the job (one MULTI),
+    so the ledger can later tell a job Redis lost from one still waiting (``nurture/inflight.py``).
+    """
     if "." not in path or not path.startswith("nurture_mail.jobs."):
         raise ValueError(f"expected the import path of a job in nurture_mail.jobs, got {path!r}")
     pending = session.info.get(_KEY)
@@ -52,7 +59,8 @@ def enqueue_after_commit(session: Session, queue: Queue, path: str, *args: Any, 
         pending = session.info[_KEY] = []
         event.listen(session, "after_commit", _enqueue_pending)
         event.listen(session, "after_rollback", _drop_pending)
-    pending.append(PendingJob(queue, path, args, dict(options)))
+    pending.append(PendingJob(queue, path, args, dict(options),
+                              (track[0], tuple(track[1])) if track else None))
 
 
 def pending_jobs(session: Session) -> list[PendingJob]:
@@ -67,7 +75,13 @@ def _enqueue_pending(session: Session) -> None:
     session.info[_KEY] = []
     for job in pending:
         try:
-            job.queue.enqueue(job.path, *job.args, **job.options)
+            if job.track is None:
+                job.queue.enqueue(job.path, *job.args, **job.options)
+                continue
+            with job.queue.connection.pipeline() as pipe:
+                job.queue.enqueue(job.path, *job.args, pipeline=pipe, **job.options)
+                pipe.sadd(job.track[0], *job.track[1])
+                pipe.execute()
         except Exception:  # committed rows stay; the caller's sweeper finds work never picked up
             log.exception("could not enqueue %s%r after commit", job.path, job.args)
 

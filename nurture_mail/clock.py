@@ -61,3 +61,15 @@ class ScaledClock:
     def now(self) -> datetime:
         real = datetime.now(timezone.utc)
         return self.epoch + (real - self.epoch) * self.speed
+
+
+def real_seconds(clock: Clock, delta: timedelta) -> float:
+    """A span of ``clock`` time in real seconds: a demo clock's hour is two seconds at ``x1800``.
+
+    What a person reads as a duration (a handoff's age, a notification's latency) is real time;
+    instants stay on the clock.
+    """
+    seconds = delta.total_seconds()
+    if isinstance(clock, ScaledClock) and clock.speed > 0:
+        return seconds / clock.speed
+    return seconds

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -94,6 +94,8 @@ class Config:
     bot_user_agents: tuple[str, ...] = DEFAULT_SCANNER_AGENTS
     event_drain_interval: int = 5
     event_drain_batch_size: int = 1000
+    #: After the first hit wakes the drain loop, how long further hits may gather into its batch.
+    event_drain_window_ms: int = 50
     tracking_proxy_hops: int = 0
     #: Shared secret of the ESP events webhook (POST /api/v1/webhooks/events); empty turns it off.
     webhook_secret: str = ""
@@ -110,7 +112,7 @@ class Config:
     send_rate_per_second: float = 0.0
     #: Emails per minute to one recipient domain; 0 = unlimited.
     send_rate_per_domain_per_minute: int = 0
-    # --- scoring and handoff (issue 4)
+    # --- scoring and handoff
     #: Scoring rules (fit and engagement weights, half-life); per-campaign overrides live in
     #: the campaign file's ``handoff.scoring`` block.
     scoring_rules_path: Path = PROJECT_ROOT / "campaigns" / "scoring.yaml"
@@ -130,9 +132,12 @@ class Config:
     sales_webhook_secret: str = ""
     sales_webhook_max_attempts: int = 5
     sales_webhook_timeout: float = 10.0
+    #: Where handoffs are notified (``sales/destinations/``): ``email`` (the rep), ``webhook``
+    #: (on when SALES_WEBHOOK_URL is set).
+    sales_destinations: tuple[str, ...] = ("email", "webhook")
     #: Campaign a lead rejected as "not ready" goes back to; empty: the campaign it came from.
     recycle_campaign: str = ""
-    # --- API and import (issue 5)
+    # --- API and import
     #: Writes (POST/PATCH/DELETE) per API token per minute; 0 = unlimited.
     api_write_rate_per_minute: int = 120
     #: Seconds an ``Idempotency-Key`` and its stored response are kept.
@@ -141,7 +146,6 @@ class Config:
     hygiene_path: Path = PROJECT_ROOT / "campaigns" / "hygiene.yaml"
     #: Check that an imported address's domain has MX/A records (needs network; off by default).
     check_deliverability: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
@@ -180,6 +184,7 @@ class Config:
             + _list(env, "BOT_USER_AGENTS_EXTRA"),
             event_drain_interval=_int(env, "EVENT_DRAIN_INTERVAL", cls.event_drain_interval),
             event_drain_batch_size=_int(env, "EVENT_DRAIN_BATCH_SIZE", cls.event_drain_batch_size),
+            event_drain_window_ms=_int(env, "EVENT_DRAIN_WINDOW_MS", cls.event_drain_window_ms),
             tracking_proxy_hops=_int(env, "TRACKING_PROXY_HOPS", cls.tracking_proxy_hops),
             webhook_secret=env.get("WEBHOOK_SECRET", ""),
             soft_bounce_limit=_int(env, "SOFT_BOUNCE_LIMIT", cls.soft_bounce_limit),
@@ -201,6 +206,7 @@ class Config:
             sales_webhook_secret=env.get("SALES_WEBHOOK_SECRET", ""),
             sales_webhook_max_attempts=_int(env, "SALES_WEBHOOK_MAX_ATTEMPTS", cls.sales_webhook_max_attempts),
             sales_webhook_timeout=_float(env, "SALES_WEBHOOK_TIMEOUT", cls.sales_webhook_timeout),
+            sales_destinations=_list(env, "SALES_DESTINATIONS") or cls.sales_destinations,
             recycle_campaign=env.get("RECYCLE_CAMPAIGN", "").strip(),
             api_write_rate_per_minute=_int(env, "API_WRITE_RATE_PER_MINUTE", cls.api_write_rate_per_minute),
             idempotency_ttl_seconds=_int(env, "IDEMPOTENCY_TTL_SECONDS", cls.idempotency_ttl_seconds),
@@ -225,6 +231,8 @@ class Config:
             raise ConfigError("SEND_RATE_PER_SECOND / SEND_RATE_PER_DOMAIN_PER_MINUTE: must be 0 (unlimited) or positive")
         if not 1 <= self.event_drain_batch_size <= 5000:
             raise ConfigError("EVENT_DRAIN_BATCH_SIZE: must be between 1 and 5000")
+        if not 0 <= self.event_drain_window_ms <= 900:
+            raise ConfigError("EVENT_DRAIN_WINDOW_MS: must be between 0 and 900")
         if self.ownership_days < 1:
             raise ConfigError("OWNERSHIP_DAYS: must be at least 1")
         if self.handoff_sla_hours <= 0:
@@ -260,9 +268,6 @@ class Config:
     @property
     def sender_domain(self) -> str:
         return self.sender_email.rpartition("@")[2] or "localhost"
-
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
 def _check_zone(name: str, value: str) -> None:

@@ -21,12 +21,17 @@ class Problem:
         return f"{where}: {self.message}"
 
 
-class CampaignDefinitionError(NurtureError):
-    """A campaign definition has errors; ``problems`` lists all of them, not just the first."""
+class RuleFileError(NurtureError):
+    """A rule file (campaign, scoring rules, sales team, hygiene) has errors; ``problems`` lists
+    all of them, not just the first, each naming the file and the path inside it."""
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
         super().__init__("\n".join(str(p) for p in problems))
+
+
+class CampaignDefinitionError(RuleFileError):
+    """A campaign definition has errors."""
 
 
 class NotFound(NurtureError):

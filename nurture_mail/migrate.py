@@ -24,3 +24,18 @@ def upgrade(database: Database, revision: str = "head") -> None:
     with database.engine.begin() as connection:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
+
+
+def schema_problem(database: Database) -> str | None:
+    """Why the database cannot be used yet (not initialised, or migrations pending); None when ready."""
+    from alembic.runtime.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    with database.engine.connect() as connection:
+        current = set(MigrationContext.configure(connection).get_current_heads())
+    if not current:
+        return "the database is not initialised: run `python -m nurture_mail init` first"
+    heads = set(ScriptDirectory.from_config(alembic_config(database)).get_heads())
+    if current != heads:
+        return "the database schema is out of date: run `python -m nurture_mail init` to migrate it"
+    return None

@@ -3,22 +3,22 @@ work is accepted, not discovered by the first drain or the first upload."""
 from __future__ import annotations
 
 from .config import Config
+from .exceptions import RuleFileError
 
 
 def rule_file_problems(config: Config) -> list[str]:
     """Every problem of the scoring rules, the hygiene rules and the sales team file, one line each."""
-    from .leads.hygiene import HygieneConfigError, validate_hygiene_file
-    from .sales.team import SalesTeamError, load_team
-    from .scoring.rules import validate_rules_file
+    from .leads.hygiene import validate_hygiene_file
+    from .sales.team import load_team
+    from .scoring.rules import read_rules_file
 
-    problems = list(validate_rules_file(config.scoring_rules_path))
-    try:
-        validate_hygiene_file(config.hygiene_path)
-    except HygieneConfigError as exc:
-        problems.append(str(exc))
+    checks = [lambda: read_rules_file(config.scoring_rules_path), lambda: validate_hygiene_file(config.hygiene_path)]
     if config.sales_team_path.exists():
+        checks.append(lambda: load_team(config.sales_team_path))
+    problems: list[str] = []
+    for check in checks:
         try:
-            load_team(config.sales_team_path)
-        except SalesTeamError as exc:
+            check()
+        except RuleFileError as exc:
             problems.extend(str(problem) for problem in exc.problems)
     return problems

@@ -6,18 +6,39 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
+from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask
 from rq import Queue, SimpleWorker
 from rq.cron import CronScheduler
 from sqlalchemy import select
 
+from .clock import as_utc
 from .extensions import redis_url_of
 from .jobs.schedule import cron_table
+from .tracking.ingest import start_drain_thread
 
 log = logging.getLogger(__name__)
+
+
+#: Exit status of a worker or cron that gave up on its own (not a requested stop): ``run``
+#: and ``worker --count`` start it again.
+EXIT_RESTART = 75
+
+
+def configure_logging(level: str | None = None) -> None:
+    """One line per event at INFO: batches, ticks, faults; RQ's per-job lines and the SMTP
+    dialogue of the capture server only at DEBUG (``LOG_LEVEL=DEBUG``)."""
+    level = (level or os.environ.get("LOG_LEVEL") or "INFO").upper()
+    logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    logging.getLogger().setLevel(level)
+    if level != "DEBUG":
+        for noisy in ("rq.worker", "rq.job", "rq.queue", "rq.cron", "rq.scheduler", "mail.log"):
+            logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
 def run_worker(app: Flask, burst: bool = False, name: str | None = None, logging_level: str = "INFO") -> bool:
@@ -25,21 +46,141 @@ def run_worker(app: Flask, burst: bool = False, name: str | None = None, logging
 
     SimpleWorker (no fork per job) because a job is a batch of hundreds of emails: a fork per
     job buys crash isolation we get from the delivery ledger instead, and costs a reconnect.
+
+    Redis going away does not end it: RQ's own loop waits while idle; a loss during a job (the
+    batch then stops and records what it sent, see ``nurture/send.py``) or a loss RQ gives up
+    on ends that RQ worker, and a new one is started here as soon as Redis answers again.
     """
+
+
     svc = app.extensions["nurture"]
+    # A long-running worker also drains tracking hits as they arrive (a thread asleep in Redis
+    # until a click): clicks teach, score and hand off within a second, not at the next cron run.
+    drain = None if burst else start_drain_thread(app)
+    try:
+        return _work_until_stopped(app, svc, burst, name, logging_level)
+    finally:
+        if drain is not None:
+            drain[1].set()
+            drain[0].join(timeout=5)
+
+
+def _work_until_stopped(app: Flask, svc, burst: bool, name: str | None, logging_level: str) -> bool:
+    """RQ workers one after another: a new one as soon as Redis answers again after a loss."""
+    from rq.exceptions import StopRequested
+
+    from .resilience import REDIS_DOWN, wait_for_redis
+
+    stop = _StopFlag(install=not burst)
+    generation = 0
+    worked = False
     with app.app_context():
-        queue = Queue(svc.config.queue_name, connection=svc.redis)
-        worker = SimpleWorker([queue], connection=svc.redis, name=name)
-        return worker.work(burst=burst, with_scheduler=False, logging_level=logging_level)
+        while True:
+            queue = Queue(svc.config.queue_name, connection=svc.redis)
+            worker_name = name if generation == 0 or name is None else f"{name}.{generation}"
+            worker = SimpleWorker([queue], connection=svc.redis, name=worker_name)
+            try:
+                worked = worker.work(burst=burst, with_scheduler=False, logging_level=_rq_level(logging_level)) or worked
+            except REDIS_DOWN as exc:
+                log.warning("worker lost Redis: %s", exc)
+            if burst or _stop_asked(worker) or stop.requested:
+                return worked
+            if not _redis_alive(svc.redis):
+                try:
+                    if not wait_for_redis(svc.redis, "the worker",
+                                          stop=lambda w=worker: stop.requested or _stop_asked(w)):
+                        return worked
+                except (KeyboardInterrupt, StopRequested):
+                    return worked
+            elif generation and generation % 5 == 0:
+                time.sleep(1)  # an RQ worker ending for another reason: do not spin
+            generation += 1
+            log.info("worker starting again (%s)", f"restart {generation}")
+
+
+def _stop_asked(worker: SimpleWorker) -> bool:
+    """SIGTERM/SIGINT reached RQ's handler (it records when, busy or idle)."""
+    return getattr(worker, "_shutdown_requested_date", None) is not None or worker._stop_requested
+
+
+def _rq_level(level: str) -> str:
+    """RQ logs several lines per job at INFO: shown only when the operator asks for DEBUG."""
+    root = logging.getLogger().getEffectiveLevel()
+    if root <= logging.DEBUG or level.upper() == "DEBUG":
+        return "DEBUG"
+    return "WARNING" if level.upper() == "INFO" else level
+
+
+def _redis_alive(redis) -> bool:
+    from .resilience import REDIS_DOWN
+
+    try:
+        return bool(redis.ping())
+    except REDIS_DOWN:
+        return False
+
+
+class _StopFlag:
+    """Set by SIGTERM/SIGINT between RQ workers (RQ installs its own handlers while working)."""
+
+    def __init__(self, install: bool = True) -> None:
+        self.requested = False
+        if install and threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(signum, self._set)
+
+    def _set(self, signum, frame) -> None:
+        self.requested = True
+        raise KeyboardInterrupt
 
 
 def run_cron(app: Flask) -> None:
-    """RQ's own cron scheduler enqueueing the entries of the cron table (blocks)."""
+    """RQ's cron scheduler enqueueing the entries of the cron table (blocks until stopped).
+
+    RQ's own loop ends at the first Redis error; this one waits for Redis to answer again, then
+    enqueues a scheduler tick at once (Redis may have come back empty: the tick re-enqueues
+    from the ledger the send jobs that were lost) and carries on with the same schedule.
+    """
+    from rq.exceptions import StopRequested
+
+    from .resilience import REDIS_DOWN, wait_for_redis
+
     svc = app.extensions["nurture"]
     scheduler = CronScheduler(connection=svc.redis, logging_level="INFO")
-    for entry in cron_table(svc.config):
+    entries = cron_table(svc.config)
+    for entry in entries:
         scheduler.register(**entry)
-    scheduler.start()
+    tick_name = entries[0]["name"]
+    scheduler._install_signal_handlers()
+    born = False
+    try:
+        while True:
+            try:
+                if not born:
+                    scheduler.register_birth()
+                    born = True
+                if scheduler.enqueue_jobs():
+                    scheduler.save()
+                scheduler.heartbeat()
+                pause = scheduler.calculate_sleep_interval()
+                if pause > 0:
+                    time.sleep(pause)
+            except REDIS_DOWN as exc:
+                log.warning("cron lost Redis: %s", exc)
+                born = False
+                wait_for_redis(svc.redis, "cron")
+                for job in scheduler.get_jobs():
+                    if job.name == tick_name:
+                        job.latest_enqueue_time = None
+                        job.next_enqueue_time = None
+    except (KeyboardInterrupt, StopRequested):
+        log.info("cron stopping")
+    finally:
+        try:
+            if born:
+                scheduler.register_death()
+        except REDIS_DOWN:
+            pass
 
 
 def child_env(app: Flask) -> dict[str, str]:
@@ -53,12 +194,28 @@ def child_env(app: Flask) -> dict[str, str]:
     return env
 
 
+def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the child gets SIGTERM when the process that started it dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
+    """A ``python -m nurture_mail`` child in a process group of its own.
+
+    Its own group: a Ctrl-C in the terminal reaches only the parent, which stops its children
+    once each (a second signal would make an RQ worker abandon its batch).
+    """
     return subprocess.Popen([sys.executable, "-m", "nurture_mail", *args], env=env,
-                            cwd=str(Path(__file__).resolve().parent.parent))
+                            cwd=str(Path(__file__).resolve().parent.parent), process_group=0,
+                            preexec_fn=_die_with_parent)
 
 
-def stop_all(processes: list[subprocess.Popen], timeout: float = 10) -> None:
+def stop_all(processes: list[subprocess.Popen], timeout: float = 20) -> None:
     for process in processes:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
@@ -67,7 +224,94 @@ def stop_all(processes: list[subprocess.Popen], timeout: float = 10) -> None:
         try:
             process.wait(max(0.1, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:
+            log.warning("pid %s did not stop within %.0f s; killed", process.pid, timeout)
             process.kill()
+            process.wait()
+
+
+class Supervisor:
+    """Starts children and starts again any that dies, until :meth:`stop`."""
+
+    def __init__(self, env: dict[str, str]) -> None:
+        self.env = env
+        self.children: dict[str, list] = {}  # name -> [args, process, started, failures]
+        self._lock = threading.Lock()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.restarts = 0
+
+    def add(self, name: str, args: list[str]) -> None:
+        with self._lock:
+            self.children[name] = [args, spawn(args, self.env), time.monotonic(), 0]
+
+    def pids(self) -> list[int]:
+        with self._lock:
+            return [child[1].pid for child in self.children.values()]
+
+    def start(self, interval: float = 0.5) -> None:
+        self._thread = threading.Thread(target=self._watch, args=(interval,), name="supervisor", daemon=True)
+        self._thread.start()
+
+    def _watch(self, interval: float) -> None:
+        while not self._stopping.wait(interval):
+            with self._lock:
+                for name, child in self.children.items():
+                    args, process, started, failures = child
+                    code = process.poll()
+                    if code is None or self._stopping.is_set():
+                        continue
+                    failures = 0 if time.monotonic() - started > 30 else failures + 1
+                    delay = min(0.5 * 2 ** max(failures - 1, 0), 10.0)
+                    log.warning("%s (pid %s) exited with status %s; starting it again in %.1f s",
+                                name, process.pid, code, delay)
+                    if self._stopping.wait(delay):
+                        return
+                    child[1:] = [spawn(args, self.env), time.monotonic(), failures]
+                    self.restarts += 1
+
+    def stop(self, timeout: float = 20) -> None:
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(5)
+        with self._lock:
+            stop_all([child[1] for child in self.children.values()], timeout)
+
+
+def worker_count(value: str | int | None) -> int:
+    """``auto`` (or 0/None): one worker per core; otherwise the number given."""
+    if value in (None, "", "auto", 0, "0"):
+        return max(1, os.cpu_count() or 1)
+    try:
+        count = int(value)
+    except ValueError:
+        raise ValueError(f"--count: expected a number or 'auto', got {value!r}") from None
+    if count < 1:
+        raise ValueError(f"--count: expected at least 1, got {count}")
+    return count
+
+
+def run_worker_pool(count: int, burst: bool = False, name: str | None = None) -> None:
+    """``count`` worker processes, each started again if it dies; SIGTERM/Ctrl-C stop them all."""
+    supervisor = Supervisor(dict(os.environ))
+    base = name or f"{os.uname().nodename}.{os.getpid()}"
+    for index in range(count):
+        supervisor.add(f"worker {index + 1}", ["worker", "--name", f"{base}.{index + 1}"]
+                       + (["--burst"] if burst else []))
+    log.info("worker pool: %d workers (pids %s)", count, ", ".join(map(str, supervisor.pids())))
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    try:
+        if burst:
+            for child in supervisor.children.values():
+                child[1].wait()
+            return
+        supervisor.start()
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        log.info("worker pool stopping")
+    finally:
+        supervisor.stop()
 
 
 DEMO_CAMPAIGN = "northwind-security"
@@ -78,7 +322,15 @@ DEMO_ADMIN = "admin@northwind.example"
 
 
 def seed_demo_admin(app: Flask) -> str:
-    """A demo admin with a fresh password and API token, printed so ``make run`` is usable.
+    """A demo admin with a fresh password and API token, in words (see :func:`demo_admin_credentials`)."""
+    svc = app.extensions["nurture"]
+    password, token = demo_admin_credentials(app)
+    return (f"demo admin: sign in at {svc.config.base_url}/signin as {DEMO_ADMIN} / {password}; "
+            f"API token: {token}")
+
+
+def demo_admin_credentials(app: Flask) -> tuple[str, str]:
+    """A demo admin with a fresh password and API token, so ``make run`` is usable.
 
     Created once; on later runs its password and token are replaced (the old token is revoked),
     since only hashes are stored and the previous values cannot be shown again, and it is made
@@ -106,8 +358,56 @@ def seed_demo_admin(app: Flask) -> str:
                                                                 ApiToken.revoked_at.is_(None))):
                 token.revoked_at = now
         issued = issue_token(session, user, "demo", now)
-    return (f"demo admin: sign in at {svc.config.base_url}/signin as {DEMO_ADMIN} / {password}; "
-            f"API token: {issued.secret}")
+    return password, issued.secret
+
+
+CREDENTIALS_FILE = "demo-credentials.txt"
+
+
+def save_credentials(instance_path: Path, base_url: str, password: str, token: str) -> Path:
+    """The demo sign-in, kept in ``instance/`` readable by this user only (mode 0600)."""
+    instance_path.mkdir(parents=True, exist_ok=True)
+    path = instance_path / CREDENTIALS_FILE
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(f"url={base_url}/signin\nemail={DEMO_ADMIN}\npassword={password}\napi_token={token}\n")
+    os.chmod(path, 0o600)  # an older file keeps its mode through O_TRUNC
+    return path
+
+
+def framed(lines: list[str]) -> str:
+    width = max(len(line) for line in lines)
+    bar = "+" + "-" * (width + 2) + "+"
+    return "\n".join([bar, *(f"| {line.ljust(width)} |" for line in lines), bar])
+
+
+def resume_demo_clock(database_url: str, speed: float, real_now: datetime) -> tuple[str, str]:
+    """The CLOCK_EPOCH that puts the demo clock where the data left off, and a sentence saying so.
+
+    The demo clock runs ``speed`` times real time from its epoch. A second ``run --demo`` on the
+    same data starts it at the latest instant the data records (the last email, click or
+    enrollment), so the simulated days resume instead of waiting for real time to catch up.
+    """
+    from sqlalchemy import func
+
+    from .extensions import Database
+    from .models import Delivery, Enrollment, Event
+
+    database = Database(database_url)
+    try:
+        with database.Session() as session:
+            latest = [session.scalar(select(func.max(column))) for column in
+                      (Delivery.sent_at, Delivery.scheduled_for, Enrollment.enrolled_at, Event.at)]
+    finally:
+        database.dispose()
+    latest = [as_utc(value) for value in latest if value is not None]
+    start = max(latest) if latest else None
+    if start is None or start <= real_now or speed <= 1:
+        return real_now.isoformat(), f"demo clock starts now (x{speed:g})"
+    # ScaledClock: demo_now = epoch + (real - epoch) * speed; solve demo_now(real_now) = start.
+    epoch = real_now - (start - real_now) / (speed - 1)
+    return epoch.isoformat(), (f"demo clock resumed from the data at {start:%Y-%m-%d %H:%M} UTC (x{speed:g}); "
+                               f"delete instance/ for a fresh demo")
 
 
 def seed_demo(app: Flask) -> str:
@@ -138,32 +438,126 @@ def _interrupt(signum, frame) -> None:
     raise KeyboardInterrupt
 
 
-def run_platform(demo: bool = False, host: str | None = None, port: int | None = None) -> None:
-    """Web, worker, cron, embedded Redis and the SMTP capture inbox; Ctrl-C stops them all."""
-    from urllib.parse import urlsplit
+def run_platform(demo: bool = False, host: str | None = None, port: int | None = None,
+                 workers: int | None = None) -> None:
+    """Web, workers, cron, embedded Redis and the SMTP capture inbox; Ctrl-C or SIGTERM stops them all.
 
-    from werkzeug.serving import run_simple
+    Every child is started by this process and stopped by it, whatever happened before: the
+    embedded redis-server too (a child, not a daemon). A worker or cron that dies is started
+    again (``Supervisor``).
+    """
+    # Ctrl-C, and SIGTERM from a supervisor, stop everything the same way; SIGINT may have been
+    # ignored by a non-interactive parent shell, so its default handler is put back explicitly.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, _interrupt)
+    configure_logging()
+    embedded = None
+    supervisor = None
+    capture = None
+    svc = None
+    try:
+        from .config import Config
+
+        config = Config.from_env()
+        if config.embedded_redis:
+            from .embedded_redis import EmbeddedRedis
+
+            embedded = EmbeddedRedis(config.instance_path, preexec_fn=_die_with_parent)
+            embedded.start()
+            os.environ["REDIS_URL"] = embedded.url
+            log.info("embedded redis-server (pid %s) on %s", embedded.process.pid, embedded.url)
+            config = Config.from_env()
+        app, svc, clock_note = _prepare_platform(config, demo)
+        config = svc.config
+        credentials = None
+        if demo:
+            log.info(seed_demo(app))
+            password, token = demo_admin_credentials(app)
+            credentials = (password, token, save_credentials(config.instance_path, config.base_url, password, token))
+
+        if config.embedded_smtp:
+            from .bounces.inbound import attach_inbound
+            from .mail.capture import CaptureServer, CaptureStore
+
+            capture = CaptureServer(CaptureStore(config.capture_dir), host=config.capture_smtp_host,
+                                    port=config.capture_smtp_port, clock=svc.clock)
+            # The capture server is the relay, so what comes back arrives here too: DSNs at the
+            # VERP bounce address and mailto unsubscribes are applied as they are received.
+            attach_inbound(capture, svc)
+            capture.start()
+
+        count = worker_count(workers)
+        supervisor = Supervisor(child_env(app))
+        for index in range(count):
+            supervisor.add(f"worker {index + 1}", ["worker", "--name", f"run.{os.getpid()}.{index + 1}"])
+        supervisor.add("cron", ["cron"])
+        supervisor.start()
+        url = urlsplit(config.base_url)
+        host = host or url.hostname or "127.0.0.1"
+        port = port or url.port or 5000
+        lines = [f"nurture_mail is running: {config.base_url}",
+                 f"  workers: {count}, cron: 1, Redis: {redis_url_of(svc.redis)}"]
+        if capture is not None:
+            lines.append(f"  inbox (every email sent): {config.base_url}/inbox "
+                         f"(SMTP on {config.capture_smtp_host}:{capture.port})")
+        if credentials is not None:
+            password, token, path = credentials
+            lines += [f"  sign in: {config.base_url}/signin",
+                      f"    email {DEMO_ADMIN}", f"    password {password}", f"    API token {token}",
+                      f"  (kept in {path}, mode 0600; new ones at each start)"]
+        if clock_note:
+            lines.append(f"  {clock_note}")
+        lines.append("  Ctrl-C stops everything")
+        # Printed, not only logged: visible whatever the log level, framed so it stands out.
+        print(framed(lines), flush=True)
+        from werkzeug.serving import run_simple
+
+        run_simple(host, port, app, use_reloader=False, threaded=True)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        log.info("stopping …")
+        if supervisor is not None:
+            supervisor.stop()
+        if capture is not None:
+            capture.stop()
+        if svc is not None:
+            svc.close()
+            try:
+                svc.redis.close()
+            except Exception:  # nothing to close
+                pass
+        if embedded is not None:
+            embedded.stop()
+        log.info("stopped")
+
+
+def _prepare_platform(config, demo: bool):
+    """Checks, migrations, campaign and team sync; the demo clock set from the data."""
+    from datetime import timezone
 
     from . import create_app
     from .campaigns import CampaignLoader, sync_all
     from .config import Config
+    from .extensions import Database
     from .migrate import upgrade
-
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
-    config = Config.from_env()
-    if config.clock_speed != 1.0 and not config.clock_epoch:
-        os.environ["CLOCK_EPOCH"] = time.strftime("%Y-%m-%dT%H:%M:%S+00:00", time.gmtime())
-        config = Config.from_env()
     from .rulefiles import rule_file_problems
 
+    clock_note = ""
     rule_problems = rule_file_problems(config)
     if rule_problems:
         for problem in rule_problems:
             log.error("rule file error: %s", problem)
         raise SystemExit(f"{len(rule_problems)} error(s) in rule files; nothing was started")
+    database = Database(config.database_url)
+    upgrade(database)
+    database.dispose()
+    if config.clock_speed != 1.0 and not config.clock_epoch:
+        epoch, clock_note = resume_demo_clock(config.database_url, config.clock_speed, datetime.now(timezone.utc))
+        os.environ["CLOCK_EPOCH"] = epoch
+        config = Config.from_env()
     app = create_app(config)
     svc = app.extensions["nurture"]
-    upgrade(svc.db)
     loader = CampaignLoader(config.templates_dir, root=config.campaigns_dir.parent)
     specs, problems = loader.load_dir(config.campaigns_dir)
     for problem in problems:
@@ -175,48 +569,4 @@ def run_platform(demo: bool = False, host: str | None = None, port: int | None =
 
         with svc.db.session() as session:
             log.info("sales team: %s", sync_sales_team(session, config.sales_team_path, svc.clock.now()).summary())
-    if demo:
-        log.info(seed_demo(app))
-        # Printed (not only logged) so the credentials are visible whatever the log level.
-        print(seed_demo_admin(app), flush=True)
-
-    capture = None
-    if config.embedded_smtp:
-        from .bounces.inbound import attach_inbound
-        from .mail.capture import CaptureServer, CaptureStore
-
-        capture = CaptureServer(CaptureStore(config.capture_dir), host=config.capture_smtp_host,
-                                port=config.capture_smtp_port, clock=svc.clock)
-        # The capture server is the relay, so what comes back arrives here too: DSNs at the
-        # VERP bounce address and mailto unsubscribes are applied as they are received.
-        attach_inbound(capture, svc)
-        capture.start()
-        log.info("SMTP capture server on %s:%s", config.capture_smtp_host, capture.port)
-
-    env = child_env(app)
-    children = [spawn(["worker"], env), spawn(["cron"], env)]
-    url = urlsplit(config.base_url)
-    host = host or url.hostname or "127.0.0.1"
-    port = port or url.port or 5000
-    log.info("nurture_mail on %s (inbox: %s/inbox)%s", config.base_url, config.base_url,
-             f"; demo clock x{config.clock_speed:g}" if config.clock_speed != 1.0 else "")
-    # Ctrl-C, and SIGTERM from a supervisor, stop everything the same way; SIGINT may have been
-    # ignored by a non-interactive parent shell, so its default handler is put back explicitly.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        run_simple(host, port, app, use_reloader=False, threaded=True)
-    except KeyboardInterrupt:
-        pass
-    finally:
-        log.info("stopping worker and cron …")
-        stop_all(children)
-        if capture is not None:
-            capture.stop()
-        svc.close()
-        shutdown = getattr(svc.redis, "shutdown", None)
-        if config.embedded_redis and shutdown is not None:
-            try:
-                shutdown(save=True, now=True)
-            except Exception:  # already stopped with the last client
-                pass
+    return app, svc, clock_note

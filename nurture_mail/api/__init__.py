@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import http
 import logging
+from typing import Any
 
 from flask import Flask, Response, request
 from flask_limiter import Limiter
@@ -45,7 +46,7 @@ class NurtureApi(Api):
 
     def _register_responses(self) -> None:
         for status in http.HTTPStatus:
-            response = {"description": status.phrase}
+            response: dict[str, Any] = {"description": status.phrase}
             if status >= 400:
                 response["schema"] = self.ERROR_SCHEMA
             prepare_response(response, self.spec, PROBLEM_JSON if status >= 400 else self.DEFAULT_RESPONSE_CONTENT_TYPE)

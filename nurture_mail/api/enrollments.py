@@ -26,7 +26,7 @@ def _enrollment_or_404(session: Session, enrollment_id: int) -> Enrollment:
 
 
 def _out(session: Session, enrollment: Enrollment) -> dict[str, Any]:
-    return enrollment_dict(enrollment, session.get(Campaign, enrollment.campaign_id).slug)
+    return enrollment_dict(enrollment, session.get_one(Campaign, enrollment.campaign_id).slug)
 
 
 @bp.route("", methods=["POST"])

@@ -175,7 +175,7 @@ def hand_to_nurture(data: dict[str, Any], lead_id: int):
             field = getattr(error, "field", None)
             # sales.actions names its own parameters: the body says "knows", the path "lead_id"
             status = 409 if field == "email" else 422
-            field = {"known_topics": "knows", "email": "lead_id"}.get(field, field)
+            field = {"known_topics": "knows", "email": "lead_id"}.get(field or "", field)
             raise ApiProblem(status, getattr(error, "message", None) or str(error), field=field) from None
         session.flush()
-        return enrollment_dict(enrollment, session.get(Campaign, enrollment.campaign_id).slug)
+        return enrollment_dict(enrollment, session.get_one(Campaign, enrollment.campaign_id).slug)

@@ -150,7 +150,7 @@ class ReasonIn(StrictSchema):
 
 # ---------------------------------------------------------------------- leads
 
-_TEXT = {"allow_none": True}
+_TEXT: dict[str, Any] = {"allow_none": True}
 
 
 #: The ten qualification attributes of a short-term lead (seed 004); null = not known yet.

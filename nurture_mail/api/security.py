@@ -92,6 +92,6 @@ def requires(blueprint: Any, permission: str) -> Callable[[F], F]:
         documented = blueprint.alt_response(403, schema=ProblemSchema, content_type=PROBLEM_JSON,
                                             description=f"The role lacks permission {permission} "
                                                         f"(granted to: {', '.join(roles_with(permission))})")(documented)
-        return documented  # type: ignore[return-value]
+        return documented
 
     return decorator

@@ -12,11 +12,11 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 from werkzeug.security import check_password_hash, generate_password_hash
 
+from .. import addresses
 from ..exceptions import InvalidInput, NotFound
 from ..models import ApiToken, Role, User
 
@@ -45,14 +45,15 @@ def hash_token(secret: str) -> str:
 
 
 def normalize_email(email: str) -> str:
+    """The stored form of a user's address; InvalidInput naming the field when it is not one."""
     try:
-        return validate_email(email.strip(), check_deliverability=False).normalized.lower()
-    except EmailNotValidError as error:
+        return addresses.normalize_email(email)
+    except addresses.InvalidEmail as error:
         raise InvalidInput(str(error), field="email") from None
 
 
 def find_user(session: Session, email: str) -> User:
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    user = session.scalar(select(User).where(User.email == addresses.address_key(email)))
     if user is None:
         raise NotFound(f"no user with email {email!r}")
     return user
@@ -115,7 +116,7 @@ def update_user(session: Session, email: str, *, role: Role | str | None = None,
 
 def authenticate_password(session: Session, email: str, password: str) -> User | None:
     """The active user with this email and password, else None (same work either way)."""
-    user = session.scalar(select(User).where(User.email == email.strip().lower()))
+    user = session.scalar(select(User).where(User.email == addresses.address_key(email)))
     stored = user.password_hash if user is not None and user.password_hash else _DUMMY_HASH
     ok = check_password_hash(stored, password)
     if user is None or not user.password_hash or not user.active or not ok:
@@ -149,7 +150,7 @@ def user_for_token(session: Session, secret: str, now: datetime) -> User | None:
 def list_tokens(session: Session, email: str | None = None) -> list[ApiToken]:
     query = select(ApiToken).join(User).order_by(ApiToken.id)
     if email:
-        query = query.where(User.email == email.strip().lower())
+        query = query.where(User.email == addresses.address_key(email))
     return list(session.scalars(query))
 
 

@@ -16,6 +16,7 @@ PERMISSIONS: dict[str, str] = {
     "leads:erase": "erase a lead's personal data (GDPR)",
     "enrollments:write": "enroll a lead, pause, resume or exit an enrollment",
     "campaigns:read": "list campaigns and preview a lead's journey",
+    "campaigns:write": "edit campaign files and email templates, send test emails, pause and resume campaigns",
     "events:write": "ingest external events (form, webinar, reply, meeting)",
     "imports:read": "see import jobs and download their reports",
     "imports:write": "upload CSV imports",
@@ -34,7 +35,7 @@ _READ = {"leads:read", "campaigns:read", "imports:read", "handoffs:read", "inbox
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.admin: frozenset(PERMISSIONS),
     Role.marketer: frozenset(_READ | {"leads:write", "enrollments:write", "events:write", "imports:write",
-                                      "inbox:clear", "reports:send"}),
+                                      "inbox:clear", "campaigns:write", "reports:send"}),
     Role.sales: frozenset(_READ - {"imports:read"} | {"handoffs:act", "availability:write"}),
     Role.viewer: frozenset(_READ),
 }

@@ -22,6 +22,7 @@ import re
 from dataclasses import dataclass
 from email.message import EmailMessage, Message
 from email.parser import BytesParser, HeaderParser
+from typing import Any
 
 __all__ = ["DeliveryStatusNotification", "RecipientStatus", "classify", "parse_dsn"]
 
@@ -99,9 +100,12 @@ def _find_report(message: Message) -> tuple[Message, Message | None] | None:
     """The delivery-status part and the returned message part, searching nested parts too
     (some gateways wrap the report in a multipart/mixed)."""
     for part in message.walk():
-        if part.get_content_type() == "multipart/report" and (part.get_param("report-type") or "").lower() \
-                == "delivery-status":
-            status, original = None, None
+        report_type = part.get_param("report-type")
+        if part.get_content_type() == "multipart/report" and isinstance(report_type, str) \
+                and report_type.lower() == "delivery-status":
+            status: Any = None
+            original: Any = None
+            child: Any
             for child in part.iter_parts() if isinstance(part, EmailMessage) else part.get_payload():
                 kind = child.get_content_type()
                 if kind in ("message/delivery-status", "message/global-delivery-status") and status is None:
@@ -131,7 +135,8 @@ def _original_message_id(part: Message | None) -> str | None:
     return _text(HeaderParser(policy=email.policy.default).parsestr(headers, headersonly=True), "Message-ID")
 
 
-def _text(message: Message, name: str) -> str | None:
+def _text(message: Any, name: str) -> str | None:
+    """A header of a part (any of the stdlib's message classes), or None when absent or malformed."""
     try:
         value = message.get(name)
     except Exception:  # a malformed header in a stranger's report must not stop the rest

@@ -25,9 +25,10 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ..addresses import address_key
 from ..config import Config
 from ..models import Delivery, DeliveryStatus, Enrollment, EnrollmentState, Event, EventKind, Lead, LeadStatus
-from ..nurture.suppression import normalize_email, record_event, set_status, stop_mailing, suppress
+from ..nurture.suppression import record_event, set_status, stop_mailing, suppress
 from .verp import delivery_of_message_id
 
 __all__ = ["APPLIED", "DUPLICATE", "SUPPRESSED_ADDRESS", "UNMATCHED", "Feedback", "FeedbackKind",
@@ -113,7 +114,7 @@ def apply_feedback(session: Session, feedback: Feedback, now: datetime, policy: 
     delivery = _find_delivery(session, feedback, policy)
     lead = session.get(Lead, delivery.lead_id) if delivery is not None else None
     if lead is None and feedback.email:
-        lead = session.scalar(select(Lead).where(Lead.email == normalize_email(feedback.email)))
+        lead = session.scalar(select(Lead).where(Lead.email == address_key(feedback.email)))
     if lead is None:
         if feedback.email and feedback.kind in (FeedbackKind.hard_bounce, FeedbackKind.complaint):
             # Not a lead (yet): keep the address from ever being mailed once imported.
@@ -127,7 +128,7 @@ def apply_feedback(session: Session, feedback: Feedback, now: datetime, policy: 
     detail["source"] = feedback.source
     if bounce_type:
         detail["type"] = bounce_type
-    if feedback.email and normalize_email(feedback.email) != lead.email:
+    if feedback.email and address_key(feedback.email) != lead.email:
         detail["reported_email"] = feedback.email
     event_id = record_event(session, lead_id=lead.id, kind=kind, at=feedback.at or now, uid=feedback.uid,
                             delivery_id=delivery.id if delivery is not None else None, detail=detail)

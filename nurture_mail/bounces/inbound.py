@@ -25,11 +25,12 @@ from email.utils import getaddresses
 
 from sqlalchemy import select
 
+from ..addresses import address_key
 from ..extensions import Services
 from ..mail.capture import CapturedMessage, CaptureServer
 from ..mail.ratelimit import deliverability_settings
 from ..models import Lead
-from ..nurture.suppression import normalize_email, suppress, unsubscribe
+from ..nurture.suppression import suppress, unsubscribe
 from ..tracking.tokens import TokenError, Tokens
 from .dsn import classify, parse_dsn
 from .feedback import UNMATCHED, Feedback, FeedbackKind, FeedbackPolicy, apply_feedback, uid_for
@@ -138,7 +139,7 @@ def _from_address(message: CapturedMessage) -> str | None:
     candidates.append(message.envelope_from)
     for address in candidates:
         if address and "@" in address:
-            return normalize_email(address)
+            return address_key(address)
     return None
 
 

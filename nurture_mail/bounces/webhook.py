@@ -128,62 +128,91 @@ def events() -> ResponseReturnValue:
 
 def parse_events(payload: Any, now: datetime) -> tuple[list[tuple[str, Feedback]], list[dict[str, str]]]:
     """The batch as Feedback items, or the list of ``{field, message}`` errors."""
-    errors: list[dict[str, str]] = []
-
-    def error(field: str, message: str) -> None:
-        errors.append({"field": field, "message": message})
-
+    errors = _Errors()
     if not isinstance(payload, Mapping) or not isinstance(payload.get("events"), list):
-        error("events", 'expected {"events": [ … ]}')
-        return [], errors
+        errors.add("events", 'expected {"events": [ … ]}')
+        return [], errors.found
     events = payload["events"]
     if len(events) > MAX_EVENTS:
-        error("events", f"at most {MAX_EVENTS} events per request")
-        return [], errors
+        errors.add("events", f"at most {MAX_EVENTS} events per request")
+        return [], errors.found
     items: list[tuple[str, Feedback]] = []
     for index, item in enumerate(events):
-        where = f"events[{index}]"
-        if not isinstance(item, Mapping):
-            error(where, "expected an object")
-            continue
-        before = len(errors)
-        event_id = item.get("id")
-        if not isinstance(event_id, str) or not event_id.strip() or len(event_id) > 200:
-            error(f"{where}.id", "required: the provider's event id (a string of 1-200 characters), "
-                                 "used to apply each event once")
-        kind_name, bounce_type = item.get("type"), item.get("bounce_type")
-        if kind_name not in ("bounce", "complaint", "reply"):
-            error(f"{where}.type", "expected bounce, complaint or reply")
-        elif kind_name == "bounce" and bounce_type not in ("hard", "soft"):
-            error(f"{where}.bounce_type", "expected hard or soft")
-        message_id, email = item.get("message_id"), item.get("email")
-        for name, value in (("message_id", message_id), ("email", email)):
-            if value is not None and (not isinstance(value, str) or len(value) > 320):
-                error(f"{where}.{name}", "expected a string")
-        if not message_id and not email:
-            error(where, "needs message_id or email to say which email or address the event is about")
-        elif email is not None and isinstance(email, str) and "@" not in email:
-            error(f"{where}.email", "not an email address")
-        occurred_at = _instant(item.get("occurred_at"), now)
-        if occurred_at is None:
-            error(f"{where}.occurred_at", "expected ISO-8601 or unix seconds")
-        detail = {}
-        for name in ("status", "diagnostic", "feedback_type", "subject"):
-            value = item.get(name)
-            if value is not None:
-                if not isinstance(value, str):
-                    error(f"{where}.{name}", "expected a string")
-                else:
-                    detail[name] = value[:500]
-        if len(errors) > before:
-            continue
-        kind = _KINDS[(kind_name, bounce_type if kind_name == "bounce" else None)]
-        detail["event_id"] = event_id
-        items.append((event_id, Feedback(
-            kind=kind, uid=uid_for("webhook", event_id), source="webhook", message_id=message_id or None,
-            email=email or None, at=occurred_at, detail=detail,
-        )))
-    return items, errors
+        parsed = _parse_event(item, f"events[{index}]", now, errors)
+        if parsed is not None:
+            items.append(parsed)
+    return items, errors.found
+
+
+class _Errors:
+    """The ``{field, message}`` errors of one batch, in the order found."""
+
+    def __init__(self) -> None:
+        self.found: list[dict[str, str]] = []
+
+    def add(self, field: str, message: str) -> None:
+        self.found.append({"field": field, "message": message})
+
+
+def _parse_event(item: Any, where: str, now: datetime, errors: _Errors) -> tuple[str, Feedback] | None:
+    """One event as ``(event id, Feedback)``, or None after adding every error it has."""
+    if not isinstance(item, Mapping):
+        errors.add(where, "expected an object")
+        return None
+    before = len(errors.found)
+    event_id = item.get("id")
+    if not isinstance(event_id, str) or not event_id.strip() or len(event_id) > 200:
+        errors.add(f"{where}.id", "required: the provider's event id (a string of 1-200 characters), "
+                                  "used to apply each event once")
+    kind = _event_kind(item, where, errors)
+    message_id, email = _event_target(item, where, errors)
+    occurred_at = _instant(item.get("occurred_at"), now)
+    if occurred_at is None:
+        errors.add(f"{where}.occurred_at", "expected ISO-8601 or unix seconds")
+    detail = _event_detail(item, where, errors)
+    if len(errors.found) > before or kind is None or occurred_at is None or not isinstance(event_id, str):
+        return None
+    detail["event_id"] = event_id
+    return event_id, Feedback(
+        kind=kind, uid=uid_for("webhook", event_id), source="webhook", message_id=message_id or None,
+        email=email or None, at=occurred_at, detail=detail,
+    )
+
+
+def _event_kind(item: Mapping[str, Any], where: str, errors: _Errors) -> FeedbackKind | None:
+    kind_name, bounce_type = item.get("type"), item.get("bounce_type")
+    if kind_name not in ("bounce", "complaint", "reply"):
+        errors.add(f"{where}.type", "expected bounce, complaint or reply")
+        return None
+    if kind_name == "bounce" and bounce_type not in ("hard", "soft"):
+        errors.add(f"{where}.bounce_type", "expected hard or soft")
+        return None
+    return _KINDS[(kind_name, bounce_type if kind_name == "bounce" else None)]
+
+
+def _event_target(item: Mapping[str, Any], where: str, errors: _Errors) -> tuple[Any, Any]:
+    """``(message_id, email)``: which email or address the event is about (at least one is needed)."""
+    message_id, email = item.get("message_id"), item.get("email")
+    for name, value in (("message_id", message_id), ("email", email)):
+        if value is not None and (not isinstance(value, str) or len(value) > 320):
+            errors.add(f"{where}.{name}", "expected a string")
+    if not message_id and not email:
+        errors.add(where, "needs message_id or email to say which email or address the event is about")
+    elif email is not None and isinstance(email, str) and "@" not in email:
+        errors.add(f"{where}.email", "not an email address")
+    return message_id, email
+
+
+def _event_detail(item: Mapping[str, Any], where: str, errors: _Errors) -> dict[str, str]:
+    detail = {}
+    for name in ("status", "diagnostic", "feedback_type", "subject"):
+        value = item.get(name)
+        if value is not None:
+            if not isinstance(value, str):
+                errors.add(f"{where}.{name}", "expected a string")
+            else:
+                detail[name] = value[:500]
+    return detail
 
 
 def _instant(value: Any, default: datetime) -> datetime | None:

@@ -72,10 +72,14 @@ def _suggest(word: str, choices: set[str] | list[str]) -> str:
 class CampaignLoader:
     """Validates campaign files against the topics they declare and the templates that exist."""
 
-    def __init__(self, templates_dir: Path, root: Path | None = None) -> None:
+    def __init__(self, templates_dir: Path, root: Path | None = None,
+                 pending_templates: dict[str, str] | None = None) -> None:
         self.templates_dir = Path(templates_dir)
         self.root = root
         self._jinja = SandboxedEnvironment()
+        #: ``dir/name.html`` -> source of a template file about to be written (the campaign
+        #: editor's starter templates): checked as if it were on disk when the file is not.
+        self.pending_templates = dict(pending_templates or {})
 
     # -- public -----------------------------------------------------------------------------
 
@@ -314,18 +318,25 @@ class CampaignLoader:
             return
         for suffix in (".html", ".txt"):
             file = self.templates_dir / f"{template}{suffix}"
-            if not file.is_file():
+            if file.is_file():
+                source = file.read_text(encoding="utf-8")
+            elif f"{template}{suffix}" in self.pending_templates:
+                source = self.pending_templates[f"{template}{suffix}"]
+            else:
                 c.add(path, f"template file not found: templates/{template}{suffix}")
                 continue
-            source = file.read_text(encoding="utf-8")
-            try:
-                self._jinja.parse(source)
-            except TemplateSyntaxError as exc:
-                c.add(path, f"templates/{template}{suffix} line {exc.lineno}: {exc.message}")
-                continue
-            for name in sorted(set(LINK_CALL.findall(source)) - link_names):
-                c.add(path, f"templates/{template}{suffix} uses link('{name}'), which the step does not declare"
-                      + _suggest(name, link_names))
+            for message in self.template_problems(f"templates/{template}{suffix}", source, link_names):
+                c.add(path, message)
+
+    def template_problems(self, name: str, source: str, link_names: set[str]) -> list[str]:
+        """What is wrong with one template's source: a syntax error (with its line), or a
+        ``link('…')`` the step does not declare. The template editor checks drafts with it."""
+        try:
+            self._jinja.parse(source)
+        except TemplateSyntaxError as exc:
+            return [f"{name} line {exc.lineno}: {exc.message}"]
+        return [f"{name} uses link('{link}'), which the step does not declare" + _suggest(link, link_names)
+                for link in sorted(set(LINK_CALL.findall(source)) - link_names)]
 
     def _links(self, raw: Any, path: str, topics: set[str], c: _Collector) -> list[LinkSpec]:
         if raw is None:
@@ -380,34 +391,11 @@ class CampaignLoader:
         for s in primaries:
             for t in s.teaches:
                 taught_by.setdefault(t, set()).add(s.key)
-        reachable: set[str] = set()
-        sendable: set[str] = set()
-        changed = True
-        while changed:
-            changed = False
-            for s in primaries:
-                if s.key not in sendable and set(s.requires) <= reachable:
-                    sendable.add(s.key)
-                    reachable |= set(s.teaches)
-                    changed = True
+        sendable = _sendable_steps(primaries)
         blocked = [s for s in primaries if s.key not in sendable]
-        doomed = {s.key for s in blocked if any(t not in taught_by for t in s.requires)}
-        changed = True
-        while changed:
-            changed = False
-            for s in blocked:
-                if s.key not in doomed and any(taught_by[t] <= doomed for t in s.requires if t in taught_by):
-                    doomed.add(s.key)
-                    changed = True
+        doomed = _doomed_steps(blocked, taught_by)
         for s in blocked:
-            path = f"steps[{index[s.key]}].requires"
-            missing = sorted(t for t in s.requires if t not in taught_by)
-            if missing:
-                c.add(path, f"step '{s.key}' requires {', '.join(repr(t) for t in missing)}, which no step teaches")
-            elif s.key in doomed:
-                stuck = sorted(t for t in s.requires if taught_by[t] <= doomed)
-                c.add(path, f"step '{s.key}' requires {', '.join(repr(t) for t in stuck)}, taught only by "
-                            f"steps that can never be sent")
+            _report_blocked_step(s, f"steps[{index[s.key]}].requires", taught_by, doomed, c)
         cycle = [s for s in blocked if s.key not in doomed]
         if cycle:
             named = ", ".join(f"steps[{index[s.key]}] ({s.key})" for s in cycle)
@@ -462,15 +450,23 @@ class CampaignLoader:
 
 
 def check_across_files(specs: list[CampaignSpec]) -> tuple[list[CampaignSpec], list[Problem]]:
-    """Campaign slugs are unique and a topic means the same stage in every file."""
+    """Campaign slugs are unique and a topic means the same stage in every file.
+
+    Two files with the same slug are both left out, each with a problem naming the other:
+    which of them is meant is not for the loader to guess, so the synced campaign stays as it is.
+    """
     problems: list[Problem] = []
-    slugs: dict[str, str] = {}
+    sources: dict[str, list[str]] = {}
+    for spec in specs:
+        sources.setdefault(spec.slug, []).append(spec.source)
     stages: dict[str, tuple[str, str]] = {}
     good: list[CampaignSpec] = []
     for spec in specs:
         bad = False
-        if spec.slug in slugs:
-            problems.append(Problem(spec.source, "slug", f"campaign '{spec.slug}' is also defined in {slugs[spec.slug]}"))
+        others = [source for source in sources[spec.slug] if source != spec.source]
+        if others:
+            problems.append(Problem(spec.source, "slug", f"campaign '{spec.slug}' is also defined in "
+                                    f"{', '.join(others)}; neither file is synced"))
             bad = True
         for i, topic in enumerate(spec.topics):
             other = stages.get(topic.slug)
@@ -479,8 +475,46 @@ def check_across_files(specs: list[CampaignSpec]) -> tuple[list[CampaignSpec], l
                                         f"topic '{topic.slug}' is '{other[0]}' in {other[1]}, here '{topic.stage}'"))
                 bad = True
         if not bad:
-            slugs[spec.slug] = spec.source
             for topic in spec.topics:
                 stages.setdefault(topic.slug, (topic.stage, spec.source))
             good.append(spec)
     return good, problems
+
+
+def _sendable_steps(primaries: list[StepSpec]) -> set[str]:
+    """Keys of the steps that become sendable, walking forward from nothing known."""
+    reachable: set[str] = set()
+    sendable: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for s in primaries:
+            if s.key not in sendable and set(s.requires) <= reachable:
+                sendable.add(s.key)
+                reachable |= set(s.teaches)
+                changed = True
+    return sendable
+
+
+def _doomed_steps(blocked: list[StepSpec], taught_by: dict[str, set[str]]) -> set[str]:
+    """Keys of the blocked steps that need a topic nobody teaches, directly or through other doomed steps."""
+    doomed = {s.key for s in blocked if any(t not in taught_by for t in s.requires)}
+    changed = True
+    while changed:
+        changed = False
+        for s in blocked:
+            if s.key not in doomed and any(taught_by[t] <= doomed for t in s.requires if t in taught_by):
+                doomed.add(s.key)
+                changed = True
+    return doomed
+
+
+def _report_blocked_step(step: StepSpec, path: str, taught_by: dict[str, set[str]], doomed: set[str],
+                         c: _Collector) -> None:
+    missing = sorted(t for t in step.requires if t not in taught_by)
+    if missing:
+        c.add(path, f"step '{step.key}' requires {', '.join(repr(t) for t in missing)}, which no step teaches")
+    elif step.key in doomed:
+        stuck = sorted(t for t in step.requires if taught_by[t] <= doomed)
+        c.add(path, f"step '{step.key}' requires {', '.join(repr(t) for t in stuck)}, taught only by "
+                    f"steps that can never be sent")

@@ -90,10 +90,12 @@ def _sync_links(step: Step, spec) -> None:
         if link.name not in wanted:
             step.links.remove(link)
     for position, link_spec in enumerate(spec.links):
-        link = existing.get(link_spec.name)
-        if link is None:
+        found = existing.get(link_spec.name)
+        if found is None:
             link = Link(name=link_spec.name)
             step.links.append(link)
+        else:
+            link = found
         link.position = position
         link.url = link_spec.url
         link.label = link_spec.label

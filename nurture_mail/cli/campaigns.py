@@ -5,11 +5,13 @@ import click
 
 from .. import services
 from ..campaigns import CampaignLoader, sync_all
+from ..campaigns.sync import SyncResult
+from ..exceptions import Problem
 from ..nurture.preview import journey_for
 from .common import with_app
 
 
-def sync_from_files() -> tuple[object, list]:
+def sync_from_files() -> tuple[SyncResult, list[Problem]]:
     svc = services()
     loader = CampaignLoader(svc.config.templates_dir, root=svc.config.campaigns_dir.parent)
     specs, problems = loader.load_dir(svc.config.campaigns_dir)

@@ -37,6 +37,7 @@ def import_leads_command(file: Path, source: str, campaign_slug: str | None, map
     from ..leads.imports import create_import, import_progress, report_csv, run_import, summary_line
 
     svc = services()
+    _report_interrupted(svc)
     mapping = {}
     for item in mappings:
         column, sep, target = item.partition("=")
@@ -144,10 +145,22 @@ def import_resume_command(import_id: int, by: str) -> None:
     from ..leads.imports import resume_import
 
     svc = services()
+    _report_interrupted(svc)
     with svc.db.session() as session:
         job = resume_import(svc, session, import_id, svc.clock.now(), by=by)
         done = job.processed_rows or 0
     click.echo(f"import {import_id} queued again; it resumes after row {done}")
+
+
+def _report_interrupted(svc) -> None:
+    """Imports left ``running`` by a runner that is gone (a killed CLI import) are marked failed, said here."""
+    from ..leads.imports import recover_interrupted
+
+    for job, why in recover_interrupted(svc, svc.clock.now()):
+        click.echo(f"import {job.id} ({job.filename}) was interrupted after row {job.processed_rows or 0} of "
+                   f"{job.total_rows or '?'} ({why}): marked failed; `python -m nurture_mail import-resume {job.id}` "
+                   "resumes it on a worker, or import the file again (rows already imported come out unchanged)",
+                   err=True)
 
 
 def _changes(sets: tuple[str, ...], clears: tuple[str, ...]) -> dict[str, object]:

@@ -57,18 +57,30 @@ def tick_command(now_text: str | None, no_enqueue: bool) -> None:
 @click.command("worker")
 @click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
 @click.option("--name", help="Worker name (default: host and pid).")
-def worker_command(burst: bool, name: str | None) -> None:
-    """Run an RQ worker on the nurture queue (run several for more throughput)."""
-    from ..runtime import run_worker
+@click.option("--count", default=None,
+              help="Run a pool of this many worker processes ('auto': one per core), each started again if it "
+                   "dies. Without it, one worker in this process.")
+def worker_command(burst: bool, name: str | None, count: str | None) -> None:
+    """Run RQ worker(s) on the nurture queue; they wait out Redis and database restarts."""
+    from ..runtime import configure_logging, run_worker, run_worker_pool, worker_count
 
+    configure_logging()
+    if count is not None:
+        try:
+            workers = worker_count(count)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--count") from None
+        run_worker_pool(workers, burst=burst, name=name)
+        return
     run_worker(make_app(), burst=burst, name=name)
 
 
 @click.command("cron")
 def cron_command() -> None:
     """Run RQ's cron scheduler, enqueueing the scheduler tick every TICK_INTERVAL seconds."""
-    from ..runtime import run_cron
+    from ..runtime import configure_logging, run_cron
 
+    configure_logging()
     run_cron(make_app())
 
 
@@ -78,14 +90,20 @@ def cron_command() -> None:
 @click.option("--speed", default=1800.0, show_default=True, help="With --demo: simulated seconds per real second.")
 @click.option("--host", default=None, help="Web host (default: from BASE_URL).")
 @click.option("--port", default=None, type=int, help="Web port (default: from BASE_URL).")
-def run_command(demo: bool, speed: float, host: str | None, port: int | None) -> None:
-    """Start everything on this machine: web, worker, cron, embedded Redis and SMTP capture."""
-    from ..runtime import run_platform
+@click.option("--workers", default="auto", show_default=True, help="Worker processes ('auto': one per core).")
+def run_command(demo: bool, speed: float, host: str | None, port: int | None, workers: str) -> None:
+    """Start everything on this machine: web, workers, cron, embedded Redis and SMTP capture."""
+    from ..runtime import run_platform, worker_count
+
+    try:
+        count = worker_count(workers)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc).replace("--count", "--workers"), param_hint="--workers") from None
 
     if demo and not os.environ.get("CLOCK_SPEED"):
         os.environ["CLOCK_SPEED"] = str(speed)
         os.environ.setdefault("TICK_INTERVAL", "2")
-    run_platform(demo=demo, host=host, port=port)
+    run_platform(demo=demo, host=host, port=port, workers=count)
 
 
 def _safe_url(url: str) -> str:

@@ -8,7 +8,8 @@ import click
 from sqlalchemy import select
 
 from .. import services
-from ..models import Handoff, HandoffState, Lead, SalesRep, WebhookDelivery
+from ..clock import real_seconds
+from ..models import Handoff, HandoffAction, HandoffState, Lead, SalesRep, WebhookDelivery
 from .common import with_app
 
 commands: list[click.Command] = []
@@ -32,7 +33,10 @@ def sync_sales_team_command(path: Path | None) -> None:
 
 
 def _age(delta_seconds: float) -> str:
-    minutes = int(delta_seconds // 60)
+    seconds = max(delta_seconds, 0.0)
+    if seconds < 60:
+        return f"{int(seconds)}s"
+    minutes = int(seconds // 60)
     if minutes < 60:
         return f"{minutes}m"
     if minutes < 48 * 60:
@@ -40,10 +44,15 @@ def _age(delta_seconds: float) -> str:
     return f"{minutes // 1440}d"
 
 
+def _real(start: datetime, end: datetime) -> float:
+    """Real seconds from ``start`` to ``end`` on the app's clock (a demo clock runs faster), never negative."""
+    return max(real_seconds(services().clock, end - start), 0.0)
+
+
 def _sla(handoff: Handoff, now: datetime) -> str:
     if handoff.first_action_at is not None:
         met = handoff.sla_due_at is None or handoff.first_action_at <= handoff.sla_due_at
-        took = _age((handoff.first_action_at - handoff.created_at).total_seconds())
+        took = _age(_real(handoff.created_at, handoff.first_action_at))
         return f"acted in {took}" + ("" if met else " (late)")
     if handoff.sla_due_at is None:
         return "-"
@@ -69,18 +78,27 @@ def handoffs_command(state: str | None, limit: int) -> None:
             query = query.where(Handoff.state == HandoffState(state))
         rows = session.execute(query).tuples().all()
         hooks: dict[int, WebhookDelivery] = {}
+        #: the notification latency in real seconds, as the notifying process measured it
+        measured: dict[int, float] = {}
         if rows:
-            for hook in session.scalars(select(WebhookDelivery).where(
+            for handoff_id, detail in session.execute(select(HandoffAction.handoff_id, HandoffAction.detail).where(
+                    HandoffAction.handoff_id.in_([h.id for h, _, _ in rows]), HandoffAction.action == "notified")):
+                if (detail or {}).get("kind") == "new" and isinstance(detail.get("latency_seconds"), (int, float)):
+                    measured[handoff_id] = max(float(detail["latency_seconds"]), 0.0)
+            for delivery in session.scalars(select(WebhookDelivery).where(
                     WebhookDelivery.handoff_id.in_([h.id for h, _, _ in rows])).order_by(WebhookDelivery.id)):
-                hooks[hook.handoff_id] = hook
+                if delivery.handoff_id is not None:
+                    hooks[delivery.handoff_id] = delivery
         if not rows:
             click.echo("no handoffs")
             return
         click.echo(f"{'id':>5}  {'lead':<32} {'state':<9} {'rep':<28} {'age':>5}  {'sla':<18} {'latency':>8}  webhook")
         for handoff, lead_email, rep_email in rows:
             latency = "-"
-            if handoff.notified_at and handoff.triggered_at:
-                latency = f"{(handoff.notified_at - handoff.triggered_at).total_seconds():.1f}s"
+            if handoff.id in measured:
+                latency = f"{measured[handoff.id]:.1f}s"
+            elif handoff.notified_at and handoff.triggered_at:
+                latency = f"{_real(handoff.triggered_at, handoff.notified_at):.1f}s"
             elif handoff.rep_id and not handoff.notified_at:
                 latency = "pending"
             hook = hooks.get(handoff.id)
@@ -90,8 +108,13 @@ def handoffs_command(state: str | None, limit: int) -> None:
                 if hook.status != "delivered" and hook.last_error:
                     webhook += f": {hook.last_error[:60]}"
             click.echo(f"{handoff.id:>5}  {lead_email[:32]:<32} {handoff.state.value:<9} "
-                       f"{(rep_email or 'UNASSIGNED')[:28]:<28} {_age((now - handoff.created_at).total_seconds()):>5}  "
+                       f"{(rep_email or 'UNASSIGNED')[:28]:<28} {_age(_real(handoff.created_at, now)):>5}  "
                        f"{_sla(handoff, now):<18} {latency:>8}  {webhook}")
+        ahead = sum(1 for handoff, _, _ in rows if handoff.created_at > now)
+        if ahead:
+            click.echo(f"note: {ahead} handoff(s) dated after this clock's now ({now:%Y-%m-%d %H:%M} UTC), "
+                       "shown as age 0m: the data was made on a demo clock; run with its CLOCK_SPEED and "
+                       "CLOCK_EPOCH to read it on that clock", err=True)
 
 
 @click.command("handoff")
@@ -138,7 +161,7 @@ def webhook_secret_command() -> None:
     SALES_WEBHOOK_SECRET when set; otherwise a key derived from SECRET_KEY
     (HMAC-SHA256(SECRET_KEY, "nurture.sales.webhook"), hex), never SECRET_KEY itself.
     """
-    from ..sales.webhook import webhook_secret_text
+    from ..sales.destinations.webhook import webhook_secret_text
 
     config = services().config
     source = "SALES_WEBHOOK_SECRET" if config.sales_webhook_secret else "derived from SECRET_KEY"

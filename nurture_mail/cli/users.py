@@ -1,8 +1,6 @@
 """User and API token commands (admins): create-user, set-user, create-token, revoke-token, list-tokens."""
 from __future__ import annotations
 
-import os
-
 import click
 
 from .. import services
@@ -16,9 +14,14 @@ commands: list[click.Command] = []
 PASSWORD_ENV = "NURTURE_USER_PASSWORD"
 
 
-def _ask_password(prompt: str) -> str:
-    """From $NURTURE_USER_PASSWORD (scripts), else asked twice at the terminal."""
-    return os.environ.get(PASSWORD_ENV) or click.prompt(prompt, hide_input=True, confirmation_prompt=True)
+#: The password given by $NURTURE_USER_PASSWORD (click reads the variable), for scripts.
+_password_from_env = click.option("--password-from-env", "given_password", envvar=PASSWORD_ENV, default=None,
+                                  hidden=True, show_envvar=False)
+
+
+def _ask_password(prompt: str, given: str | None) -> str:
+    """The password from $NURTURE_USER_PASSWORD (scripts), else asked twice at the terminal."""
+    return given or click.prompt(prompt, hide_input=True, confirmation_prompt=True)
 
 
 @click.command("create-user")
@@ -27,12 +30,13 @@ def _ask_password(prompt: str) -> str:
 @click.option("--name", default="", help="Display name (default: the email).")
 @click.option("--password/--no-password", default=True, show_default=True,
               help=f"Ask for a password (or read ${PASSWORD_ENV}); --no-password makes an API-only user.")
+@_password_from_env
 @with_app
-def create_user_command(email: str, role: str, name: str, password: bool) -> None:
+def create_user_command(email: str, role: str, name: str, password: bool, given_password: str | None) -> None:
     """Create a user who signs in to the web UI (and may get API tokens)."""
     secret = None
     if password:
-        secret = _ask_password("Password")
+        secret = _ask_password("Password", given_password)
     svc = services()
     with svc.db.session() as session:
         user = create_user(session, email, name, role, svc.clock.now(), password=secret)
@@ -46,14 +50,16 @@ def create_user_command(email: str, role: str, name: str, password: bool) -> Non
               help="Reactivate, or deactivate: no sign-in, and none of the user's API tokens work.")
 @click.option("--reset-password", is_flag=True, default=False,
               help=f"Set a new password (asked for, or read from ${PASSWORD_ENV}).")
+@_password_from_env
 @with_app
-def set_user_command(email: str, role: str | None, active: bool | None, reset_password: bool) -> None:
+def set_user_command(email: str, role: str | None, active: bool | None, reset_password: bool,
+                     given_password: str | None) -> None:
     """Change a user's role, deactivate or reactivate them, or reset their password."""
     if role is None and active is None and not reset_password:
         raise click.UsageError("nothing to change: give --role, --active/--inactive or --reset-password")
     secret = None
     if reset_password:
-        secret = _ask_password("New password")
+        secret = _ask_password("New password", given_password)
     svc = services()
     with svc.db.session() as session:
         user = update_user(session, email, role=role, active=active, password=secret)

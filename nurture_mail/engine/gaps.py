@@ -64,8 +64,8 @@ def choose_next_step(
         if step.key in delivered:
             continue
         if _knows_all(step, knowledge):
-            topics = ", ".join(sorted(step.teaches))
-            skipped.append(Skip(step, "known", f"already knows {topics}"))
+            known = ", ".join(sorted(step.teaches))
+            skipped.append(Skip(step, "known", f"already knows {known}"))
             continue
         missing = _missing_prerequisites(step, knowledge)
         if missing:

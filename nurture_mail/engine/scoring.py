@@ -278,16 +278,16 @@ def fit_score(facts: LeadFacts, rules: ScoringRules | FitRules) -> Score:
         if name:
             for rule in fit.industry:
                 if name in {normalize_name(n) for n in rule.names}:
-                    lines.append(ScoreLine(rule.points, f"industry {facts.industry_name.strip()} is {rule.label}"))
+                    lines.append(ScoreLine(rule.points, f"industry {(facts.industry_name or '').strip()} is {rule.label}"))
                     break
     for name, value, rules_ in (("employees", facts.employees, fit.employees),
                                 ("revenue", facts.revenue, fit.revenue)):
         if value is None:
             continue
-        for rule in rules_:
-            if rule.matches(value):
+        for range_rule in rules_:
+            if range_rule.matches(value):
                 shown = f"{value:,}"
-                lines.append(ScoreLine(rule.points, f"{name} {shown}: {rule.label}"))
+                lines.append(ScoreLine(range_rule.points, f"{name} {shown}: {range_rule.label}"))
                 break
     region = normalize_name(facts.region or "")
     if region:
@@ -307,7 +307,7 @@ def fit_score(facts: LeadFacts, rules: ScoringRules | FitRules) -> Score:
 
 def decay_factor(age_days: float, half_life_days: float) -> float:
     """Half the weight every half-life; an event from the future (clock skew) counts in full."""
-    return 0.5 ** (max(age_days, 0.0) / half_life_days)
+    return float(0.5 ** (max(age_days, 0.0) / half_life_days))
 
 
 def weight_key(event: EventFact) -> str | None:
@@ -387,17 +387,6 @@ def engagement_score(events: Iterable[EventFact], rules: ScoringRules | Engageme
     return _folded([line for line, _ in _engagement_lines(events, engagement, now)])
 
 
-def engagement_since(events: Iterable[EventFact], rules: ScoringRules | EngagementRules, now: datetime,
-                     since: datetime | None) -> tuple[Score, EventFact | None]:
-    """The engagement earned by signals first seen after ``since``, and the latest of them.
-
-    Repeats still count once over the whole history: re-opening an email sales already saw
-    opened is not new evidence. With ``since`` None this is :func:`engagement_score`.
-    """
-    engagement = rules.engagement if isinstance(rules, ScoringRules) else rules
-    return _since(_engagement_lines(events, engagement, now), since)
-
-
 def _since(lines: list[tuple[ScoreLine, EventFact]], since: datetime | None) -> tuple[Score, EventFact | None]:
     fresh = [(line, event) for line, event in lines if since is None or event.at > since]
     earning = [event for line, event in fresh if line.raw]
@@ -413,15 +402,6 @@ def first_hand_raiser(events: Iterable[EventFact], since: datetime | None = None
     found = [e for e in events if e.kind == "click" and e.hand_raiser and not e.suspected_bot
              and (since is None or e.at > since)]
     return min(found, key=lambda e: (e.at, e.id or 0)) if found else None
-
-
-def tipping_event(events: Iterable[EventFact], rules: ScoringRules | EngagementRules,
-                  since: datetime | None = None) -> EventFact | None:
-    """The latest human event that earned points after ``since``: what tipped a score handoff."""
-    engagement = rules.engagement if isinstance(rules, ScoringRules) else rules
-    found = [e for e in events if not e.suspected_bot and (since is None or e.at > since)
-             and (key := weight_key(e)) is not None and engagement.weights.get(key, 0)]
-    return max(found, key=lambda e: (e.at, e.id or 0)) if found else None
 
 
 def handoff_due(rule: HandoffRule, fit: Score, engagement: Score,

@@ -1,4 +1,4 @@
-"""RQ jobs of the sales handoff: notify a rep, post the webhook, SLA and ownership housekeeping.
+"""RQ jobs of the sales handoff: notify a destination (rep email, webhook), SLA and ownership housekeeping.
 
 Each job takes ids, reloads what it needs, and is safe to run twice (see ``sales/``).
 """
@@ -8,7 +8,8 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING
 
 from .. import services
-from ..sales.handoff import JOBS, job_options
+from ..sales.destinations import Notice
+from ..sales.destinations import destination as named
 
 if TYPE_CHECKING:
     from rq.job import Job
@@ -16,25 +17,17 @@ if TYPE_CHECKING:
     from ..extensions import Services
 
 
-def enqueue(svc: "Services", kind: str, ident: int, *args: object) -> "Job":
-    """Enqueue one sales job now, with its retry policy (the domain enqueues after commit instead)."""
-    if kind not in JOBS:
-        raise ValueError(f"unknown sales job kind {kind!r}")
-    return svc.queue.enqueue(JOBS[kind], ident, *args, **job_options(svc.config, kind))
+def enqueue(svc: "Services", destination: str, handoff_id: int, *args: object) -> "Job":
+    """Enqueue one notice for ``destination`` now, with its retry policy (the domain enqueues after
+    commit instead, through ``sales.handoff.after_commit``)."""
+    return svc.queue.enqueue(notify, destination, handoff_id, *args, **named(svc, destination).job_options())
 
 
-def notify_handoff(handoff_id: int, kind: str = "new", rep_id: int | None = None) -> dict:
-    """Email the rep (``new``), the manager (``escalation``) or the territory owner (``transfer``)."""
-    from ..sales.notify_email import notify_by_email
-
-    return asdict(notify_by_email(services(), handoff_id, kind, rep_id))
-
-
-def post_handoff_webhook(delivery_id: int) -> dict:
-    """One attempt to post a handoff's dossier; raises on failure so RQ retries with backoff."""
-    from ..sales.webhook import post_webhook
-
-    return asdict(post_webhook(services(), delivery_id))
+def notify(destination: str, handoff_id: int, kind: str = "new", rep_id: int | None = None,
+           ref: int | None = None) -> dict:
+    """One attempt of one notice at one destination (``email``: the rep, the manager or the
+    territory owner; ``webhook``: the signed dossier)."""
+    return asdict(named(services(), destination).notify(Notice(handoff_id, kind, rep_id, ref)))
 
 
 def sales_housekeeping(now: str | None = None) -> dict:

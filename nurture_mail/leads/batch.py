@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
+from ..addresses import InvalidEmail
 from ..engine.plan import SendWindow
 from ..engine.schedule import next_in_window, zone
 from ..models import ALL_EMAIL, Campaign, Enrollment, EnrollmentState, Lead, LeadStatus
@@ -29,7 +30,7 @@ from ..nurture.sql import insert_ignoring_conflicts
 from ..nurture.suppression import suppression_scopes
 from .csvfile import ROW_ERROR
 from .fields import LeadValues, convert
-from .hygiene import Hygiene, InvalidEmail, describe
+from .hygiene import Hygiene, describe
 from .merge import changes_for, merged_flags, new_lead_row
 
 CHUNK_SIZE = 2000
@@ -154,7 +155,7 @@ def import_chunk(session: Session, rows: list[tuple[int, dict[str, str]]], ctx: 
         if raced:
             for row in session.execute(select(*_LEAD_COLUMNS).where(Lead.email.in_(raced))).mappings():
                 group = groups[row["email"]]
-                changes = changes_for(row, group.values, flags_of[row["email"]])
+                changes = changes_for(dict(row), group.values, flags_of[row["email"]])
                 ids[row["email"]] = row["id"]
                 flags_of[row["email"]] = merged_flags(row["hygiene"], flags_of[row["email"]])
                 status_of[row["email"]] = "updated" if changes else "unchanged"
@@ -205,7 +206,7 @@ def _update_leads(session: Session, updates: list[dict[str, Any]]) -> None:
 
 def _campaign(session: Session, ctx: ImportContext) -> tuple[str, SendWindow]:
     if ctx.window is None or ctx.campaign_slug is None:
-        campaign = session.get(Campaign, ctx.campaign_id)
+        campaign = session.get_one(Campaign, ctx.campaign_id)
         ctx.campaign_slug, ctx.window = campaign.slug, plan_of(campaign).window
     return ctx.campaign_slug, ctx.window
 

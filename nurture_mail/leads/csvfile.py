@@ -248,7 +248,7 @@ def validate_mapping(header: list[str], mapping: Mapping[str, str]) -> dict[int,
     """Column index -> target of an explicit mapping; every column and target must exist."""
     if not isinstance(mapping, Mapping):
         raise ImportOptionsError("expected an object of column -> field", "mapping")
-    by_key = {}
+    by_key: dict[str, int] = {}
     for index, name in enumerate(header):
         by_key.setdefault(name, index)
         by_key.setdefault(header_key(name), index)
@@ -256,17 +256,17 @@ def validate_mapping(header: list[str], mapping: Mapping[str, str]) -> dict[int,
     for column, target in mapping.items():
         if not isinstance(column, str) or not isinstance(target, str):
             raise ImportOptionsError("expected an object of column -> field (both text)", "mapping")
-        index = by_key.get(column, by_key.get(header_key(column)))
-        if index is None:
+        found = by_key.get(column, by_key.get(header_key(column)))
+        if found is None:
             shown = ", ".join(repr(h) for h in header if h)
             raise ImportOptionsError(f"column {column!r} is not in the file (columns: {shown})", "mapping")
         target = target.strip()
         if target in ("", IGNORE):
-            result[index] = IGNORE
+            result[found] = IGNORE
         elif target.startswith("custom:") and re.fullmatch(r"custom:[\w.-]{1,80}", target):
-            result[index] = target
+            result[found] = target
         elif target in TARGET_FIELDS:
-            result[index] = target
+            result[found] = target
         else:
             raise ImportOptionsError(
                 f"column {column!r}: unknown field {target!r} (fields: {', '.join(sorted(TARGET_FIELDS))}, "

@@ -5,7 +5,8 @@ and never handed off: ``Lead.hygiene`` holds the flags, and the sales side check
 
 Flags:
 
-- ``role_account``: the local part is a shared mailbox (``info@``, ``sales@``, ``noreply@``…);
+- ``role_account``: the local part is a shared mailbox (``info@``, ``sales@``, ``noreply@``…),
+  alone or leading (``it-team@``, ``sales.team@``, ``info-uk@``; see ``role_local_part``);
 - ``deny:<list>``: the domain is on a deny list of ``hygiene.yaml`` (``deny:competitor``,
   ``deny:student``, ``deny:consultant``, or any list name the file adds);
 - ``suppressed``: the address is on the suppression list for all email (``*``). That needs the
@@ -21,14 +22,14 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-import yaml
-from email_validator import EmailNotValidError, validate_email
+from ..addresses import normalize_email
+from ..exceptions import Problem, RuleFileError
+from ..yamlfile import YamlFileError, read_yaml
 
-__all__ = ["DEFAULT_RULES", "Hygiene", "HygieneConfigError", "InvalidEmail", "normalize_email", "validate_hygiene_file"]
+__all__ = ["DEFAULT_RULES", "Hygiene", "HygieneConfigError", "validate_hygiene_file"]
 
 #: The defaults, identical to the shipped ``campaigns/hygiene.yaml``.
 DEFAULT_RULES: dict[str, Any] = {
@@ -49,75 +50,32 @@ DEFAULT_RULES: dict[str, Any] = {
 }
 
 
-class InvalidEmail(ValueError):
-    """An address that cannot be used; the message says why (for the report's reason)."""
+class HygieneConfigError(RuleFileError, ValueError):
+    """``hygiene.yaml`` cannot be used; ``problems`` name the file and the key."""
 
 
-class HygieneConfigError(ValueError):
-    """``hygiene.yaml`` cannot be used; the message names the file and the key."""
+#: What splits a local part into tokens (a ``+tag`` is dropped first).
+_TOKEN_SEPARATORS = re.compile(r"[._+-]+")
 
 
-#: An ASCII dot-atom local part (RFC 5322), the shape of nearly every address in a real file.
-_DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*")
+def _role_key(local: str) -> str:
+    """``'Sales.Team'`` -> ``'sales-team'``: tokens joined by ``-``, how list entries and addresses compare."""
+    return "-".join(t for t in _TOKEN_SEPARATORS.split(local.strip().lower()) if t)
 
 
-def _validated(text: str, check_deliverability: bool) -> str:
-    try:
-        result = validate_email(text, check_deliverability=check_deliverability)
-    except EmailNotValidError as exc:
-        raise InvalidEmail(str(exc)) from None
-    return result.normalized.lower()
+def role_local_part(local: str, role_accounts: frozenset[str]) -> bool:
+    """Whether a local part is a role account: its leading tokens are a listed entry.
 
-
-@lru_cache(maxsize=65536)
-def _domain_syntax(domain: str) -> tuple[bool, str]:
-    """Syntax only, so it can be cached for the life of the process."""
-    return _domain_check(domain, False)
-
-
-def _domain_check(domain: str, check_deliverability: bool) -> tuple[bool, str]:
-    try:
-        return True, _validated(f"a@{domain}", check_deliverability).rpartition("@")[2]
-    except InvalidEmail as exc:
-        return False, str(exc)
-
-
-def normalize_email(raw: str | None, check_deliverability: bool = False, *,
-                    dns_cache: dict[str, tuple[bool, str]] | None = None) -> str:
-    """The address validated (syntax; DNS MX/A only when asked) and lower-cased.
-
-    Lower-cased as a whole: every mail system we meet treats the local part case-insensitively,
-    and leads are matched on this exact string (unique column, no function index). Unicode is
-    NFC-normalized by email-validator.
-
-    Speed: an ASCII address whose local part is a plain dot-atom (the common case) has only its
-    domain validated by email-validator, once per domain (syntax: cached for the process; DNS:
-    cached in ``dns_cache``, one per import, so a long-running worker never trusts an old
-    answer); anything else goes through email-validator whole. Both paths accept and normalize
-    the same addresses (tested).
+    Tokens are split on ``.``, ``-``, ``_`` (and a ``+tag`` is dropped): with ``it``, ``sales``,
+    ``info`` and ``no-reply`` listed, ``it-team``, ``sales.team``, ``info_uk``, ``no.reply.eu`` and
+    ``info+expo`` match. Only *leading* tokens count: a role word later in the address is often a
+    surname (``steve.jobs``, ``mark.press``), so ``anna.sales`` is a person, not a mailbox.
     """
-    text = (raw or "").strip()
-    if text.startswith("<") and text.endswith(">"):  # "<ann@acme.example>", as some exports write it
-        text = text[1:-1].strip()
-    if not text:
-        raise InvalidEmail("empty")
-    local, at, domain = text.rpartition("@")
-    if (at and text.isascii() and len(local) <= 64 and len(text) <= 254 and "@" not in local
-            and _DOT_ATOM.fullmatch(local) and domain):
-        if not check_deliverability:
-            ok, value = _domain_syntax(domain)
-        elif dns_cache is not None:
-            if domain not in dns_cache:
-                dns_cache[domain] = _domain_check(domain, True)
-            ok, value = dns_cache[domain]
-        else:
-            ok, value = _domain_check(domain, True)
-        if not ok:
-            raise InvalidEmail(value)
-        normalized = f"{local.lower()}@{value}"
-        if len(normalized) <= 254:
-            return normalized
-    return _validated(text, check_deliverability)
+    base = local.split("+", 1)[0].lower()
+    if base in role_accounts:  # the common cases: a whole listed word, or a plain name
+        return True
+    tokens = [t for t in _TOKEN_SEPARATORS.split(base) if t]
+    return any("-".join(tokens[:n]) in role_accounts for n in range(1, len(tokens) + 1))
 
 
 def _pattern_regex(patterns: Iterable[str]) -> re.Pattern[str] | None:
@@ -136,26 +94,36 @@ class Hygiene:
     _dns_cache: dict[str, tuple[bool, str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
-    def from_rules(cls, rules: Mapping[str, Any], source: str = "built-in defaults") -> "Hygiene":
+    def from_rules(cls, rules: Any, source: str = "built-in defaults") -> "Hygiene":
+        """Compile validated rules; :class:`HygieneConfigError` lists every problem of ``rules``."""
+        problems: list[Problem] = []
+
+        def add(path: str, message: str) -> None:
+            problems.append(Problem(source, path, message))
+
         if not isinstance(rules, Mapping):
-            raise HygieneConfigError(f"{source}: expected a mapping with role_accounts and deny")
-        unknown = set(rules) - {"role_accounts", "deny"}
-        if unknown:
-            raise HygieneConfigError(f"{source}: {sorted(unknown)[0]}: unknown key (expected role_accounts, deny)")
+            raise HygieneConfigError([Problem(source, "", "expected a mapping with role_accounts and deny")])
+        for key in sorted(set(rules) - {"role_accounts", "deny"}, key=str):
+            add(str(key), "unknown key (expected role_accounts, deny)")
         roles = rules.get("role_accounts") or []
         if not isinstance(roles, list) or not all(isinstance(r, str) for r in roles):
-            raise HygieneConfigError(f"{source}: role_accounts: expected a list of local parts")
+            add("role_accounts", "expected a list of local parts")
+            roles = []
         deny_rules = rules.get("deny") or {}
         if not isinstance(deny_rules, Mapping):
-            raise HygieneConfigError(f"{source}: deny: expected a mapping of list name -> domains")
+            add("deny", "expected a mapping of list name -> domains")
+            deny_rules = {}
         deny = {}
         for name, domains in deny_rules.items():
             if not isinstance(domains, list) or not all(isinstance(d, str) for d in domains):
-                raise HygieneConfigError(f"{source}: deny.{name}: expected a list of domains or patterns")
+                add(f"deny.{name}", "expected a list of domains or patterns")
+                continue
             exact = frozenset(d.strip().lower() for d in domains if d.strip() and not any(c in d for c in "*?["))
             globs = [d for d in domains if any(c in d for c in "*?[")]
             deny[str(name)] = (exact, _pattern_regex(globs))
-        return cls(frozenset(r.strip().lower() for r in roles if r.strip()), deny, source)
+        if problems:
+            raise HygieneConfigError(problems)
+        return cls(frozenset(_role_key(r) for r in roles if _role_key(r)), deny, source)
 
     @classmethod
     def load(cls, path: Path | str) -> "Hygiene":
@@ -164,11 +132,9 @@ class Hygiene:
         if not path.exists():
             return cls.from_rules(DEFAULT_RULES)
         try:
-            data = yaml.safe_load(path.read_text(encoding="utf-8"))
-        except yaml.YAMLError as exc:
-            raise HygieneConfigError(f"{path}: not valid YAML ({exc})") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise HygieneConfigError(f"{path}: cannot be read ({exc})") from None
+            data = read_yaml(path, str(path))
+        except YamlFileError as exc:
+            raise HygieneConfigError([exc.problem]) from None
         return cls.from_rules(data or {}, source=str(path))
 
     @classmethod
@@ -182,12 +148,13 @@ class Hygiene:
     def check(self, email: str, *, suppressed: bool = False) -> list[str]:
         """The flags of a normalized address, in a stable order; ``suppressed`` as the caller knows it.
 
-        The local part is compared without its ``+tag`` (``info+expo@`` is still ``info@``); a domain
-        matches a list exactly, as a subdomain of a listed domain, or by a glob pattern.
+        The local part is compared without its ``+tag`` (``info+expo@`` is still ``info@``), on its
+        leading tokens (``role_local_part``); a domain matches a list exactly, as a subdomain of a
+        listed domain, or by a glob pattern.
         """
         local, _, domain = email.rpartition("@")
         flags: list[str] = []
-        if local.split("+", 1)[0] in self.role_accounts:
+        if role_local_part(local, self.role_accounts):
             flags.append("role_account")
         if self.deny:
             parts = domain.split(".")

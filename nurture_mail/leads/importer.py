@@ -6,7 +6,6 @@ the reader (``csvfile``) and the engine (``batch.import_chunk``); the merge poli
 """
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -17,9 +16,9 @@ from sqlalchemy.orm import Session
 from ..config import Config
 from .batch import CHUNK_SIZE, OUTCOMES, ImportContext, RowResult, import_chunk
 from .csvfile import parse
-from .hygiene import Hygiene, normalize_email
+from .hygiene import Hygiene
 
-__all__ = ["ImportReport", "RowOutcome", "import_rows", "normalize_email", "read_rows"]
+__all__ = ["ImportReport", "RowOutcome", "import_rows", "read_rows"]
 
 #: Kept for callers of the first importer: one row's outcome.
 RowOutcome = RowResult
@@ -49,12 +48,12 @@ class ImportReport:
 
 
 def configured_hygiene() -> Hygiene:
-    """The hygiene rules of the running app's config (``HYGIENE_PATH``), else of the environment."""
+    """The hygiene rules of the running app's config (``HYGIENE_PATH``), else of ``Config.from_env``."""
     from flask import current_app, has_app_context
 
     if has_app_context() and "nurture" in current_app.extensions:
         return Hygiene.from_config(current_app.extensions["nurture"].config)
-    return Hygiene.load(os.environ.get("HYGIENE_PATH") or Config.hygiene_path)
+    return Hygiene.from_config(Config.from_env())
 
 
 def read_rows(path: Path, mapping: dict[str, str] | None = None) -> tuple[list[str], list[tuple[int, dict[str, str]]]]:

@@ -12,7 +12,10 @@ One runner at a time: a runner claims the import with a Redis lease (renewed aft
 chunk) and a conditional ``UPDATE … SET status='running' WHERE status IN (…)``; a second
 runner (the job queued twice, a CLI rerun while the worker runs it) finds it claimed and
 returns without touching it. A ``running`` import whose lease expired (its runner died) can
-be claimed again and resumes.
+be claimed again and resumes. The lease names its runner (host and pid): a runner killed
+outright (SIGKILL, OOM) leaves its import ``running``, and ``recover_interrupted`` (run by the
+CLI before an import) marks it ``failed`` as soon as that pid is gone, keeping its file so
+that it can be resumed.
 
 The uploaded file (``instance/imports/<id>.csv``) is deleted when the import ends: done, or
 failed on its last attempt (the RQ job is retried ``IMPORT_RETRIES`` times first). The report
@@ -23,6 +26,8 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import os
+import socket
 import uuid
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
@@ -35,14 +40,15 @@ from sqlalchemy.orm import Session
 from ..aftercommit import enqueue_after_commit
 from ..exceptions import NotFound
 from ..models import Campaign, ImportJob, ImportRowResult
+from ..nurture.sql import rows_changed
 from .batch import CHUNK_SIZE, OUTCOMES, ImportContext, RowResult, import_chunk
 from .csvfile import parse
 from .errors import ImportOptionsError, ImportStateError
 from .hygiene import Hygiene, HygieneConfigError
 
 __all__ = ["ImportOptionsError", "ImportStateError", "create_import", "enqueue_import", "erase_import_traces",
-           "import_file_path", "import_progress", "report_csv", "resume_import", "run_import", "summary_line",
-           "REPORT_HEADER"]
+           "import_file_path", "import_progress", "recover_interrupted", "report_csv", "resume_import", "run_import",
+           "summary_line", "REPORT_HEADER"]
 
 log = logging.getLogger(__name__)
 
@@ -167,7 +173,7 @@ def erase_import_traces(session: Session, lead_id: int | None, email: str | None
         return 0
     result = session.execute(update(ImportRowResult).where(or_(*conditions), ImportRowResult.email.is_not(None))
                              .values(email=None).execution_options(synchronize_session=False))
-    return result.rowcount or 0
+    return rows_changed(result) or 0
 
 
 def _remove_file(svc, import_id: int) -> None:
@@ -185,7 +191,7 @@ def _claim(svc, import_id: int) -> tuple[str | None, ImportJob]:
             raise NotFound(f"no import {import_id}")
         if job.status == "done":
             return None, job
-    token = uuid.uuid4().hex
+    token = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex}"
     if not svc.redis.set(_lease_key(import_id), token, nx=True, ex=LEASE_SECONDS):
         log.info("import %s is being run by another runner; leaving it", import_id)
         return None, job
@@ -199,6 +205,56 @@ def _claim(svc, import_id: int) -> tuple[str | None, ImportJob]:
         _release(svc, import_id, token)
         return None, job
     return token, job
+
+
+def _runner_gone(lease: str | None) -> str | None:
+    """Why the runner holding ``lease`` is known to be gone (None: it may be alive, on another host)."""
+    if lease is None:
+        return "its lease expired"
+    rest = lease.rsplit(":", 2)  # host:pid:random
+    if len(rest) != 3 or not rest[1].isdigit():
+        return None
+    host, pid = rest[0], int(rest[1])
+    if host != socket.gethostname() or pid == os.getpid():
+        return None
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return f"its runner, pid {pid}, is gone"
+    except PermissionError:  # alive, someone else's
+        return None
+    return None
+
+
+def recover_interrupted(svc, now: datetime) -> list[tuple[ImportJob, str]]:
+    """Mark ``failed`` every ``running`` import whose runner is gone; returns ``(job, why)`` of each.
+
+    Gone: its lease expired (no renewal for ``LEASE_SECONDS``), or it names a process of this
+    host that no longer exists (a CLI import killed with SIGKILL). Its file is kept: the rows up
+    to ``processed_rows`` are committed, and ``resume_import`` carries on after them.
+    """
+    recovered: list[tuple[ImportJob, str]] = []
+    with svc.db.session() as session:
+        running = session.scalars(select(ImportJob).where(ImportJob.status == "running")).all()
+    for job in running:
+        key = _lease_key(job.id)
+        lease = svc.redis.get(key)
+        why = _runner_gone(lease.decode() if isinstance(lease, bytes) else lease)
+        if why is None:
+            continue
+        if lease is not None and not svc.redis.eval(_RELEASE, 1, key, lease):
+            continue  # a new runner took it meanwhile
+        with svc.db.session() as session:
+            changed = session.execute(
+                update(ImportJob).where(ImportJob.id == job.id, ImportJob.status == "running")
+                .values(status="failed", finished_at=now,
+                        error=f"interrupted after row {job.processed_rows or 0}: {why}")
+                .execution_options(synchronize_session=False)).rowcount
+            if changed:
+                job = session.get(ImportJob, job.id)
+                log.warning("import %s was interrupted (%s): marked failed", job.id, why)
+                recovered.append((job, why))
+    return recovered
 
 
 class ClaimLost(RuntimeError):

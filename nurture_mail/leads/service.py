@@ -128,6 +128,9 @@ def _checked_changes(values: Mapping[str, Any]) -> dict[str, Any]:
     checked: dict[str, Any] = {}
     try:
         for name, value in values.items():
+            if name == "email":
+                raise LeadError("the address identifies the lead and cannot be changed (erase it, or "
+                                "upsert the new address)", "email")
             if name == "status":
                 checked[name] = _status(value)
             elif value is None:

@@ -17,11 +17,12 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from ..addresses import InvalidEmail
 from ..models import ALL_EMAIL, Lead, Suppression
 from ..models.lead import QUALIFICATION_ATTRIBUTES
 from .errors import LeadValueError
 from .fields import CUSTOM_PREFIX, MAX_NOTE, TARGET_FIELDS, LeadValues, convert
-from .hygiene import Hygiene, InvalidEmail
+from .hygiene import Hygiene
 from .merge import changes_for, new_lead_row
 
 __all__ = ["LeadValueError", "lead_values", "upsert_lead"]

@@ -44,6 +44,18 @@ class SenderView:
     address: str
 
 
+def outgoing_email(config: Config, *, to_addr: str, to_name: str, subject: str, html: str, text: str,
+                   message_id: str, date: datetime, return_path: str | None = None,
+                   extra_headers: tuple[tuple[str, str], ...] = ()) -> OutgoingEmail:
+    """An email from the configured sender (From, Reply-To): every email the platform sends, nurture
+    or sales notification, gets its sender headers here."""
+    return OutgoingEmail(
+        from_addr=config.sender_email, from_name=config.sender_name, to_addr=to_addr, to_name=to_name,
+        subject=subject, html=html, text=text, message_id=message_id, date=date,
+        reply_to=config.reply_to or None, return_path=return_path, extra_headers=extra_headers,
+    )
+
+
 class Composer:
     """Builds each email of a batch; the renderer's compiled templates are shared across batches."""
 
@@ -91,12 +103,10 @@ class Composer:
         headers: tuple[tuple[str, str], ...] = (("X-Nurture-Campaign", campaign.slug),)
         if self.extra_headers is not None:
             headers += self.extra_headers(delivery)
-        return OutgoingEmail(
-            from_addr=self.config.sender_email, from_name=self.config.sender_name,
-            to_addr=lead.email, to_name=LeadView.of(lead).name,
+        return outgoing_email(
+            self.config, to_addr=lead.email, to_name=LeadView.of(lead).name,
             subject=subject, html=html, text=text,
-            message_id=message_id_for(delivery.id, self._secret, self.config.sender_domain),
-            date=now, reply_to=self.config.reply_to or None,
+            message_id=message_id_for(delivery.id, self._secret, self.config.sender_domain), date=now,
             # VERP: a bounce sent back to this envelope sender names the delivery (bounces/verp.py).
             return_path=verp_address(delivery.id, self._secret, self.bounce_domain), extra_headers=headers,
         )

@@ -207,6 +207,7 @@ class SMTPTransport:
             self._smtp = self._connect()
         smtp = self._smtp
         stage = "mail"
+        reply: bytes | str
         try:
             options = [f"SIZE={len(data)}"] if smtp.has_extn("size") else []
             code, reply = smtp.mail(envelope_from, options)

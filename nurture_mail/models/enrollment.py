@@ -26,8 +26,9 @@ class Enrollment(Base):
     __tablename__ = "enrollment"
     __table_args__ = (
         UniqueConstraint("lead_id", "campaign_id"),
-        # The scheduler's only query: due, active enrollments in next_send_at order.
-        Index("ix_enrollment_due", "state", "next_send_at"),
+        # The scheduler's only query: due, active enrollments in (next_send_at, id) order. With id
+        # in the index the order comes from the index, without a sort, however many share one instant.
+        Index("ix_enrollment_due", "state", "next_send_at", "id"),
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)

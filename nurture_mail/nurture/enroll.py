@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,7 +37,20 @@ class EnrollmentRefused(InvalidInput):
         self.reason = reason
 
 
-def enrollment_blocker(lead: Lead) -> str | None:
+class LeadState(Protocol):
+    """What decides whether a lead may be nurtured: a ``Lead``, or a row of those columns."""
+
+    @property
+    def erased_at(self) -> datetime | None: ...
+    @property
+    def hygiene(self) -> list[str]: ...
+    @property
+    def status(self) -> LeadStatus: ...
+    @property
+    def consent(self) -> bool: ...
+
+
+def enrollment_blocker(lead: LeadState) -> str | None:
     """Why this lead must not be (re-)enrolled in nurture, or None.
 
     Erased leads, hygiene-flagged leads, leads sales holds (handed off, accepted, won, lost) and
@@ -45,7 +59,7 @@ def enrollment_blocker(lead: Lead) -> str | None:
     return _blocker(lead, sales_held_ok=False)
 
 
-def _blocker(lead: Lead, sales_held_ok: bool) -> str | None:
+def _blocker(lead: LeadState, sales_held_ok: bool) -> str | None:
     if lead.erased_at is not None:
         return "its personal data was erased"
     if lead.hygiene:

@@ -105,7 +105,7 @@ def resume(session: Session, enrollment: Enrollment, now: datetime, *, by: str, 
     lead = enrollment.lead
     if lead.erased_at is not None:
         raise EnrollmentError("this lead was erased", "lead_id")
-    campaign = session.get(Campaign, enrollment.campaign_id)
+    campaign = session.get_one(Campaign, enrollment.campaign_id)
     try:
         return _enroll(session, lead, campaign, now, declared_by=by, source=source,
                        default_timezone=default_timezone)

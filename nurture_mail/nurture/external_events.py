@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
@@ -59,22 +59,21 @@ def record_external_event(
     detail: Mapping[str, Any] | None = None,
     uid: str | None = None,
     source: str = "api",
-    now: datetime | None = None,
+    now: datetime,
 ) -> Event:
     """Store the event (once per ``uid``) and raise what it teaches; returns the stored Event.
 
     Recording the same ``uid`` again returns the first event unchanged (a retried API call).
     ``detail["title"]`` names the event in score breakdowns ("attended webinar 'CSPM 101'").
-    ``now`` is the caller's clock (``svc.clock.now()``; the system clock when None): an ``at``
+    ``now`` is the caller's clock (``svc.clock.now()``): an ``at``
     more than :data:`MAX_CLOCK_SKEW` after it raises :class:`EventInFuture`.
     """
     if kind not in EXTERNAL_KINDS:
         raise InvalidInput(f"expected one of {', '.join(EXTERNAL_KINDS)}, got {kind!r}", field="kind")
     if at.tzinfo is None:
         raise InvalidInput("expected a date-time with a timezone", field="at")
-    current = now if now is not None else datetime.now(timezone.utc)
-    if at > current + MAX_CLOCK_SKEW:
-        raise EventInFuture(at, current)
+    if at > now + MAX_CLOCK_SKEW:
+        raise EventInFuture(at, now)
     if uid is not None and not 0 < len(uid) <= MAX_UID:
         raise InvalidInput(f"expected 1 to {MAX_UID} characters", field="uid")
     if detail is not None and not isinstance(detail, Mapping):
@@ -110,8 +109,7 @@ def record_external_event(
     else:
         # Two concurrent calls with one uid: the database keeps one, both return it.
         session.execute(insert_ignoring_conflicts(session, Event, ["uid"]), [row])
-        event = session.scalar(select(Event).where(Event.uid == key))
-        assert event is not None
+        event = session.scalars(select(Event).where(Event.uid == key)).one()
         _same_lead(event, lead_id)
     if slugs:
         raise_knowledge(session, lead_id, slugs, EXTERNAL_KINDS[kind], kind, at, event_id=event.id,

@@ -47,3 +47,20 @@ def raise_knowledge(
         ))
         changed.append(topic)
     return changed
+
+
+def declare_known(session: Session, lead_id: int, topics: Iterable[str], at: datetime, *, by: str,
+                  source: str, note: str | None = None) -> list[str]:
+    """A person declares that the lead knows these topics (their steps are skipped from the next
+    choice on); an unknown topic is an ``InvalidInput`` on ``knows`` naming it. Returns topics changed."""
+    from ..exceptions import InvalidInput
+    from ..models import Topic
+
+    wanted = sorted({t.strip() for t in topics if t and t.strip()})
+    if not wanted:
+        raise InvalidInput("choose at least one topic", field="knows")
+    existing = set(session.scalars(select(Topic.slug).where(Topic.slug.in_(wanted))))
+    unknown = [t for t in wanted if t not in existing]
+    if unknown:
+        raise InvalidInput(f"unknown topic(s): {', '.join(unknown)}", field="knows")
+    return raise_knowledge(session, lead_id, wanted, KnowledgeLevel.known, source, at, declared_by=by, note=note)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ..engine.plan import CampaignPlan, Level, SendWindow, StepPlan
 from ..models import Campaign, Delivery, Knowledge, Step
+from .sql import among
 
 
 def plan_of(campaign: Campaign) -> CampaignPlan:
@@ -52,7 +53,7 @@ def knowledge_of(session: Session, lead_ids: Iterable[int]) -> dict[int, dict[st
     if not ids:
         return result
     for lead_id, topic, level in session.execute(
-        select(Knowledge.lead_id, Knowledge.topic, Knowledge.level).where(Knowledge.lead_id.in_(ids))
+        select(Knowledge.lead_id, Knowledge.topic, Knowledge.level).where(among(session, Knowledge.lead_id, ids))
     ):
         result[lead_id][topic] = Level[level.value]
     return result
@@ -66,7 +67,7 @@ def delivered_keys(session: Session, enrollment_ids: Iterable[int]) -> dict[int,
         return result
     rows = session.execute(
         select(Delivery.enrollment_id, Step.key).join(Step, Step.id == Delivery.step_id)
-        .where(Delivery.enrollment_id.in_(ids))
+        .where(among(session, Delivery.enrollment_id, ids))
     )
     for enrollment_id, key in rows:
         result[enrollment_id].add(key)

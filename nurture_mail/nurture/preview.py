@@ -58,6 +58,8 @@ def journey_for(session: Session, svc: Services, email: str, campaign_slug: str)
     start = (enrollment.next_send_at if enrollment and enrollment.next_send_at else None) or now
     tz = zone(lead.timezone, svc.config.default_timezone)
     subjects = {s.key: s.subject for s in campaign.steps}
+    touches: tuple[TouchView, ...]
+    skipped: tuple[SkipView, ...]
     if enrollment is not None and enrollment.state not in (EnrollmentState.active,):
         touches, skipped, outcome = (), (), f"enrollment is {state}" + (
             f": {enrollment.state_reason}" if enrollment.state_reason else "")

@@ -7,23 +7,31 @@ Order of events for each email, and why:
    query per batch), so an unsubscribe or bounce just now cancels an already queued email;
 3. per-domain rate limit (over it: deferred to the next window, no attempt counted), render,
    build, DKIM-sign when configured;
-4. SMTP transaction, after waiting for a slot under the global rate limit; on acceptance, a
-   note in the Redis journal before the next email;
+4. the previous email's journal note confirmed, a slot under the global rate limit, the SMTP
+   transaction; on acceptance, a note written to the Redis journal (reply read before the
+   next email is offered, see ``journal.py``);
 5. outcomes written to the database in batches; journal notes dropped after the commit.
 
-Rendering and SMTP overlap: this thread renders and builds the next emails while a sender
-thread waits for the server's replies (a socket wait releases the GIL), so a batch costs about
-the larger of the two, not their sum. The database is only touched from this thread.
+One thread renders and sends in turn: handing each email to a second thread cost more in GIL
+hand-offs than the overlap gained; a machine's cores are used by one worker process per core.
+
+When something a batch depends on goes away, it stops before the next message and keeps what it
+knows: Redis lost (the journal or the rate limiter fails) → the emails sent so far are recorded
+in the database from memory and the untried rest is given back (``queued``, attempt returned);
+the database lost → sending stops and the record is retried with backoff (``resilience.py``)
+while the journal in Redis still covers every sent email; the relay unreachable → the rest is
+given back for a retry. Recording is idempotent (only rows still ``sending`` are settled), so a
+commit whose answer was lost can be written again.
 """
 from __future__ import annotations
 
 import logging
-import queue
-import threading
+import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
@@ -32,7 +40,7 @@ from ..engine.schedule import next_in_window, zone
 from ..extensions import Services
 from ..mail.compose import Composer
 from ..mail.dkim import DkimSigner
-from ..mail.mime import build_message
+from ..mail.outbox import signed_message
 from ..mail.ratelimit import DomainWindow, SendRateLimiter, deliverability_settings
 from ..mail.transport import PermanentFailure, SMTPSettings, SMTPTransport, TemporaryFailure
 from ..models import (
@@ -53,7 +61,9 @@ from ..models import (
     Link,
     Step,
 )
-from .journal import SentJournal
+from ..resilience import is_db_outage, retry_db
+from .inflight import taken
+from .journal import JournalUnavailable, JournalWriter, SentJournal
 from .plans import window_of
 from .sql import insert_ignoring_conflicts
 from .suppression import suppression_scopes
@@ -61,8 +71,8 @@ from .suppression import suppression_scopes
 log = logging.getLogger(__name__)
 
 FLUSH_EVERY = 250
-#: Emails rendered ahead of the SMTP conversation; bounded so a dead server wastes little work.
-SEND_AHEAD = 32
+#: How the error of an email begins when the relay could not be reached at all.
+UNREACHABLE = "connection: "
 
 
 # -- what a batch works on: plain rows, loaded in a few queries --------------------------------
@@ -135,7 +145,7 @@ class SendItem:
 @dataclass
 class SendOutcome:
     item: SendItem
-    #: sent | temporary | permanent | cancelled | deferred
+    #: sent | temporary | permanent | cancelled | deferred | returned (claimed, never tried: given back)
     kind: str
     sent_at: datetime | None = None
     message_id: str | None = None
@@ -152,6 +162,8 @@ class BatchReport:
     failed: int = 0
     cancelled: int = 0
     deferred: int = 0
+    #: claimed but never offered to the server (Redis, the database or the relay went away)
+    returned: int = 0
 
 
 def claim(session: Session, delivery_ids: list[int], now: datetime) -> list[int]:
@@ -216,57 +228,12 @@ def _steps(session: Session, step_ids: set[int]) -> dict[int, StepRow]:
 # -- sending ------------------------------------------------------------------------------------
 
 
-class _Sender(threading.Thread):
-    """Talks SMTP for the batch; notes each accepted email in the journal before the next."""
+class _Stop(Exception):
+    """Sending must stop before the next message; ``reason`` goes on the emails given back."""
 
-    def __init__(self, svc: Services, transport: SMTPTransport, journal: SentJournal,
-                 limiter: SendRateLimiter | None = None) -> None:
-        super().__init__(name="smtp-sender", daemon=True)
-        self.svc = svc
-        self.transport = transport
-        self.journal = journal
-        self.limiter = limiter
-        self.inbox: queue.Queue = queue.Queue(maxsize=SEND_AHEAD)
-        self.outcomes: list[SendOutcome] = []
-        self.lock = threading.Lock()
-        #: Set once the server is unreachable: the rest of the batch is given back, untried.
-        self.unreachable: str | None = None
-
-    def run(self) -> None:
-        while True:
-            work = self.inbox.get()
-            if work is None:
-                return
-            item, envelope_from, message_id, data = work
-            outcome = self._send(item, envelope_from, message_id, data)
-            with self.lock:
-                self.outcomes.append(outcome)
-
-    def _send(self, item: SendItem, envelope_from: str, message_id: str, data: bytes) -> SendOutcome:
-        if self.unreachable:
-            return SendOutcome(item, "temporary", error=self.unreachable)
-        if self.limiter is not None:
-            self.limiter.wait_for_slot()  # global SEND_RATE_PER_SECOND, shared by every worker
-        try:
-            self.transport.send(envelope_from, item.lead.email, data)
-        except TemporaryFailure as exc:
-            if exc.code is None:
-                self.unreachable = f"connection: {exc.reply}"[:1000]
-                return SendOutcome(item, "temporary", error=self.unreachable)
-            return SendOutcome(item, "temporary", error=f"{exc.code} {exc.reply}"[:1000])
-        except PermanentFailure as exc:
-            return SendOutcome(item, "permanent", error=f"{exc.code} {exc.reply}"[:1000])
-        except Exception as exc:  # never lose an outcome: an unexpected error is recorded and retried
-            log.exception("unexpected error sending delivery %s", item.id)
-            return SendOutcome(item, "temporary", error=f"{type(exc).__name__}: {exc}"[:1000])
-        sent_at = self.svc.clock.now()
-        self.journal.mark(item.id, message_id, sent_at)
-        return SendOutcome(item, "sent", sent_at=sent_at, message_id=message_id)
-
-    def take(self) -> list[SendOutcome]:
-        with self.lock:
-            taken, self.outcomes = self.outcomes, []
-        return taken
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 def send_batch(svc: Services, delivery_ids: list[int], composer: Composer | None = None) -> BatchReport:
@@ -274,42 +241,192 @@ def send_batch(svc: Services, delivery_ids: list[int], composer: Composer | None
     settings = deliverability_settings(svc.config)
     # Before the claim: a DKIM key that cannot be read fails the job, and no email goes unsigned.
     signer = DkimSigner.from_settings(settings)
-    with svc.db.session() as session:
-        claimed = claim(session, delivery_ids, svc.clock.now())
+
+    def claim_committed() -> list[int]:
+        with svc.db.session() as session:
+            return claim(session, delivery_ids, svc.clock.now())
+
+    claimed = retry_db(claim_committed, "claiming a send batch")
+    taken(svc, delivery_ids)
     report.claimed = len(claimed)
     if not claimed:
         return report
+    started = time.monotonic()
     composer = composer or default_composer(svc)
     journal = SentJournal(svc.redis)
-    limiter = SendRateLimiter.from_settings(svc.redis, settings)
     transport = SMTPTransport(SMTPSettings.from_url(svc.config.effective_smtp_url, timeout=svc.config.smtp_timeout))
-    sender = _Sender(svc, transport, journal, limiter)
-    sender.start()
-    with svc.db.Session() as session:
-        items = load_items(session, claimed)
-        checks = _SendChecks(suppression_scopes(session, (i.lead.email for i in items)))
+    batch = _Batch(svc, journal)
+    stopped: str | None = None
+    writer = None
+    try:
+        items, checks = retry_db(lambda: _load(svc, claimed), "loading a send batch")
+        batch.items = items
+        limiter = SendRateLimiter.from_settings(svc.redis, settings)
         if limiter is not None:
             checks.defer_over_domain_limits(limiter, items, svc.clock.now())
-        local: list[SendOutcome] = []
-        try:
-            for index, item in enumerate(items):
-                if sender.unreachable:
-                    local.extend(SendOutcome(i, "temporary", error=sender.unreachable) for i in items[index:])
-                    break
-                prepared = _prepare(svc, composer, item, checks, signer)
-                if isinstance(prepared, SendOutcome):
-                    local.append(prepared)
-                else:
-                    sender.inbox.put(prepared)
-                if index % FLUSH_EVERY == FLUSH_EVERY - 1:
-                    _flush(session, svc, journal, local + sender.take(), report)
-                    local = []
-        finally:
-            sender.inbox.put(None)
-            sender.join()
-            transport.close()
-            _flush(session, svc, journal, local + sender.take(), report)
+        writer = journal.writer()
+        stopped = _send_all(svc, composer, signer, checks, limiter, transport, writer, batch)
+    except _Stop as stop:
+        stopped = stop.reason
+    except RedisError as exc:  # the rate limiter's or the journal's Redis went away before sending
+        stopped = f"Redis unavailable: {exc}"[:1000]
+    finally:
+        transport.close()
+        if writer is not None:
+            try:
+                writer.confirm()
+            except JournalUnavailable:
+                pass  # what was sent is in memory and recorded below
+            writer.close()
+        if stopped:
+            log.warning("send batch stopped: %s; %d sent are recorded from memory, %d given back", stopped,
+                        batch.sent_count, len(batch.untouched()))
+        if stopped and stopped.startswith(UNREACHABLE):
+            batch.give_back(stopped, "temporary")  # retried with backoff, as a refused email is
+        else:
+            batch.give_back(stopped or "batch ended before this email was tried")
+        retry_db(lambda: batch.flush(report), "recording a send batch")
+    log.info("send batch: %d claimed, %d sent, %d retrying, %d failed, %d cancelled, %d deferred, %d given back "
+             "in %.2f s", report.claimed, report.sent, report.retrying, report.failed, report.cancelled,
+             report.deferred, report.returned, time.monotonic() - started)
     return report
+
+
+def _load(svc: Services, claimed: list[int]) -> tuple[list[SendItem], _SendChecks]:
+    with svc.db.Session() as session:
+        items = load_items(session, claimed)
+        return items, _SendChecks(suppression_scopes(session, (i.lead.email for i in items)))
+
+
+def _send_all(svc: Services, composer: Composer, signer: DkimSigner | None, checks: _SendChecks,
+              limiter: SendRateLimiter | None, transport: SMTPTransport, writer: JournalWriter,
+              batch: _Batch) -> str | None:
+    """Render and send in turn, in this one thread; returns why sending stopped early, if it did.
+
+    For each email: render it, read the previous email's journal reply (normally already
+    there: the render took longer than the round trip), wait for a slot under the global rate
+    limit, send it, write its journal note without waiting. The outcomes stay in memory and
+    are written to the database every FLUSH_EVERY emails.
+    """
+    for item in batch.items:
+        prepared = _prepare(svc, composer, item, checks, signer)
+        if isinstance(prepared, SendOutcome):
+            batch.add(prepared)
+            continue
+        item, envelope_from, message_id, data = prepared
+        try:
+            writer.confirm()  # the previous email's note is in Redis before this one is offered
+            if limiter is not None:
+                limiter.wait_for_slot()  # global SEND_RATE_PER_SECOND, shared by every worker
+        except JournalUnavailable as exc:
+            return str(exc)
+        except RedisError as exc:
+            return f"Redis unavailable: {exc}"[:1000]
+        outcome = _transact(transport, item, envelope_from, message_id, data, svc)
+        batch.add(outcome)
+        if outcome.kind == "sent":
+            try:
+                writer.note(item.id, message_id, outcome.sent_at)
+            except JournalUnavailable as exc:
+                return str(exc)
+        elif outcome.kind == "temporary" and outcome.error and outcome.error.startswith(UNREACHABLE):
+            return outcome.error  # the server is unreachable: the rest is given back, untried
+        if batch.unflushed >= FLUSH_EVERY:
+            try:
+                batch.flush_now()
+            except Exception as exc:
+                if not is_db_outage(exc):
+                    raise
+                return f"database unavailable: {str(exc).splitlines()[0]}"[:1000]
+    return None
+
+
+def _transact(transport: SMTPTransport, item: SendItem, envelope_from: str, message_id: str, data: bytes,
+              svc: Services) -> SendOutcome:
+    try:
+        transport.send(envelope_from, item.lead.email, data)
+    except TemporaryFailure as exc:
+        if exc.code is None:
+            return SendOutcome(item, "temporary", error=f"{UNREACHABLE}{exc.reply}"[:1000])
+        return SendOutcome(item, "temporary", error=f"{exc.code} {exc.reply}"[:1000])
+    except PermanentFailure as exc:
+        return SendOutcome(item, "permanent", error=f"{exc.code} {exc.reply}"[:1000])
+    except Exception as exc:  # never lose an outcome: an unexpected error is recorded and retried
+        log.exception("unexpected error sending delivery %s", item.id)
+        return SendOutcome(item, "temporary", error=f"{type(exc).__name__}: {exc}"[:1000])
+    return SendOutcome(item, "sent", sent_at=svc.clock.now(), message_id=message_id)
+
+
+class _Batch:
+    """What a batch knows in memory: the outcome of every email tried, until it is committed."""
+
+    def __init__(self, svc: Services, journal: SentJournal) -> None:
+        self.svc = svc
+        self.journal = journal
+        self.items: list[SendItem] = []
+        self.outcomes: dict[int, SendOutcome] = {}
+        self.committed: set[int] = set()
+        self.sent_count = 0
+
+    @property
+    def unflushed(self) -> int:
+        return len(self.outcomes) - len(self.committed)
+
+    def add(self, outcome: SendOutcome) -> None:
+        self.outcomes[outcome.item.id] = outcome
+        if outcome.kind == "sent":
+            self.sent_count += 1
+
+    def untouched(self) -> list[SendItem]:
+        return [item for item in self.items if item.id not in self.outcomes]
+
+    def give_back(self, reason: str, kind: str = "returned") -> None:
+        """Claimed emails never offered to the server go back to the queue, their attempt returned.
+
+        If the items could not even be loaded, every claimed id is unknown here; they stay
+        ``sending`` and the tick settles them once their lease is over.
+        """
+        for item in self.untouched():
+            self.add(SendOutcome(item, kind, error=reason[:1000]))
+
+    def flush_now(self, report: BatchReport | None = None) -> None:
+        pending = [o for i, o in self.outcomes.items() if i not in self.committed]
+        if not pending:
+            return
+        with self.svc.db.Session() as session:
+            try:
+                record_outcomes(session, self.svc, pending, self.svc.clock.now(), report)
+                session.commit()
+            except BaseException:
+                session.rollback()
+                raise
+        self.committed.update(o.item.id for o in pending)
+        self.journal.forget_quietly(o.item.id for o in pending if o.kind == "sent")
+
+    def flush(self, report: BatchReport) -> None:
+        """The final write; counts every outcome of the batch into ``report``."""
+        report.sent = report.retrying = report.failed = report.cancelled = report.deferred = 0
+        self.flush_now()
+        _count(self.outcomes.values(), self.svc.config.smtp_max_attempts, report)
+
+
+def _count(outcomes, max_attempts: int, report: BatchReport) -> None:
+    for outcome in outcomes:
+        if outcome.kind == "sent":
+            report.sent += 1
+        elif outcome.kind == "temporary":
+            if outcome.item.attempts >= max_attempts:
+                report.failed += 1
+            else:
+                report.retrying += 1
+        elif outcome.kind == "permanent":
+            report.failed += 1
+        elif outcome.kind == "cancelled":
+            report.cancelled += 1
+        elif outcome.kind == "deferred":
+            report.deferred += 1
+        elif outcome.kind == "returned":
+            report.returned += 1
 
 
 class _SendChecks:
@@ -353,22 +470,11 @@ def _prepare(svc: Services, composer: Composer, item: SendItem, checks: _SendChe
                            error=f"deferred: rate limit for {window.domain} reached for this minute")
     try:
         email = composer.compose(item, item.lead, item.step, item.step.campaign, svc.clock.now())
-        data = build_message(email)
-        if signer is not None:
-            data = signer.sign(data)
+        data = signed_message(email, signer)
     except Exception as exc:  # a template error is permanent for this email; recorded, never dropped
         log.exception("cannot render delivery %s", item.id)
         return SendOutcome(item, "permanent", error=f"render: {type(exc).__name__}: {exc}"[:1000])
     return item, email.return_path or email.from_addr, email.message_id, data
-
-
-def _flush(session: Session, svc: Services, journal: SentJournal, outcomes: list[SendOutcome],
-           report: BatchReport) -> None:
-    if not outcomes:
-        return
-    record_outcomes(session, svc, outcomes, svc.clock.now(), report)
-    session.commit()
-    journal.forget(o.item.id for o in outcomes if o.kind == "sent")
 
 
 # -- recording ----------------------------------------------------------------------------------
@@ -382,6 +488,7 @@ def record_outcomes(session: Session, svc: Services, outcomes: list[SendOutcome]
     250 costs a handful of round trips.
     """
     report = report or BatchReport()
+    outcomes = _still_sending(session, outcomes)
     sent = [o for o in outcomes if o.kind == "sent"]
     if sent:
         _record_sent(session, svc, sent)
@@ -407,6 +514,10 @@ def record_outcomes(session: Session, svc: Services, outcomes: list[SendOutcome]
             _set_delivery(session, outcome.item.id, status=DeliveryStatus.cancelled, last_error=outcome.error)
             _end_enrollment(session, outcome.item.enrollment_id, EnrollmentState.exited, outcome.error, now)
             report.cancelled += 1
+        elif outcome.kind == "returned":
+            _set_delivery(session, outcome.item.id, status=DeliveryStatus.queued, enqueued_at=None,
+                          next_attempt_at=now, attempts=Delivery.attempts - 1, last_error=outcome.error)
+            report.returned += 1
         elif outcome.kind == "deferred":
             # Never offered to the server: the claim's attempt is given back, so a busy domain
             # cannot use up SMTP_MAX_ATTEMPTS of an email that was never tried.
@@ -414,6 +525,23 @@ def record_outcomes(session: Session, svc: Services, outcomes: list[SendOutcome]
                           next_attempt_at=outcome.not_before, attempts=Delivery.attempts - 1,
                           last_error=outcome.error)
             report.deferred += 1
+
+
+def _still_sending(session: Session, outcomes: list[SendOutcome]) -> list[SendOutcome]:
+    """Only deliveries still ``sending`` are settled: writing the same outcomes twice (a retried
+    commit, a tick's recovery racing the worker) changes nothing the second time. The rows are
+    locked (PostgreSQL) so two settlers of one delivery take turns."""
+    if not outcomes:
+        return outcomes
+    ids = [o.item.id for o in outcomes]
+    sending: set[int] = set()
+    for start in range(0, len(ids), 1000):
+        sending.update(session.scalars(
+            select(Delivery.id).where(Delivery.id.in_(ids[start:start + 1000]),
+                                      Delivery.status == DeliveryStatus.sending)
+            .order_by(Delivery.id).with_for_update()
+        ))
+    return [o for o in outcomes if o.item.id in sending]
 
 
 def _record_sent(session: Session, svc: Services, sent: list[SendOutcome]) -> None:

@@ -1,7 +1,10 @@
 """Dialect-aware statements used by the scheduler and the sender."""
 from __future__ import annotations
 
-from sqlalchemy import Select
+from collections.abc import Iterable
+from typing import Any, cast
+
+from sqlalchemy import ColumnElement, CursorResult, Integer, Result, Select, Table, any_, func, literal, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -21,3 +24,42 @@ def skip_locked(session: Session, statement: Select) -> Select:
     if session.get_bind().dialect.name == "postgresql":
         return statement.with_for_update(skip_locked=True)
     return statement
+
+
+def among(session: Session, column, ids: Iterable[int]) -> ColumnElement[bool]:
+    """``column IN (ids)``; on PostgreSQL ``column = ANY(:array)``, one parameter for the whole list.
+
+    A 500-value IN list is 500 bound parameters to render, convert and send per statement (and a
+    new statement text for every list length); the array is one.
+    """
+    values = list(ids)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(literal(values, postgresql.ARRAY(Integer)))
+    return column.in_(values)
+
+
+def insert_rows_ignoring_conflicts(session: Session, table: Table, rows: list[dict[str, Any]],
+                                   conflict_columns: list[str]) -> None:
+    """Insert ``rows`` (same keys each) with ``ON CONFLICT (cols) DO NOTHING``, in one statement.
+
+    On PostgreSQL: ``INSERT … SELECT unnest(:col1), unnest(:col2), …``, one array parameter per
+    column, so 500 rows cost one statement to convert and one to run, not 500 (an executemany
+    runs the statement once per row, a multi-row VALUES binds rows × columns parameters).
+    Elsewhere: an executemany (SQLite runs it in C).
+    """
+    if not rows:
+        return
+    statement = insert_ignoring_conflicts(session, table, conflict_columns)
+    if session.get_bind().dialect.name != "postgresql":
+        session.execute(statement, rows)
+        return
+    columns = list(rows[0])
+    arrays = [func.unnest(literal([row[name] for row in rows], postgresql.ARRAY(table.c[name].type)))
+              for name in columns]
+    insert = postgresql.insert(table).from_select(columns, select(*arrays))
+    session.execute(insert.on_conflict_do_nothing(index_elements=conflict_columns))
+
+
+def rows_changed(result: Result[Any]) -> int:
+    """The rows an UPDATE or DELETE changed (``Session.execute`` is typed as returning a plain Result)."""
+    return cast(CursorResult[Any], result).rowcount

@@ -20,6 +20,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from ..addresses import address_key
 from ..models import (
     ALL_EMAIL,
     Campaign,
@@ -33,10 +34,10 @@ from ..models import (
     LeadStatus,
     Suppression,
 )
-from .sql import insert_ignoring_conflicts
+from .sql import insert_ignoring_conflicts, rows_changed
 
 __all__ = [
-    "NURTURE_STATUSES", "blocking_suppression", "normalize_email", "record_event", "set_status", "stop_mailing",
+    "NURTURE_STATUSES", "blocking_suppression", "record_event", "set_status", "stop_mailing",
     "suppress", "suppression_scopes", "unsubscribe",
 ]
 
@@ -45,17 +46,12 @@ __all__ = [
 NURTURE_STATUSES = frozenset({LeadStatus.new, LeadStatus.nurturing, LeadStatus.mql, LeadStatus.recycled})
 
 
-def normalize_email(email: str) -> str:
-    """Addresses are stored lower-cased (as leads are), so lookups need no function index."""
-    return email.strip().lower()
-
-
 def suppress(session: Session, email: str, now: datetime, *, reason: str, source: str, scope: str = ALL_EMAIL,
              detail: str | None = None) -> bool:
     """Add (email, scope) to the list once; True if it was not there yet. The first reason stays."""
     inserted = session.execute(
         insert_ignoring_conflicts(session, Suppression, ["email", "scope"]).values(
-            email=normalize_email(email), scope=scope, reason=reason[:20], source=source[:20],
+            email=address_key(email), scope=scope, reason=reason[:20], source=source[:20],
             detail=(detail or "")[:1000] or None, created_at=now,
         ).returning(Suppression.id)  # rowcount is not reliable here (psycopg reports -1)
     ).scalar_one_or_none()
@@ -64,7 +60,7 @@ def suppress(session: Session, email: str, now: datetime, *, reason: str, source
 
 def suppression_scopes(session: Session, emails: Iterable[str]) -> dict[str, set[str]]:
     """{email: scopes} for those of ``emails`` that are suppressed anywhere: one query."""
-    wanted = {normalize_email(e) for e in emails}
+    wanted = {address_key(e) for e in emails}
     found: dict[str, set[str]] = {}
     if not wanted:
         return found
@@ -79,7 +75,7 @@ def blocking_suppression(session: Session, email: str, campaign_slug: str | None
     """The row that forbids mailing ``email`` (in ``campaign_slug``, when given), if any."""
     scopes = [ALL_EMAIL] + ([campaign_slug] if campaign_slug else [])
     return session.scalars(
-        select(Suppression).where(Suppression.email == normalize_email(email), Suppression.scope.in_(scopes))
+        select(Suppression).where(Suppression.email == address_key(email), Suppression.scope.in_(scopes))
         .order_by(Suppression.id).limit(1)
     ).first()
 
@@ -124,7 +120,7 @@ def stop_mailing(session: Session, lead_id: int, now: datetime, reason: str, cam
         .values(state=EnrollmentState.exited, state_reason=reason, next_send_at=None, ended_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    return rows_changed(result)
 
 
 def set_status(lead: Lead, status: LeadStatus, now: datetime) -> None:

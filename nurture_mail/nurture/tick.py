@@ -10,15 +10,16 @@ import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import Row, bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..aftercommit import enqueue_after_commit, new_job_id
-from ..engine.gaps import choose_next_step
+from ..engine.gaps import Decision, choose_next_step
 from ..engine.plan import CampaignPlan
 from ..engine.schedule import in_window, next_in_window, zone
 from ..extensions import Services
 from ..models import (
+    NO_SEND_STATUSES,
+    Campaign,
     Delivery,
     DeliveryStatus,
     Enrollment,
@@ -26,14 +27,14 @@ from ..models import (
     Lead,
     StepSkip,
 )
+from .inflight import enqueue_send_job, requeue_lost
 from .journal import SentJournal
 from .plans import delivered_keys, knowledge_of, load_campaign, plan_of
-from .sql import insert_ignoring_conflicts, skip_locked
+from .sql import among, insert_rows_ignoring_conflicts, skip_locked
 
 log = logging.getLogger(__name__)
 
 #: The RQ job that sends a batch of deliveries (by import path: the domain never imports ``jobs/``).
-SEND_JOB = "nurture_mail.jobs.send.send_batch"
 
 
 @dataclass
@@ -47,6 +48,8 @@ class TickReport:
     recovered_requeued: int = 0
     jobs: list[str] = field(default_factory=list)
     enqueued_deliveries: int = 0
+    #: queued deliveries whose send job Redis had lost (see inflight.py)
+    requeued_lost: int = 0
 
     def summary(self) -> str:
         return (
@@ -54,6 +57,7 @@ class TickReport:
             f"{self.completed} completed, {self.exited} exited; {self.enqueued_deliveries} deliveries "
             f"in {len(self.jobs)} send job(s); recovered {self.recovered_sent} sent, "
             f"{self.recovered_requeued} requeued"
+            + (f"; {self.requeued_lost} re-enqueued (their send job was lost in Redis)" if self.requeued_lost else "")
         )
 
 
@@ -61,6 +65,7 @@ def run_tick(svc: Services, now: datetime, enqueue: bool = True) -> TickReport:
     report = TickReport()
     _drain_tracking_events(svc)
     recover_stale_sends(svc, now, report)
+    plans: dict[int, CampaignPlan] = {}
     seen: set[int] = set()
     while True:
         with svc.db.session() as session:
@@ -69,7 +74,7 @@ def run_tick(svc: Services, now: datetime, enqueue: bool = True) -> TickReport:
             if not fresh:
                 break
             seen.update(e.id for e in fresh)
-            _process(session, svc, fresh, now, report)
+            _process(session, svc, fresh, now, report, plans)
     if enqueue:
         enqueue_queued_deliveries(svc, now, report)
     return report
@@ -85,80 +90,113 @@ def _drain_tracking_events(svc: Services) -> None:
         log.exception("tracking drain failed at the start of the tick")
 
 
-def _due_enrollments(session: Session, now: datetime, limit: int) -> list[Enrollment]:
+def _due_enrollments(session: Session, now: datetime, limit: int) -> list[Row]:
+    """Due, active enrollments in (next_send_at, id) order: ``ix_enrollment_due`` serves it without a sort."""
     statement = (
-        select(Enrollment)
-        .where(Enrollment.state == EnrollmentState.active, Enrollment.next_send_at <= now)
+        select(Enrollment.id, Enrollment.lead_id, Enrollment.campaign_id, Enrollment.touches_sent)
+        .where(Enrollment.state == EnrollmentState.active, Enrollment.next_send_at <= now,
+               # A paused campaign (campaigns/control.py) queues nothing; its enrollments wait.
+               Enrollment.campaign_id.not_in(select(Campaign.id).where(Campaign.active.is_(False))))
         .order_by(Enrollment.next_send_at, Enrollment.id)
         .limit(limit)
     )
-    return list(session.scalars(skip_locked(session, statement)))
+    return list(session.execute(skip_locked(session, statement)))
 
 
-def _process(session: Session, svc: Services, enrollments: list[Enrollment], now: datetime, report: TickReport) -> None:
+_ENROLLMENT = Enrollment.__table__
+_END = (
+    update(_ENROLLMENT).where(_ENROLLMENT.c.id == bindparam("enrollment_id"))
+    .values(state=bindparam("state"), state_reason=bindparam("reason"), next_send_at=None,
+            ended_at=bindparam("ended_at"))
+)
+_RESCHEDULE = (
+    update(_ENROLLMENT).where(_ENROLLMENT.c.id == bindparam("enrollment_id"))
+    .values(next_send_at=bindparam("due_at"))
+)
+
+
+def _process(session: Session, svc: Services, enrollments: list[Row], now: datetime, report: TickReport,
+             plans: dict[int, CampaignPlan]) -> None:
+    """Choose each enrollment's next step; write the choices as a few set-based statements."""
     report.due += len(enrollments)
     leads = {
-        lead.id: lead
-        for lead in session.scalars(select(Lead).where(Lead.id.in_({e.lead_id for e in enrollments})))
+        row.id: row for row in session.execute(
+            select(Lead.id, Lead.consent, Lead.status, Lead.timezone)
+            .where(among(session, Lead.id, {e.lead_id for e in enrollments})))
     }
     knowledge = knowledge_of(session, leads)
     delivered = delivered_keys(session, [e.id for e in enrollments])
-    plans: dict[int, CampaignPlan] = {}
     new_deliveries: list[dict] = []
     skips: list[dict] = []
+    ended: list[dict] = []
+    rescheduled: list[dict] = []
+    queued: list[int] = []
+    zones: dict[str | None, object] = {}
+    decisions: dict[tuple, Decision] = {}
     for enrollment in enrollments:
         lead = leads[enrollment.lead_id]
-        if not lead.can_receive:
-            _end(enrollment, EnrollmentState.exited, f"lead is {lead.status.value}", now)
+        if not lead.consent or lead.status in NO_SEND_STATUSES:
+            ended.append(dict(enrollment_id=enrollment.id, state=EnrollmentState.exited,
+                              reason=f"lead is {lead.status.value}", ended_at=now))
             report.exited += 1
             continue
         if enrollment.campaign_id not in plans:
             plans[enrollment.campaign_id] = plan_of(load_campaign(session, enrollment.campaign_id))
         plan = plans[enrollment.campaign_id]
-        tz = zone(lead.timezone, svc.config.default_timezone)
+        if lead.timezone not in zones:
+            zones[lead.timezone] = zone(lead.timezone, svc.config.default_timezone)
+        tz = zones[lead.timezone]
         if not in_window(now, tz, plan.window):
-            enrollment.next_send_at = next_in_window(now, tz, plan.window)
+            rescheduled.append(dict(enrollment_id=enrollment.id, due_at=next_in_window(now, tz, plan.window)))
             report.rescheduled += 1
             continue
-        decision = choose_next_step(plan, knowledge.get(lead.id, {}), delivered.get(enrollment.id, set()),
-                                    enrollment.touches_sent)
+        known = knowledge.get(lead.id, {})
+        done = delivered.get(enrollment.id, set())
+        # Leads enrolled together mostly share their inputs: the engine is a pure function of them.
+        key = (enrollment.campaign_id, frozenset(known.items()), frozenset(done), enrollment.touches_sent)
+        decision = decisions.get(key)
+        if decision is None:
+            decision = decisions[key] = choose_next_step(plan, known, done, enrollment.touches_sent)
         for skip in decision.skipped:
             if skip.kind == "known":
                 skips.append(dict(enrollment_id=enrollment.id, step_id=skip.step.id, reason=skip.reason, at=now))
         if decision.step is None:
-            _end(enrollment, EnrollmentState.completed, decision.reason, now)
+            ended.append(dict(enrollment_id=enrollment.id, state=EnrollmentState.completed,
+                              reason=decision.reason, ended_at=now))
             report.completed += 1
             continue
         new_deliveries.append(dict(
             enrollment_id=enrollment.id, step_id=decision.step.id, lead_id=lead.id,
             status=DeliveryStatus.queued, scheduled_for=now, next_attempt_at=now, attempts=0,
         ))
-        # None while the delivery is outstanding; the sender sets the next due time.
-        enrollment.next_send_at = None
+        queued.append(enrollment.id)
         report.queued += 1
-    session.flush()
+    if queued:
+        # None while the delivery is outstanding; the sender sets the next due time.
+        session.execute(update(_ENROLLMENT).where(among(session, _ENROLLMENT.c.id, queued)).values(next_send_at=None))
+    if ended:
+        session.execute(_END, ended)
+    if rescheduled:
+        session.execute(_RESCHEDULE, rescheduled)
     if new_deliveries:
-        session.execute(insert_ignoring_conflicts(session, Delivery, ["enrollment_id", "step_id"]), new_deliveries)
+        insert_rows_ignoring_conflicts(session, Delivery.__table__, new_deliveries, ["enrollment_id", "step_id"])
     if skips:
-        session.execute(insert_ignoring_conflicts(session, StepSkip, ["enrollment_id", "step_id"]), skips)
-
-
-def _end(enrollment: Enrollment, state: EnrollmentState, reason: str, now: datetime) -> None:
-    enrollment.state = state
-    enrollment.state_reason = reason
-    enrollment.next_send_at = None
-    enrollment.ended_at = now
+        insert_rows_ignoring_conflicts(session, StepSkip.__table__, skips, ["enrollment_id", "step_id"])
 
 
 def enqueue_queued_deliveries(svc: Services, now: datetime, report: TickReport) -> None:
     """Hand queued deliveries to workers in batches, once per lease (a lost job is re-enqueued)."""
+    report.requeued_lost += requeue_lost(svc, now)
+
     lease_expired = now - timedelta(seconds=svc.config.send_lease_seconds)
     size = svc.config.send_batch_size
+    after = 0  # keyset: each pass reads on from the last id, never the rows already handed out
     while True:
         with svc.db.session() as session:
             statement = (
                 select(Delivery.id)
                 .where(
+                    Delivery.id > after,
                     Delivery.status == DeliveryStatus.queued,
                     Delivery.next_attempt_at <= now,
                     or_(Delivery.enqueued_at.is_(None), Delivery.enqueued_at <= lease_expired),
@@ -169,15 +207,13 @@ def enqueue_queued_deliveries(svc: Services, now: datetime, report: TickReport) 
             ids = list(session.scalars(skip_locked(session, statement)))
             if not ids:
                 return
-            session.execute(update(Delivery).where(Delivery.id.in_(ids)).values(enqueued_at=now))
+            after = ids[-1]
+            session.execute(update(Delivery).where(among(session, Delivery.id, ids)).values(enqueued_at=now)
+                            .execution_options(synchronize_session=False))
             # Enqueued only after the commit: a worker must find the rows it is sent.
             for start in range(0, len(ids), size):
                 chunk = ids[start:start + size]
-                job_id = new_job_id()
-                enqueue_after_commit(session, svc.queue, SEND_JOB, chunk, job_id=job_id,
-                                     job_timeout=max(300, len(chunk) * 2), result_ttl=3600,
-                                     failure_ttl=7 * 86400, description=f"send {len(chunk)} emails")
-                report.jobs.append(job_id)
+                report.jobs.append(enqueue_send_job(session, svc, chunk))
                 report.enqueued_deliveries += len(chunk)
         if len(ids) < size * 20:
             return

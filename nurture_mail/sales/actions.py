@@ -35,7 +35,9 @@ from ..models import (
     Topic,
 )
 from ..nurture.enroll import EnrollmentRefused, enroll, find_campaign
+from ..nurture.sql import rows_changed
 from ..nurture.suppression import stop_mailing
+from .destinations import prepare_notices
 from .handoff import OPEN_STATES, after_commit, territory_owner
 
 if TYPE_CHECKING:
@@ -96,7 +98,7 @@ def _transition(session: Session, handoff: Handoff, allowed: Iterable[HandoffSta
         update(Handoff).where(Handoff.id == handoff.id, Handoff.state.in_(allowed)).values(state=new_state)
         .execution_options(synchronize_session=False)
     )
-    if result.rowcount != 1:
+    if rows_changed(result) != 1:
         session.refresh(handoff)
         _require(handoff, allowed, doing)
         raise HandoffActionError(f"handoff #{handoff.id} changed meanwhile; reload it", field="state")  # pragma: no cover
@@ -268,7 +270,7 @@ def escalate(session: Session, svc: "Services", handoff: Handoff, now: datetime,
     rep = session.get(SalesRep, handoff.rep_id) if handoff.rep_id else None
     manager = session.get(SalesRep, rep.manager_id) if rep and rep.manager_id else None
     handoff.escalated_at = now
-    detail: dict[str, Any] = {"from": rep.email if rep else None, "sla_due_at": handoff.sla_due_at.isoformat()}
+    detail: dict[str, Any] = {"from": rep.email if rep else None, "sla_due_at": _iso(handoff.sla_due_at)}
     assignment = None
     if manager is None:
         detail.update(to=None, note="the rep has no manager to escalate to")
@@ -277,7 +279,8 @@ def escalate(session: Session, svc: "Services", handoff: Handoff, now: datetime,
         assignment = HandoffAssignment(handoff_id=handoff.id, rep_id=manager.id, role="escalation", assigned_at=now)
         session.add(assignment)
         detail.update(to=manager.email)
-        after_commit(svc, session, "notify", handoff.id, "escalation", manager.id)
+        for destination, notice in prepare_notices(svc, session, handoff, now, "escalation", manager.id):
+            after_commit(svc, session, destination, *notice.job_args())
     session.add(HandoffAction(handoff_id=handoff.id, action="escalate", actor=actor, via=via, detail=detail, at=now))
     session.flush()
     return assignment
@@ -304,7 +307,7 @@ def transfer(session: Session, svc: "Services", handoff: Handoff, now: datetime,
         owner, why = None, "no territory covers the lead and the rep has no manager"
     handoff.transferred_at = now
     detail: dict[str, Any] = {"from": current.email if current else None, "to": owner.email if owner else None,
-                              "why": why, "ownership_ended_at": handoff.ownership_ends_at.isoformat()}
+                              "why": why, "ownership_ended_at": _iso(handoff.ownership_ends_at)}
     if owner is None:
         log.warning("handoff #%s: ownership window over but %s", handoff.id, why)
     elif current is not None and owner.id == current.id:
@@ -318,7 +321,12 @@ def transfer(session: Session, svc: "Services", handoff: Handoff, now: datetime,
                 assignment.ended_at = now
         session.add(HandoffAssignment(handoff_id=handoff.id, rep_id=owner.id, role="territory", assigned_at=now))
         handoff.rep_id = owner.id
-        after_commit(svc, session, "notify", handoff.id, "transfer", owner.id)
+        for destination, notice in prepare_notices(svc, session, handoff, now, "transfer", owner.id):
+            after_commit(svc, session, destination, *notice.job_args())
     session.add(HandoffAction(handoff_id=handoff.id, action="transfer", actor=actor, via=via, detail=detail, at=now))
     session.flush()
     return owner
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None

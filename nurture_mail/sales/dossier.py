@@ -284,8 +284,9 @@ def _point(item: Any) -> dict[str, Any]:
         return {"points": None, "reason": str(item), "line": str(item)}
     points = item.get("points")
     reason = str(item.get("reason") or "")
+    number: float | None
     try:
-        number = float(points)
+        number = float(points)  # type: ignore[arg-type]  # None and text raise, as handled below
         line = f"{number:+g} {reason}".strip()
     except (TypeError, ValueError):
         number = None

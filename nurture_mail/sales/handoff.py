@@ -37,17 +37,18 @@ from ..models import (
     LeadStatus,
     SalesRep,
     Territory,
-    WebhookDelivery,
 )
 from ..nurture.suppression import stop_mailing
 from .decision import HandoffDecision
+from .destinations import destination as named_destination
+from .destinations import prepare_notices
 from .dossier import build_dossier
 
 if TYPE_CHECKING:
     from ..config import Config
     from ..extensions import Services
 
-__all__ = ["JOBS", "OPEN_STATES", "Route", "after_commit", "job_options", "decline_reason", "route_lead", "sla_due", "start_handoff"]
+__all__ = ["NOTIFY_JOB", "OPEN_STATES", "Route", "after_commit", "decline_reason", "route_lead", "sla_due", "start_handoff"]
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +103,7 @@ def territory_owner(session: Session, lead: Lead, available_only: bool = False,
     match = match_territory(rules, lead.region, (lead.industry_sic, lead.industry_naics))
     if match is None:
         return None
-    return session.get(SalesRep, match.owner_id), match.name
+    return session.get_one(SalesRep, match.owner_id), match.name
 
 
 def route_lead(session: Session, lead: Lead, now: datetime | None = None) -> Route:
@@ -164,18 +165,9 @@ def start_handoff(svc: "Services", session: Session, decision: HandoffDecision, 
     else:
         log.warning("handoff #%s of lead %s is unassigned: %s", handoff.id, lead.email, route.why)
     handoff.dossier = build_dossier(session, svc.config, handoff, lead, now)
-    jobs: list[tuple[str, int]] = []
-    if route.rep is not None:
-        jobs.append(("notify", handoff.id))
-    if svc.config.sales_webhook_url:
-        delivery = WebhookDelivery(handoff_id=handoff.id, url=svc.config.sales_webhook_url, status="pending",
-                                   attempts=0, created_at=now)
-        session.add(delivery)
-        session.flush()
-        jobs.append(("webhook", delivery.id))
     session.flush()
-    for kind, ident in jobs:
-        after_commit(svc, session, kind, ident)
+    for destination, notice in prepare_notices(svc, session, handoff, now):
+        after_commit(svc, session, destination, *notice.job_args())
     return handoff
 
 
@@ -198,31 +190,13 @@ def assign(session: Session, handoff: Handoff, rep: SalesRep, role: str, now: da
 
 # -- jobs after commit --------------------------------------------------------------------------
 
-#: The RQ jobs of a handoff, by kind, as import paths (the domain never imports ``jobs/``).
-JOBS = {"notify": "nurture_mail.jobs.sales.notify_handoff", "webhook": "nurture_mail.jobs.sales.post_handoff_webhook"}
+#: The RQ job that runs one notice at its destination, as an import path (the domain never
+#: imports ``jobs/``).
+NOTIFY_JOB = "nurture_mail.jobs.sales.notify"
 
 
-def _backoff(config: "Config", retries: int) -> list[int]:
-    """RETRY_BACKOFF_SECONDS doubled at each retry (0 retries at once, as tests use)."""
-    base = config.retry_backoff_seconds
-    return [base * 2 ** i for i in range(max(retries, 1))]
-
-
-def job_options(config: "Config", kind: str) -> dict[str, object]:
-    """RQ options of a sales job: its timeout and its retry policy."""
-    from rq import Retry
-
-    if kind == "notify":
-        retries = max(config.smtp_max_attempts - 1, 0)
-        return {"job_timeout": 120, "result_ttl": 3600,
-                "retry": Retry(max=retries, interval=_backoff(config, retries)) if retries else None}
-    if kind == "webhook":
-        retries = max(config.sales_webhook_max_attempts - 1, 0)
-        return {"job_timeout": int(config.sales_webhook_timeout) + 30, "result_ttl": 3600,
-                "retry": Retry(max=retries, interval=_backoff(config, retries)) if retries else None}
-    raise ValueError(f"unknown sales job kind {kind!r}")
-
-
-def after_commit(svc: "Services", session: Session, kind: str, ident: int, *args: object) -> None:
-    """Enqueue a sales job (``notify`` or ``webhook``) once ``session``'s transaction commits."""
-    enqueue_after_commit(session, svc.queue, JOBS[kind], ident, *args, **job_options(svc.config, kind))
+def after_commit(svc: "Services", session: Session, destination: str, handoff_id: int, *args: object) -> None:
+    """Enqueue a notice for ``destination`` (``email``, ``webhook``) once ``session``'s transaction
+    commits, with that destination's retry policy."""
+    enqueue_after_commit(session, svc.queue, NOTIFY_JOB, destination, handoff_id, *args,
+                         **named_destination(svc, destination).job_options())

@@ -33,6 +33,7 @@ from sqlalchemy.orm import Session
 from ..models import Handoff, HandoffAction, HandoffState, Lead
 from ..nurture.sql import skip_locked
 from .actions import escalate, transfer
+from .destinations.email import EmailDestination
 from .dossier import build_dossier
 from .handoff import after_commit, assign, route_lead, sla_due
 
@@ -112,7 +113,7 @@ def assign_unrouted(svc: "Services", session: Session, now: datetime) -> int:
     for handoff in session.scalars(skip_locked(session,
         select(Handoff).where(Handoff.state == HandoffState.notified, Handoff.rep_id.is_(None)).order_by(Handoff.id)
     )).all():
-        lead = session.get(Lead, handoff.lead_id)
+        lead = session.get_one(Lead, handoff.lead_id)
         route = route_lead(session, lead, now)
         if route.rep is None:
             continue
@@ -123,7 +124,8 @@ def assign_unrouted(svc: "Services", session: Session, now: datetime) -> int:
         handoff.dossier = build_dossier(session, svc.config, handoff, lead, now)
         session.add(HandoffAction(handoff_id=handoff.id, action="assign", actor="system", via="system",
                                   detail={"to": route.rep.email, "why": route.why}, at=now))
-        after_commit(svc, session, "notify", handoff.id)
+        if EmailDestination.name in svc.config.sales_destinations:
+            after_commit(svc, session, EmailDestination.name, handoff.id)
         assigned += 1
     session.flush()
     return assigned
@@ -132,6 +134,8 @@ def assign_unrouted(svc: "Services", session: Session, now: datetime) -> int:
 def renotify_missing(svc: "Services", session: Session, now: datetime) -> int:
     """Enqueue again the notification of handoffs never notified; each attempt is recorded
     (``renotify``), at most RENOTIFY_MAX, none after a permanent refusal (``notify_failed``)."""
+    if EmailDestination.name not in svc.config.sales_destinations:
+        return 0
     count = 0
     rows = session.execute(
         select(Handoff.id, Handoff.rep_id).where(Handoff.state == HandoffState.notified, Handoff.rep_id.is_not(None),
@@ -152,7 +156,7 @@ def renotify_missing(svc: "Services", session: Session, now: datetime) -> int:
             if tries + 1 == RENOTIFY_MAX:
                 log.error("handoff #%s: notification re-sent %d times without success; giving up (the SLA "
                           "escalation still applies)", handoff_id, RENOTIFY_MAX)
-            after_commit(svc, session, "notify", handoff_id)
+            after_commit(svc, session, EmailDestination.name, handoff_id)
             count += 1
     session.flush()
     return count

@@ -16,24 +16,20 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ..exceptions import NurtureError, Problem
+from ..addresses import InvalidEmail, normalize_email
+from ..exceptions import Problem, RuleFileError
 from ..models import SalesRep, Territory
 from ..yamlfile import YamlFileError, read_yaml
 
 __all__ = ["RepSpec", "SalesTeamError", "SyncReport", "TeamSpec", "TerritorySpec", "load_team", "sync_sales_team"]
 
-_EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+\Z")
 _INDUSTRY = re.compile(r"\d{1,8}\Z")
 REP_KEYS = frozenset({"email", "name", "incoming", "available", "manager"})
 TERRITORY_KEYS = frozenset({"name", "region", "industry", "owner"})
 
 
-class SalesTeamError(NurtureError):
+class SalesTeamError(RuleFileError):
     """The team file has errors; ``problems`` lists every one, each naming file and path."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
 
 
 @dataclass(frozen=True)
@@ -90,106 +86,161 @@ def load_team(path: Path) -> TeamSpec:
     return parse_team(data, source)
 
 
+class _Problems:
+    """The problems found so far in one team file."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.found: list[Problem] = []
+
+    def add(self, path: str, message: str) -> None:
+        self.found.append(Problem(self.source, path, message))
+
+    def unknown_keys(self, raw: dict, allowed: frozenset[str], where: str) -> None:
+        for key in sorted(set(raw) - allowed, key=str):
+            self.add(f"{where}.{key}", f"unknown key (expected one of {', '.join(sorted(allowed))})")
+
+
+def _address(value: Any) -> str | None:
+    """The normalized address, or None when ``value`` is not an email address."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return normalize_email(value)
+    except InvalidEmail:
+        return None
+
+
 def parse_team(data: Any, source: str) -> TeamSpec:
-    problems: list[Problem] = []
-
-    def add(path: str, message: str) -> None:
-        problems.append(Problem(source, path, message))
-
+    """Validate the parsed team file; :class:`SalesTeamError` lists every problem."""
+    problems = _Problems(source)
     if not isinstance(data, dict):
         raise SalesTeamError([Problem(source, "", "expected a mapping with 'reps' and 'territories'")])
     for key in sorted(set(data) - {"reps", "territories"}, key=str):
-        add(str(key), "unknown key (expected 'reps' and 'territories')")
-    raw_reps = data.get("reps")
+        problems.add(str(key), "unknown key (expected 'reps' and 'territories')")
+    reps, seen = _parse_reps(data.get("reps"), problems)
+    territories = _parse_territories(data.get("territories") or [], seen, problems)
+    if problems.found:
+        raise SalesTeamError(problems.found)
+    return TeamSpec(tuple(reps), tuple(territories))
+
+
+def _parse_reps(raw_reps: Any, problems: _Problems) -> tuple[list[RepSpec], dict[str, int]]:
+    """The valid reps, and the index of each rep's email in the file."""
     if not isinstance(raw_reps, list) or not raw_reps:
-        add("reps", "expected a non-empty list of reps")
+        problems.add("reps", "expected a non-empty list of reps")
         raw_reps = []
     reps: list[RepSpec] = []
     seen: dict[str, int] = {}
     for index, raw in enumerate(raw_reps):
-        where = f"reps[{index}]"
-        if not isinstance(raw, dict):
-            add(where, "expected a mapping with email, name, incoming, available, manager")
-            continue
-        for key in sorted(set(raw) - REP_KEYS, key=str):
-            add(f"{where}.{key}", f"unknown key (expected one of {', '.join(sorted(REP_KEYS))})")
-        email = raw.get("email")
-        if not isinstance(email, str) or not _EMAIL.match(email.strip()):
-            add(f"{where}.email", f"expected an email address, got {email!r}")
-            continue
-        email = email.strip().lower()
-        if email in seen:
-            add(f"{where}.email", f"{email} is already listed at reps[{seen[email]}]")
-            continue
-        seen[email] = index
-        name = raw.get("name")
-        if not isinstance(name, str) or not name.strip():
-            add(f"{where}.name", "expected the rep's name")
-            name = email
-        flags = {}
-        for key, default in (("incoming", False), ("available", True)):
-            value = raw.get(key, default)
-            if not isinstance(value, bool):
-                add(f"{where}.{key}", f"expected true or false, got {value!r}")
-                value = default
-            flags[key] = value
-        manager = raw.get("manager")
-        if manager is not None:
-            if not isinstance(manager, str) or not _EMAIL.match(manager.strip()):
-                add(f"{where}.manager", f"expected the manager's email, got {manager!r}")
-                manager = None
-            else:
-                manager = manager.strip().lower()
-                if manager == email:
-                    add(f"{where}.manager", "a rep cannot be their own manager")
-                    manager = None
-        reps.append(RepSpec(email, name.strip(), flags["incoming"], flags["available"], manager))
+        rep = _parse_rep(raw, f"reps[{index}]", seen, problems)
+        if rep is not None:
+            seen[rep.email] = index
+            reps.append(rep)
     for rep in reps:
         if rep.manager is not None and rep.manager not in seen:
-            add(f"reps[{seen[rep.email]}].manager", f"{rep.manager} is not a rep of this file")
-    raw_territories = data.get("territories") or []
+            problems.add(f"reps[{seen[rep.email]}].manager", f"{rep.manager} is not a rep of this file")
+    return reps, seen
+
+
+def _parse_rep(raw: Any, where: str, seen: dict[str, int], problems: _Problems) -> RepSpec | None:
+    if not isinstance(raw, dict):
+        problems.add(where, "expected a mapping with email, name, incoming, available, manager")
+        return None
+    problems.unknown_keys(raw, REP_KEYS, where)
+    email = _address(raw.get("email"))
+    if email is None:
+        problems.add(f"{where}.email", f"expected an email address, got {raw.get('email')!r}")
+        return None
+    if email in seen:
+        problems.add(f"{where}.email", f"{email} is already listed at reps[{seen[email]}]")
+        return None
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        problems.add(f"{where}.name", "expected the rep's name")
+        name = email
+    flags = {}
+    for key, default in (("incoming", False), ("available", True)):
+        value = raw.get(key, default)
+        if not isinstance(value, bool):
+            problems.add(f"{where}.{key}", f"expected true or false, got {value!r}")
+            value = default
+        flags[key] = value
+    manager = _parse_manager(raw.get("manager"), email, where, problems)
+    return RepSpec(email, name.strip(), flags["incoming"], flags["available"], manager)
+
+
+def _parse_manager(raw: Any, email: str, where: str, problems: _Problems) -> str | None:
+    if raw is None:
+        return None
+    manager = _address(raw)
+    if manager is None:
+        problems.add(f"{where}.manager", f"expected the manager's email, got {raw!r}")
+        return None
+    if manager == email:
+        problems.add(f"{where}.manager", "a rep cannot be their own manager")
+        return None
+    return manager
+
+
+def _parse_territories(raw_territories: Any, reps: dict[str, int], problems: _Problems) -> list[TerritorySpec]:
     if not isinstance(raw_territories, list):
-        add("territories", "expected a list of territories")
-        raw_territories = []
+        problems.add("territories", "expected a list of territories")
+        return []
     territories: list[TerritorySpec] = []
     names: dict[str, int] = {}
     for index, raw in enumerate(raw_territories):
-        where = f"territories[{index}]"
-        if not isinstance(raw, dict):
-            add(where, "expected a mapping with name, region and/or industry, owner")
-            continue
-        for key in sorted(set(raw) - TERRITORY_KEYS, key=str):
-            add(f"{where}.{key}", f"unknown key (expected one of {', '.join(sorted(TERRITORY_KEYS))})")
-        name = raw.get("name")
-        if not isinstance(name, str) or not name.strip():
-            add(f"{where}.name", "expected the territory's name")
-            continue
-        name = name.strip()
-        if name in names:
-            add(f"{where}.name", f"{name!r} is already listed at territories[{names[name]}]")
-            continue
-        names[name] = index
-        region = raw.get("region")
-        if region is not None and (not isinstance(region, str) or not region.strip()):
-            add(f"{where}.region", f"expected a region name, got {region!r}")
-            region = None
-        industry = raw.get("industry")
-        if isinstance(industry, int) and not isinstance(industry, bool):
-            industry = str(industry)
-        if industry is not None and (not isinstance(industry, str) or not _INDUSTRY.match(industry.strip())):
-            add(f"{where}.industry", f"expected a SIC/NAICS code prefix of 1 to 8 digits (quote it), got {industry!r}")
-            industry = None
-        if raw.get("region") is None and raw.get("industry") is None:
-            add(where, "a territory needs a region, an industry, or both")
-        owner = raw.get("owner")
-        if not isinstance(owner, str) or owner.strip().lower() not in seen:
-            add(f"{where}.owner", f"expected the email of a rep of this file, got {owner!r}")
-            continue
-        territories.append(TerritorySpec(name, owner.strip().lower(), region.strip() if region else None,
-                                         industry.strip() if industry else None))
-    if problems:
-        raise SalesTeamError(problems)
-    return TeamSpec(tuple(reps), tuple(territories))
+        territory = _parse_territory(raw, f"territories[{index}]", reps, names, problems)
+        if territory is not None:
+            names[territory.name] = index
+            territories.append(territory)
+    return territories
+
+
+def _parse_territory(raw: Any, where: str, reps: dict[str, int], names: dict[str, int],
+                     problems: _Problems) -> TerritorySpec | None:
+    if not isinstance(raw, dict):
+        problems.add(where, "expected a mapping with name, region and/or industry, owner")
+        return None
+    problems.unknown_keys(raw, TERRITORY_KEYS, where)
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        problems.add(f"{where}.name", "expected the territory's name")
+        return None
+    name = name.strip()
+    if name in names:
+        problems.add(f"{where}.name", f"{name!r} is already listed at territories[{names[name]}]")
+        return None
+    region = _parse_region(raw.get("region"), where, problems)
+    industry = _parse_industry(raw.get("industry"), where, problems)
+    if raw.get("region") is None and raw.get("industry") is None:
+        problems.add(where, "a territory needs a region, an industry, or both")
+    owner = _address(raw.get("owner"))
+    if owner is None or owner not in reps:
+        problems.add(f"{where}.owner", f"expected the email of a rep of this file, got {raw.get('owner')!r}")
+        return None
+    return TerritorySpec(name, owner, region, industry)
+
+
+def _parse_region(region: Any, where: str, problems: _Problems) -> str | None:
+    if region is None:
+        return None
+    if not isinstance(region, str) or not region.strip():
+        problems.add(f"{where}.region", f"expected a region name, got {region!r}")
+        return None
+    return region.strip()
+
+
+def _parse_industry(industry: Any, where: str, problems: _Problems) -> str | None:
+    if isinstance(industry, int) and not isinstance(industry, bool):
+        industry = str(industry)
+    if industry is None:
+        return None
+    if not isinstance(industry, str) or not _INDUSTRY.match(industry.strip()):
+        problems.add(f"{where}.industry",
+                     f"expected a SIC/NAICS code prefix of 1 to 8 digits (quote it), got {industry!r}")
+        return None
+    return industry.strip()
 
 
 def sync_sales_team(session: Session, path: Path, now: datetime) -> SyncReport:
@@ -226,15 +277,15 @@ def sync_sales_team(session: Session, path: Path, now: datetime) -> SyncReport:
             rep.available = False
             report.retired.append(email)
     territories = {t.name: t for t in session.scalars(select(Territory))}
-    for spec in team.territories:
-        owner_id = existing[spec.owner].id
-        territory = territories.get(spec.name)
+    for place in team.territories:
+        owner_id = existing[place.owner].id
+        territory = territories.get(place.name)
         if territory is None:
-            session.add(Territory(name=spec.name, region=spec.region, industry=spec.industry, owner_id=owner_id))
-            report.territories_created.append(spec.name)
-        elif (territory.region, territory.industry, territory.owner_id) != (spec.region, spec.industry, owner_id):
-            territory.region, territory.industry, territory.owner_id = spec.region, spec.industry, owner_id
-            report.territories_updated.append(spec.name)
+            session.add(Territory(name=place.name, region=place.region, industry=place.industry, owner_id=owner_id))
+            report.territories_created.append(place.name)
+        elif (territory.region, territory.industry, territory.owner_id) != (place.region, place.industry, owner_id):
+            territory.region, territory.industry, territory.owner_id = place.region, place.industry, owner_id
+            report.territories_updated.append(place.name)
     wanted = {spec.name for spec in team.territories}
     for name, territory in territories.items():
         if name not in wanted:

@@ -10,10 +10,10 @@ from __future__ import annotations
 import difflib
 import json
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from ..engine.scoring import (
     WEIGHT_KEYS,
@@ -26,7 +26,7 @@ from ..engine.scoring import (
     RuleOverride,
     ScoringRules,
 )
-from ..exceptions import NurtureError, Problem
+from ..exceptions import Problem, RuleFileError
 from ..models.lead import QUALIFICATION_ATTRIBUTES
 from ..yamlfile import YamlFileError, read_yaml
 
@@ -44,12 +44,8 @@ DEFAULT_HANDOFF = HandoffRule(engagement_at_least=25.0, fit_at_least=40.0, hand_
 CAMPAIGN_HANDOFF_KEYS = THRESHOLD_KEYS | {"scoring"}
 
 
-class ScoringRulesError(NurtureError):
+class ScoringRulesError(RuleFileError):
     """The scoring rules have errors; ``problems`` lists every one."""
-
-    def __init__(self, problems: list[Problem]) -> None:
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
 
 
 class _Collector:
@@ -102,7 +98,7 @@ def _list(value: Any, path: str, c: _Collector) -> list | None:
     return value
 
 
-def _label(item: dict, path: str, c: _Collector) -> str:
+def _label(item: Mapping[str, Any], path: str, c: _Collector) -> str:
     label = item.get("label")
     if not isinstance(label, str) or not label.strip():
         c.add(_join(path, "label"), "required: the words a breakdown line shows")
@@ -142,67 +138,81 @@ def _fit(raw: Any, c: _Collector) -> FitRules:
     if data is None:
         return FitRules()
     _unknown(data, FIT_KEYS, "fit", c)
-    industry: list[IndustryRule] = []
-    for i, item in enumerate(_list(data.get("industry"), "fit.industry", c) or []):
-        path = f"fit.industry[{i}]"
-        if _mapping(item, path, c, "label, points, sic, naics, names") is None:
+    return FitRules(_fit_rules(data, "industry", "label, points, sic, naics, names", _industry_rule, c),
+                    _fit_rules(data, "employees", "label, points, min, max", _range_rule, c),
+                    _fit_rules(data, "revenue", "label, points, min, max", _range_rule, c),
+                    _fit_rules(data, "region", "label, points, regions", _region_rule, c),
+                    _qualification_points(data.get("qualification"), c))
+
+
+_Rule = TypeVar("_Rule")
+
+
+def _fit_rules(data: Mapping[str, Any], section: str, keys: str,
+               parse: Callable[[Mapping[str, Any], str, _Collector], _Rule | None], c: _Collector) -> tuple[_Rule, ...]:
+    """The rules of one list of the fit block (``fit.industry``, …), each item checked by ``parse``."""
+    rules: list[_Rule] = []
+    for i, item in enumerate(_list(data.get(section), f"fit.{section}", c) or []):
+        path = f"fit.{section}[{i}]"
+        if _mapping(item, path, c, keys) is None:
             continue
-        _unknown(item, INDUSTRY_KEYS, path, c)
-        label = _label(item, path, c)
-        points = _number(item.get("points"), f"{path}.points", c)
-        sic = _codes(item.get("sic"), f"{path}.sic", c)
-        naics = _codes(item.get("naics"), f"{path}.naics", c)
-        names = _names(item.get("names"), f"{path}.names", c) if "names" in item else ()
-        if not any(k in item for k in ("sic", "naics", "names")):
-            c.add(path, "expected sic and/or naics code prefixes, and/or industry names")
-        if label and points is not None:
-            industry.append(IndustryRule(label, points, sic, naics, names))
-    ranges: dict[str, list[RangeRule]] = {}
-    for name in ("employees", "revenue"):
-        ranges[name] = []
-        for i, item in enumerate(_list(data.get(name), f"fit.{name}", c) or []):
-            path = f"fit.{name}[{i}]"
-            if _mapping(item, path, c, "label, points, min, max") is None:
-                continue
-            _unknown(item, RANGE_KEYS, path, c)
-            label = _label(item, path, c)
-            points = _number(item.get("points"), f"{path}.points", c)
-            bounds: dict[str, float | None] = {}
-            for bound in ("min", "max"):
-                bounds[bound] = (None if item.get(bound) is None
-                                 else _number(item.get(bound), f"{path}.{bound}", c, minimum=0))
-            if item.get("min") is None and item.get("max") is None:
-                c.add(path, "expected min and/or max")
-            elif bounds["min"] is not None and bounds["max"] is not None and bounds["min"] > bounds["max"]:
-                c.add(path, f"min {bounds['min']:g} is above max {bounds['max']:g}")
-            if label and points is not None:
-                ranges[name].append(RangeRule(label, points, bounds["min"], bounds["max"]))
-    region: list[RegionRule] = []
-    for i, item in enumerate(_list(data.get("region"), "fit.region", c) or []):
-        path = f"fit.region[{i}]"
-        if _mapping(item, path, c, "label, points, regions") is None:
-            continue
-        _unknown(item, REGION_KEYS, path, c)
-        label = _label(item, path, c)
-        points = _number(item.get("points"), f"{path}.points", c)
-        names = _names(item.get("regions"), f"{path}.regions", c, what="region names")
-        if label and points is not None:
-            region.append(RegionRule(label, points, names))
+        rule = parse(item, path, c)
+        if rule is not None:
+            rules.append(rule)
+    return tuple(rules)
+
+
+def _industry_rule(item: Mapping[str, Any], path: str, c: _Collector) -> IndustryRule | None:
+    _unknown(item, INDUSTRY_KEYS, path, c)
+    label = _label(item, path, c)
+    points = _number(item.get("points"), f"{path}.points", c)
+    sic = _codes(item.get("sic"), f"{path}.sic", c)
+    naics = _codes(item.get("naics"), f"{path}.naics", c)
+    names = _names(item.get("names"), f"{path}.names", c) if "names" in item else ()
+    if not any(k in item for k in ("sic", "naics", "names")):
+        c.add(path, "expected sic and/or naics code prefixes, and/or industry names")
+    return IndustryRule(label, points, sic, naics, names) if label and points is not None else None
+
+
+def _range_rule(item: Mapping[str, Any], path: str, c: _Collector) -> RangeRule | None:
+    _unknown(item, RANGE_KEYS, path, c)
+    label = _label(item, path, c)
+    points = _number(item.get("points"), f"{path}.points", c)
+    bounds: dict[str, float | None] = {}
+    for bound in ("min", "max"):
+        bounds[bound] = (None if item.get(bound) is None
+                         else _number(item.get(bound), f"{path}.{bound}", c, minimum=0))
+    low, high = bounds["min"], bounds["max"]
+    if item.get("min") is None and item.get("max") is None:
+        c.add(path, "expected min and/or max")
+    elif low is not None and high is not None and low > high:
+        c.add(path, f"min {low:g} is above max {high:g}")
+    return RangeRule(label, points, low, high) if label and points is not None else None
+
+
+def _region_rule(item: Mapping[str, Any], path: str, c: _Collector) -> RegionRule | None:
+    _unknown(item, REGION_KEYS, path, c)
+    label = _label(item, path, c)
+    points = _number(item.get("points"), f"{path}.points", c)
+    names = _names(item.get("regions"), f"{path}.regions", c, what="region names")
+    return RegionRule(label, points, names) if label and points is not None else None
+
+
+def _qualification_points(raw: Any, c: _Collector) -> dict[str, float]:
     qualification: dict[str, float] = {}
-    raw_q = data.get("qualification")
-    if raw_q is not None and _mapping(raw_q, "fit.qualification", c, "attribute: points") is not None:
-        for key, value in raw_q.items():
-            path = f"fit.qualification.{key}"
-            if key not in QUALIFICATION_ATTRIBUTES:
-                close = difflib.get_close_matches(str(key), QUALIFICATION_ATTRIBUTES, n=1)
-                hint = f" (did you mean '{close[0]}'?)" if close else ""
-                c.add(path, f"unknown qualification attribute{hint}")
-                continue
-            points = _number(value, path, c)
-            if points is not None:
-                qualification[key] = points
-    return FitRules(tuple(industry), tuple(ranges["employees"]), tuple(ranges["revenue"]), tuple(region),
-                    qualification)
+    if raw is None or _mapping(raw, "fit.qualification", c, "attribute: points") is None:
+        return qualification
+    for key, value in raw.items():
+        path = f"fit.qualification.{key}"
+        if key not in QUALIFICATION_ATTRIBUTES:
+            close = difflib.get_close_matches(str(key), QUALIFICATION_ATTRIBUTES, n=1)
+            hint = f" (did you mean '{close[0]}'?)" if close else ""
+            c.add(path, f"unknown qualification attribute{hint}")
+            continue
+        points = _number(value, path, c)
+        if points is not None:
+            qualification[key] = points
+    return qualification
 
 
 def _weights(raw: Any, path: str, c: _Collector) -> dict[str, float]:
@@ -258,7 +268,8 @@ def parse_rules(data: Any, source: str) -> ScoringRules:
         raise ScoringRulesError([Problem(source, "", "expected a mapping with fit, engagement and handoff")])
     _unknown(data, TOP_KEYS, "", c)
     fit = _fit(data.get("fit"), c)
-    weights, half_life = ({}, None)
+    weights: dict[str, float] = {}
+    half_life: float | None = None
     if "engagement" not in data:
         c.add("engagement", "required: weights and half_life_days")
     else:
@@ -295,7 +306,8 @@ def _override(data: Any, path: str, c: _Collector) -> RuleOverride:
         return RuleOverride()
     _unknown(block, CAMPAIGN_HANDOFF_KEYS, path, c)
     thresholds = _thresholds(block, path, c)
-    weights, half_life = ({}, None)
+    weights: dict[str, float] = {}
+    half_life: float | None = None
     if block.get("scoring") is not None:
         weights, half_life = _engagement(block["scoring"], c, _join(path, "scoring"))
     return RuleOverride(handoff=thresholds, weights=weights, half_life_days=half_life)

@@ -225,11 +225,11 @@ def _load(session: Session, ids: Sequence[int], base: ScoringRules, now: datetim
                                                       for d in data.values() for e in d.enrollments])
     horizon = now - timedelta(days=HORIZON_HALF_LIVES * longest)
     # ``detail`` (JSON) is decoded only where it names the event: external events and link-less clicks.
-    details = dict(session.execute(
+    details: dict[int, Any] = dict(session.execute(
         select(Event.id, Event.detail).where(
             Event.lead_id.in_(present), Event.at >= horizon,
             or_(Event.kind.not_in(TRACKED_KINDS), and_(Event.kind == EventKind.click, Event.link_id.is_(None))))
-    ).all())
+    ).tuples().all())
     for (event_id, lead_id, kind, at, delivery_id, link_id, bot, bot_reason, label, name, hand_raiser,
          step_key, campaign_id) in session.execute(
         select(Event.id, Event.lead_id, Event.kind, Event.at, Event.delivery_id, Event.link_id,
@@ -273,7 +273,7 @@ def _campaign_rules(base: ScoringRules, handoff_rule: Any, source: str, slug: st
 
 def _store(session: Session, evaluations: dict[int, Evaluation], now: datetime) -> dict[int, LeadScore]:
     """Upsert in one statement (two rescoring workers racing on a lead both succeed)."""
-    rows = [
+    rows: list[dict[str, Any]] = [
         dict(lead_id=lead_id, fit=e.fit.total, engagement=e.engagement.total,
              fit_breakdown=e.fit.breakdown(), engagement_breakdown=e.engagement.breakdown(), computed_at=now)
         for lead_id, e in evaluations.items()

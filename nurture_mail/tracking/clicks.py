@@ -93,11 +93,19 @@ def click(token: str) -> Response:
 def open_pixel(token: str) -> Response:
     tracking = _tracking()
     try:
-        delivery_id = tracking.tokens.read_open(token.removesuffix(".gif"))
+        if not token.endswith(".gif"):  # only the pixel's own URL counts (docs/tracking.md)
+            raise TokenError("not an open pixel URL")
+        delivery_id = tracking.tokens.read_open(token[:-4])
     except TokenError:
         return Response(PIXEL, 404, NO_STORE, content_type="image/gif")
     _record(tracking, "open", delivery_id, None, None, False)
     return Response(PIXEL, 200, NO_STORE, content_type="image/gif")
+
+
+@bp.route("/o/<path:rest>", methods=["GET"], merge_slashes=False)
+def not_a_pixel(rest: str) -> Response:
+    """Anything else under ``/o/`` (a nested path): the same 404 GIF as a bad token."""
+    return Response(PIXEL, 404, NO_STORE, content_type="image/gif")
 
 
 def _record(tracking: _Tracking, kind: str, delivery_id: int, link_id: int | None, url: str | None,

@@ -44,6 +44,10 @@ end
 return items
 """
 
+#: Longest single wait on the buffer: the waiting drainer renews nothing while it blocks, and
+#: a Redis that went away is noticed within this time.
+MAX_BLOCK_SECONDS = 2.0
+
 # KEYS: processing, lock. ARGV: lock token, lease ms. Only the lock's holder may acknowledge.
 _ACK = """
 if redis.call('GET', KEYS[2]) ~= ARGV[1] then return 0 end
@@ -132,7 +136,7 @@ class EventBuffer:
 
     def pending(self) -> int:
         """Hits waiting, including a batch a drainer holds or left behind."""
-        return int(self.redis.llen(self.queue_key)) + int(self.redis.llen(self.processing_key))
+        return int(self.redis.llen(self.queue_key)) + int(self.redis.llen(self.processing_key))  # type: ignore[arg-type]
 
     # -- draining ----------------------------------------------------------------------------
 
@@ -155,6 +159,18 @@ class EventBuffer:
         lock was lost."""
         items = self._claim(keys=[self.queue_key, self.processing_key, self.lock_key], args=[size, token])
         return None if items is None else list(items)
+
+    def wait(self, timeout: float) -> bool:
+        """Block until a hit is waiting (or a batch is left behind), at most ``timeout`` seconds.
+
+        Takes nothing: ``BLMOVE`` from the queue to its own tail wakes on the first push and
+        only rotates that hit to the end of the list, so the lock holder still claims it (a hit
+        moved anywhere else could be lost to another drainer's acknowledgement).
+        """
+        if self.redis.llen(self.processing_key):
+            return True
+        seconds = min(max(timeout, 0.01), MAX_BLOCK_SECONDS)
+        return self.redis.blmove(self.queue_key, self.queue_key, seconds, "LEFT", "RIGHT") is not None
 
     def ack(self, token: str, lease_ms: int = LOCK_LEASE_MS) -> bool:
         """Forget the batch just stored and renew the lease; False if the lock was lost."""

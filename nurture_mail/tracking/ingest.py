@@ -1,7 +1,12 @@
 """The drain: buffered tracking hits become ``event`` rows, and human clicks teach topics.
 
-Runs as an RQ job on the cron table (every EVENT_DRAIN_INTERVAL seconds) and at the start of
+Runs continuously beside every long-running worker (``drain_forever``, a thread started by
+``start_drain_thread``): it blocks on the event list and drains a batch a short window
+(``EVENT_DRAIN_WINDOW_MS``) after the first hit arrives, so a click is stored, scored and
+handed to sales within a second. It also runs as an RQ job on the cron table (every
+EVENT_DRAIN_INTERVAL seconds: the fallback when no worker runs the loop) and at the start of
 every scheduler tick, so a click counts at the very next choice of the content-gap engine.
+One drainer at a time holds the buffer's lock; the others find it busy and do nothing.
 
 Per batch, in one transaction: parse the hits, load their deliveries and links (two queries),
 classify machines (``tracking/bots.py``), insert the events with ``ON CONFLICT (uid) DO
@@ -18,10 +23,12 @@ leaving a hand-raiser unnoticed.
 from __future__ import annotations
 
 import logging
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from flask import Flask
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -100,6 +107,56 @@ def drain_events(svc: Services, *, wait: float = 0.0, max_batches: int = MAX_BAT
         log.info("tracking drain: %d hits, %d stored (%d bots), %d duplicates, %d dropped, %d topics taught",
                  report.read, report.stored, report.bots, report.duplicates, report.dropped, report.taught)
     return report
+
+
+def drain_forever(svc: Services, stop: threading.Event, *, window: float | None = None,
+                  block: float = 1.0) -> None:
+    """Drain hits as they arrive until ``stop`` is set: the entry point of a long-running drainer.
+
+    Waits on the event list (a blocking pop that takes nothing, at most ``block`` seconds, so
+    ``stop`` is honoured within that), then lets ``window`` seconds of further hits gather (one
+    transaction for a burst instead of one per click), then drains everything waiting. Holds
+    the drain lock only while draining, so the scheduler tick's own drain never waits behind an
+    idle loop. A failure (Redis restarting, the database away) is logged and retried after a
+    pause; stored hits are never lost (the buffer keeps them until a drain commits them).
+    """
+    pause = window if window is not None else svc.config.event_drain_window_ms / 1000
+    buffer = EventBuffer(svc.redis)
+    failures = 0
+    while not stop.is_set():
+        try:
+            if not buffer.wait(block):
+                failures = 0
+                continue
+            if pause > 0:
+                stop.wait(pause)
+            report = drain_events(svc)
+            failures = 0
+            if report.busy:
+                # Another drainer (the tick, the cron job, another worker's loop) is at it.
+                stop.wait(max(pause, 0.05))
+        except Exception:
+            failures += 1
+            log.exception("tracking drain loop: drain failed (attempt %d); retrying", failures)
+            stop.wait(min(0.5 * 2 ** min(failures, 4), 5.0))
+
+
+def start_drain_thread(app: Flask) -> tuple[threading.Thread, threading.Event]:
+    """``drain_forever`` on a daemon thread of this process, inside ``app``'s context (the
+    handoffs it starts render and send); set the returned event to stop it.
+
+    A long-running worker starts one beside its job loop: the thread sleeps in Redis while
+    nothing is clicked, so it takes no time from send jobs, and no job is held by a blocking wait.
+    """
+    stop = threading.Event()
+
+    def run() -> None:
+        with app.app_context():
+            drain_forever(app.extensions["nurture"], stop)
+
+    thread = threading.Thread(target=run, name="tracking-drain", daemon=True)
+    thread.start()
+    return thread, stop
 
 
 def _after_events(svc: Services, leads: set[int], report: DrainReport) -> None:

@@ -103,7 +103,8 @@ def page(token: str) -> ResponseReturnValue:
 
 @bp.post("/u/<token>")
 def one_click(token: str) -> ResponseReturnValue:
-    """RFC 8058 one-click: from all email, no cookie, no CSRF token, 200 and never a redirect."""
+    """RFC 8058 one-click: from all email, no cookie, no CSRF token (exempted in ``create_app``),
+    200 and never a redirect."""
     if request.form.get("List-Unsubscribe") != "One-Click" and request.get_data(cache=True).strip() != ONE_CLICK_BODY:
         return _page("invalid.html", 400, title="Open the link to unsubscribe",
                      message="This address takes the one-click unsubscribe of mail apps (RFC 8058). "
@@ -113,10 +114,7 @@ def one_click(token: str) -> ResponseReturnValue:
 
 @bp.post("/u/<token>/confirm")
 def confirm(token: str) -> ResponseReturnValue:
-    """The landing page's form: "this campaign only" or "all email"."""
-    from ..web import csrf
-
-    csrf.protect()
+    """The landing page's form: "this campaign only" or "all email" (with the form's CSRF token)."""
     scope = request.form.get("scope", "")
     if scope not in ("campaign", "all"):
         return _page("invalid.html", 400, title="Choose what to unsubscribe from",

@@ -1,12 +1,12 @@
-"""Web UI blueprints, one per area; ``init_app`` registers them all.
+"""Web UI blueprints, one module per area; ``init_app`` registers every module's ``bp``.
 
 Access: every view but sign-in needs a signed-in user whose role grants the view's permission
 (``@role_required`` from ``auth``; the table is ``auth/roles.py``).
 
-CSRF: every POST/PUT/PATCH/DELETE to a blueprint listed in ``BLUEPRINTS`` needs the form's
-``csrf_token`` (Flask-WTF). Protection is opt-in per blueprint rather than app-wide because
-the same app serves endpoints that must never ask for one: the RFC 8058 one-click unsubscribe
-(a mail provider's cookie-less POST) and the token-authenticated API.
+CSRF: the app's ``CSRFProtect`` (``create_app``) checks the form's ``csrf_token`` on every
+POST/PUT/PATCH/DELETE, with its exemptions listed there; a failed check renders the error page
+registered here. The pages behind a sales notification's signed links (``sales_links``) need
+no sign-in: their token names the rep.
 """
 from __future__ import annotations
 
@@ -27,14 +27,12 @@ from flask import (
     request,
     url_for,
 )
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask_wtf.csrf import CSRFError
 
 from ..config import Config
 from . import formatting
 
-__all__ = ["CSP", "NAV", "NavItem", "asset_url", "csrf", "init_app"]
-
-csrf = CSRFProtect()
+__all__ = ["CSP", "NAV", "NavItem", "asset_url", "init_app"]
 
 
 @dataclass(frozen=True)
@@ -103,21 +101,11 @@ def _blueprints() -> list[Blueprint]:
 
 
 def init_app(app: Flask) -> None:
-    """Register every blueprint of the web UI, its CSRF protection, cookie hardening, the
-    sign-in throttle and its navigation."""
-    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    """Register every blueprint of the web UI, the page of a failed CSRF check, cookie hardening,
+    the sign-in throttle and its navigation."""
     _harden_cookies(app)
-    csrf.init_app(app)
-    blueprints = _blueprints()
-    for blueprint in blueprints:
+    for blueprint in _blueprints():
         app.register_blueprint(blueprint)
-    protected = {blueprint.name for blueprint in blueprints}
-
-    @app.before_request
-    def _protect_web_forms() -> None:
-        if request.blueprint in protected:
-            csrf.protect()
-
     app.register_error_handler(CSRFError, _csrf_failed)
     _throttle_signin(app)
 
@@ -164,11 +152,12 @@ def _navigation() -> dict[str, Any]:
     from .. import services
 
     if not has_request_context():  # a template rendered by a job or a CLI command
-        return {"nav_items": [], "nav_sections": []}
+        return {"nav_items": [], "nav_sections": [], "view_names": {}}
     from flask_login import current_user
 
+    # ``'leads.show' in view_names``: link to an area only once it is there.
     if not current_user.is_authenticated:
-        return {"nav_items": [], "nav_sections": []}
+        return {"nav_items": [], "nav_sections": [], "view_names": current_app.view_functions}
     config = services().config
     views = current_app.view_functions
     items = []
@@ -186,7 +175,7 @@ def _navigation() -> dict[str, Any]:
         if not sections or sections[-1]["name"] != entry["section"]:
             sections.append({"name": entry["section"], "items": []})
         sections[-1]["items"].append(entry)
-    return {"nav_items": items, "nav_sections": sections}
+    return {"nav_items": items, "nav_sections": sections, "view_names": current_app.view_functions}
 
 
 def asset_url(filename: str) -> str:

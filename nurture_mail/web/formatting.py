@@ -61,7 +61,13 @@ def number(value: float | int | None) -> str:
     return f"{int(value):,}"
 
 
+def zip_pairs(values: list[str]) -> list[tuple[str, str]]:
+    """Values as (value, label) options for the ``select`` macro; "handed_off" reads "handed off"."""
+    return [(value, str(value).replace("_", " ")) for value in values]
+
+
 def init_app(app: Flask) -> None:
+    app.add_template_filter(zip_pairs)
     app.add_template_filter(ago)
     app.add_template_filter(percent)
     app.add_template_filter(slug)

@@ -1,4 +1,4 @@
-"""The home page and the web UI's static assets (one stylesheet, no CDN)."""
+"""The dashboard (``/``) and the web UI's static assets (one stylesheet, one script, no CDN)."""
 from __future__ import annotations
 
 from flask import Blueprint, render_template
@@ -6,6 +6,7 @@ from flask import Blueprint, render_template
 from .. import services
 from ..auth import role_required
 from . import errors
+from .dashboard import overview
 
 bp = Blueprint(
     "home",
@@ -20,9 +21,12 @@ errors.install(bp)
 @bp.get("/")
 @role_required("leads:read")
 def index() -> str:
+    svc = services()
     captured = None
-    if services().config.embedded_smtp:
+    if svc.config.embedded_smtp:
         from .inbox import capture_store
 
         captured = capture_store().count()
-    return render_template("home.html", captured=captured)
+    with svc.db.session() as session:
+        data = overview(session, svc.clock.now())
+    return render_template("home.html", captured=captured, o=data)

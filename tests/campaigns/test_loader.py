@@ -750,14 +750,44 @@ def test_load_dir_of_an_empty_folder(loader, campaigns_dir):
     assert loader.load_dir(campaigns_dir) == ([], [])
 
 
-def test_duplicate_campaign_slug_across_files(loader, write, valid, campaigns_dir):
+def test_duplicate_campaign_slug_across_files_loads_neither(loader, write, valid, campaigns_dir):
     write("a.yaml", valid)
     write("b.yaml", {**valid, "name": "Impostor"})
+    write("c.yaml", other_campaign(valid))
     specs, problems = loader.load_dir(campaigns_dir)
-    assert [s.source for s in specs] == ["campaigns/a.yaml"]
+    assert [s.source for s in specs] == ["campaigns/c.yaml"]
     assert [str(p) for p in problems] == [
-        "campaigns/b.yaml: slug: campaign 'acme-onboarding' is also defined in campaigns/a.yaml"
+        "campaigns/a.yaml: slug: campaign 'acme-onboarding' is also defined in campaigns/b.yaml; neither file is synced",
+        "campaigns/b.yaml: slug: campaign 'acme-onboarding' is also defined in campaigns/a.yaml; neither file is synced",
     ]
+
+
+def test_duplicate_slug_changes_nothing_in_the_synced_campaign(loader, write, valid, campaigns_dir, database_url):
+    from datetime import datetime, timezone
+
+    from sqlalchemy import select
+
+    from nurture_mail.campaigns import sync_all
+    from nurture_mail.extensions import Database
+    from nurture_mail.models import Campaign
+
+    now = datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)
+    database = Database(database_url)
+    try:
+        write("a.yaml", valid)
+        specs, problems = loader.load_dir(campaigns_dir)
+        with database.session() as session:
+            sync_all(session, specs, now)
+        write("a.yaml", {**valid, "name": "Renamed in a"})
+        write("b.yaml", {**valid, "name": "Renamed in b"})
+        specs, problems = loader.load_dir(campaigns_dir)
+        assert specs == [] and len(problems) == 2
+        with database.session() as session:
+            result = sync_all(session, specs, now)
+            assert result.updated == [] and result.created == []
+            assert session.scalars(select(Campaign.name)).all() == ["Acme onboarding"]
+    finally:
+        database.dispose()
 
 
 def test_topic_with_different_stages_in_two_files(loader, write, valid, campaigns_dir):
@@ -781,6 +811,7 @@ def test_check_across_files_reports_every_clash_of_a_file(loader, valid):
     a = loader.load_data(valid, "campaigns/a.yaml")
     clash = loader.load_data(other_campaign(valid, slug="acme-onboarding", pricing_stage="awareness"), "campaigns/b.yaml")
     good = loader.load_data(other_campaign(valid, slug="third"), "campaigns/c.yaml")
-    specs, problems = check_across_files([a, clash, good])
-    assert specs == [a, good]
-    assert [(p.source, p.path) for p in problems] == [("campaigns/b.yaml", "slug"), ("campaigns/b.yaml", "topics[2].stage")]
+    specs, problems = check_across_files([good, a, clash])
+    assert specs == [good]
+    assert [(p.source, p.path) for p in problems] == [
+        ("campaigns/a.yaml", "slug"), ("campaigns/b.yaml", "slug"), ("campaigns/b.yaml", "topics[2].stage")]

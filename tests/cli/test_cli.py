@@ -139,7 +139,7 @@ def test_import_leads_messy_file_with_progress_report_and_mapping(cli, tmp_path)
 
 
 def test_enroll_refused_is_one_line_and_exit_1(cli, tmp_path):
-    """enroll refuses a hygiene-flagged lead and one sales holds (finding 5): one line, exit 1, nothing enrolled."""
+    """enroll refuses a hygiene-flagged lead and one sales holds: one line, exit 1, nothing enrolled."""
     import sqlite3
 
     cli("init")
@@ -158,3 +158,108 @@ def test_enroll_refused_is_one_line_and_exit_1(cli, tmp_path):
     assert "cannot be enrolled: it is handed_off (with sales)" in held.stderr
     assert database.execute("SELECT count(*) FROM enrollment").fetchone() == (0,)
     database.close()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def empty_database(request, tmp_path):
+    """A database nobody ran ``init`` on: a new SQLite file, or an empty PostgreSQL schema."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'empty.db'}"
+        return
+    import uuid
+
+    from sqlalchemy import create_engine, text
+
+    from tests.conftest import PG_AVAILABLE, PG_URL
+    if not PG_AVAILABLE:
+        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    schema = f"nurture_empty_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    sep = "&" if "?" in PG_URL else "?"
+    yield f"{PG_URL}{sep}options=-csearch_path%3D{schema}"
+    with admin.begin() as conn:
+        conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+    admin.dispose()
+
+
+@pytest.mark.parametrize("command", [
+    ["sync-campaigns"], ["import-leads", "samples/leads.csv", "--source", "x"], ["lead", "a@b.example"],
+    ["handoffs"], ["worker", "--burst"],
+])
+def test_every_command_before_init_says_in_one_line_to_run_init(cli, empty_database, command):
+    result = cli(*command, ok=False, DATABASE_URL=empty_database)
+    assert result.returncode != 0
+    assert result.stderr == "Error: the database is not initialised: run `python -m nurture_mail init` first\n"
+    assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_a_schema_behind_the_code_says_to_run_init(cli, tmp_path):
+    from nurture_mail.extensions import Database
+    from nurture_mail.migrate import upgrade
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    database = Database(url)
+    upgrade(database, "0001")
+    database.dispose()
+    result = cli("sync-campaigns", ok=False, DATABASE_URL=url)
+    assert result.returncode != 0 and "run `python -m nurture_mail init` to migrate it" in result.stderr
+    assert cli("init", DATABASE_URL=url).returncode == 0
+    assert cli("sync-campaigns", DATABASE_URL=url).returncode == 0
+
+
+def test_an_import_killed_with_sigkill_is_marked_failed_by_the_next_run_and_resumes(cli, tmp_path, redis,
+                                                                                    smtp_server, database_url):
+    """A CLI import SIGKILLed mid-file stays ``running``; the next import-leads marks it failed, says so,
+    and ``import-resume`` carries on after its last committed chunk: every row imported once."""
+    import signal
+    import time
+
+    from sqlalchemy import create_engine, func, select
+
+    from nurture_mail.models import ImportJob, Lead
+
+    rows = 40_000
+    big = tmp_path / "big.csv"
+    with big.open("w", encoding="utf-8") as out:
+        out.write("email,first_name,company\n")
+        for i in range(rows):
+            out.write(f"person{i}@company{i % 97}.example,P{i},Company {i % 97}\n")
+    env = dict(os.environ, INSTANCE_PATH=str(tmp_path / "instance"), REDIS_URL=redis_url_of(redis),
+               SMTP_URL=f"smtp://127.0.0.1:{smtp_server.port}", SECRET_KEY="cli-secret", DATABASE_URL=database_url)
+    engine = create_engine(database_url)
+    try:
+        process = subprocess.Popen([sys.executable, "-m", "nurture_mail", "import-leads", str(big), "--source", "x"],
+                                   env=env, cwd=str(ROOT), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.DEVNULL)
+        deadline = time.monotonic() + 90
+        processed = 0
+        while time.monotonic() < deadline and not processed:
+            time.sleep(0.05)
+            with engine.connect() as conn:
+                processed = conn.scalar(select(ImportJob.processed_rows)) or 0
+        process.send_signal(signal.SIGKILL)
+        process.wait(30)
+        with engine.connect() as conn:
+            status, processed = conn.execute(select(ImportJob.status, ImportJob.processed_rows)).one()
+        assert status == "running" and 0 < processed < rows
+
+        small = tmp_path / "small.csv"
+        small.write_text("email\nnew@lead.example\n", encoding="utf-8")
+        result = cli("import-leads", str(small), "--source", "y", DATABASE_URL=database_url)
+        assert (f"import 1 (big.csv) was interrupted after row {processed} of {rows} (its runner, pid {process.pid}, "
+                "is gone): marked failed; `python -m nurture_mail import-resume 1` resumes it") in result.stderr
+        with engine.connect() as conn:
+            status, error = conn.execute(select(ImportJob.status, ImportJob.error).where(ImportJob.id == 1)).one()
+        assert status == "failed" and f"interrupted after row {processed}" in error
+
+        assert f"resumes after row {processed}" in cli("import-resume", "1", DATABASE_URL=database_url).stdout
+        cli("worker", "--burst", DATABASE_URL=database_url)
+        with engine.connect() as conn:
+            status, done = conn.execute(select(ImportJob.status, ImportJob.processed_rows)
+                                        .where(ImportJob.id == 1)).one()
+            assert (status, done) == ("done", rows)
+            assert conn.scalar(select(func.count()).select_from(Lead)) == rows + 1
+    finally:
+        engine.dispose()

@@ -354,7 +354,7 @@ def _statements(bed):
 
 
 def test_enrolling_a_chunk_takes_the_same_statements_for_10_or_200_leads(bed):
-    """Finding 18: enroll() per lead made several queries per row; the chunk's enrollments are batched."""
+    """Enroll() per lead made several queries per row; the chunk's enrollments are batched."""
     counts = []
     for size, offset in ((10, 0), (200, 1000)):
         data = "email,first_name\n" + "".join(f"p{offset + i}@batch.example,P{i}\n" for i in range(size))
@@ -373,7 +373,7 @@ def test_enrolling_a_chunk_takes_the_same_statements_for_10_or_200_leads(bed):
 
 
 def test_leads_sales_holds_are_imported_but_not_enrolled(bed):
-    """Finding 5: an import with a campaign restarted nurture for leads sales holds (and for no-consent ones)."""
+    """An import with a campaign restarted nurture for leads sales holds (and for no-consent ones)."""
     from nurture_mail.models import Campaign, EnrollmentState
 
     held = bed.add_lead("held@acme.example", status=LeadStatus.handed_off)
@@ -409,7 +409,7 @@ def test_leads_sales_holds_are_imported_but_not_enrolled(bed):
 
 
 def test_a_stray_quote_in_an_uploaded_file_rejects_one_row(bed):
-    """Finding 8 end to end: the row is rejected with why, the rest imported; a 128 KiB tail is no crash."""
+    """End to end: the row is rejected with why, the rest imported; a 128 KiB tail is no crash."""
     data = (b"email,company,notes\n" + b'a@x.example,"Big\n' + b"b@x.example,Acme,hi\n"
             + b"".join(b"filler %d\n" % i for i in range(15000)) + b"c@x.example,Co,ok\n")
     import_id = bed.create(data)
@@ -422,7 +422,7 @@ def test_a_stray_quote_in_an_uploaded_file_rejects_one_row(bed):
 
 
 def test_create_import_refuses_when_the_hygiene_file_is_broken(bed, messy, tmp_path, monkeypatch):
-    """Finding 12: a broken hygiene.yaml failed the queued job later; now the upload is refused, naming the file."""
+    """A broken hygiene.yaml failed the queued job later; now the upload is refused, naming the file."""
     broken = tmp_path / "hygiene.yaml"
     broken.write_text("deny:\n  student: '*.edu'\n")
     monkeypatch.setattr(bed.svc, "config", dataclasses.replace(bed.svc.config, hygiene_path=broken))
@@ -435,7 +435,7 @@ def test_create_import_refuses_when_the_hygiene_file_is_broken(bed, messy, tmp_p
 
 
 def test_erase_import_traces_blanks_the_address_in_every_report(bed, messy):
-    """Finding 23: the report rows kept the address forever; the API's GDPR erase calls this."""
+    """The report rows kept the address forever; the API's GDPR erase calls this."""
     from nurture_mail.leads.imports import erase_import_traces
 
     first, second = bed.create(messy), bed.create(messy)
@@ -455,7 +455,7 @@ def test_erase_import_traces_blanks_the_address_in_every_report(bed, messy):
 
 
 def test_import_rows_uses_the_configured_hygiene_file(bed, tmp_path, monkeypatch):
-    """Finding 27: seed_demo's import_rows used the class default path, not HYGIENE_PATH."""
+    """Seed_demo's import_rows used the class default path, not HYGIENE_PATH."""
     rules = tmp_path / "hygiene.yaml"
     rules.write_text("role_accounts: [booth]\ndeny: {}\n")
     monkeypatch.setattr(bed.svc, "config", dataclasses.replace(bed.svc.config, hygiene_path=rules))

@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from nurture_mail.addresses import InvalidEmail, normalize_email
 from nurture_mail.leads.csvfile import ROW_ERROR, decode, detect_delimiter, parse
 from nurture_mail.leads.errors import ImportOptionsError, LeadValueError
 from nurture_mail.leads.fields import LeadValues, convert, parse_int
-from nurture_mail.leads.hygiene import DEFAULT_RULES, Hygiene, HygieneConfigError, InvalidEmail, normalize_email
+from nurture_mail.leads.hygiene import DEFAULT_RULES, Hygiene, HygieneConfigError
 from nurture_mail.leads.imports import safe_cell
 from nurture_mail.leads.merge import changes_for
 
@@ -110,7 +111,7 @@ def test_hygiene_flags():
 
 
 def test_student_patterns_do_not_flag_companies_named_student():
-    """Finding 26: ``student.*`` flagged student.com; only a student host of a university domain is flagged."""
+    """``student.*`` flagged student.com; only a student host of a university domain is flagged."""
     hygiene = Hygiene.load(ROOT / "campaigns" / "hygiene.yaml")
     for address in ("jan@students.uu.nl", "sam@student.uva.nl", "kai@stud.uni-hannover.de"):
         assert hygiene.check(address) == ["deny:student"], address
@@ -119,17 +120,17 @@ def test_student_patterns_do_not_flag_companies_named_student():
 
 
 def test_validate_hygiene_file_names_the_file_and_key(tmp_path):
-    """Finding 12: the check the app runs at startup (and ``create_import`` before accepting a file)."""
+    """The check the app runs at startup (and ``create_import`` before accepting a file)."""
     from nurture_mail.leads.hygiene import validate_hygiene_file
 
     assert validate_hygiene_file(ROOT / "campaigns" / "hygiene.yaml").check("info@x.example") == ["role_account"]
     assert validate_hygiene_file(tmp_path / "missing.yaml").source == "built-in defaults"
     path = tmp_path / "hygiene.yaml"
     path.write_text("deny: [oops\n")
-    with pytest.raises(HygieneConfigError, match="not valid YAML"):
+    with pytest.raises(HygieneConfigError, match="invalid YAML"):
         validate_hygiene_file(path)
     path.write_bytes(b"deny:\n  x: ['\xff']\n")
-    with pytest.raises(HygieneConfigError, match="cannot be read"):
+    with pytest.raises(HygieneConfigError, match="cannot read file"):
         validate_hygiene_file(path)
     path.write_text("role_accounts: info\n")
     with pytest.raises(HygieneConfigError, match=f"{path}: role_accounts: expected a list"):
@@ -137,7 +138,7 @@ def test_validate_hygiene_file_names_the_file_and_key(tmp_path):
 
 
 def test_a_stray_quote_rejects_its_row_and_keeps_the_rest():
-    """Finding 8: an unclosed quote used to swallow every later row, silently."""
+    """An unclosed quote used to swallow every later row, silently."""
     data = (b"email,company,notes\n"
             b'a@x.example,"Big\n'
             b"b@x.example,Acme,hi\n"
@@ -154,7 +155,7 @@ def test_a_stray_quote_rejects_its_row_and_keeps_the_rest():
 
 
 def test_a_stray_quote_before_a_huge_tail_is_one_bad_row_not_a_csv_error():
-    """Finding 8: past the csv module's field limit (128 KiB) it raised ``_csv.Error`` from ``count_rows``."""
+    """Past the csv module's field limit (128 KiB) it raised ``_csv.Error`` from ``count_rows``."""
     tail = b"".join(b"filler %d\n" % i for i in range(20000))  # ~200 KiB with no address in it
     parsed = parse(b"email,company\n" + b'a@x.example,"Big\n' + tail + b"z@x.example,Z\n")
     assert parsed.count_rows() == 20002
@@ -166,7 +167,7 @@ def test_a_stray_quote_before_a_huge_tail_is_one_bad_row_not_a_csv_error():
 
 
 def test_country_is_kept_and_gives_the_sales_region():
-    """Finding 25: a Country column filled ``region`` with "Spain"; routing and scoring want AMER/EMEA/APAC."""
+    """A Country column filled ``region`` with "Spain"; routing and scoring want AMER/EMEA/APAC."""
     parsed = parse(b"Email,Country/Region,Region\na@x.example,Spain,\nb@x.example,Spain,AMER\nc@x.example,Atlantis,\n")
     assert {c.header: c.target for c in parsed.columns} == {"Email": "email", "Country/Region": "country",
                                                             "Region": "region"}

@@ -6,8 +6,9 @@ from email_validator import EmailNotValidError, validate_email
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from nurture_mail.addresses import InvalidEmail, normalize_email
 from nurture_mail.leads.errors import LeadValueError
-from nurture_mail.leads.hygiene import DEFAULT_RULES, Hygiene, InvalidEmail, normalize_email
+from nurture_mail.leads.hygiene import DEFAULT_RULES, Hygiene
 from nurture_mail.leads.upsert import upsert_lead
 
 HYGIENE = Hygiene.from_rules(DEFAULT_RULES)
@@ -106,7 +107,7 @@ def test_the_fast_path_accepts_and_normalizes_exactly_like_email_validator(local
 
 
 def test_a_false_qualification_value_is_not_known(bed):
-    """Finding 30: ``{"decision_maker_engaged": false}`` was stored as the text "False", which counted as known."""
+    """``{"decision_maker_engaged": false}`` was stored as the text "False", which counted as known."""
     from nurture_mail.engine.scoring import is_known
 
     with bed.svc.db.session() as session:
@@ -120,3 +121,23 @@ def test_a_false_qualification_value_is_not_known(bed):
         lead, outcome = upsert_lead(session, {"email": "q@acme.example", "urgency": False}, bed.clock.now(),
                                     hygiene=HYGIENE, source="api")
         assert outcome == "unchanged" and lead.qualification["urgency"] == "yes"
+
+
+domain_names = st.one_of(
+    st.sampled_from(["acme.example", "ACME.Example", "a.b", "a.1", "1.a", "a.b1", "a.1b", "a.b-", "a.-b", "a-.b",
+                     "ab--cd.example", "xn--bcher-kva.example", "x.local", "a.arpa", "localhost", "a.onion",
+                     "a" * 63 + ".example", "a" * 64 + ".example", ".".join(["a" * 62] * 4) + ".ex",
+                     ".".join(["a" * 63] * 4) + ".ex", "a.b.", ".a.b", "a..b", "a.b_c", "a.B", "A-1.B-2.Cd"]),
+    st.from_regex(r"[a-zA-Z0-9-]{1,64}(\.[a-zA-Z0-9-]{1,12}){1,3}", fullmatch=True),
+)
+
+
+@settings(max_examples=600, deadline=None)
+@given(domain_names)
+def test_the_plain_domain_shortcut_agrees_with_email_validator(domain):
+    from nurture_mail.addresses import _domain_check, _plain_domain
+
+    plain = _plain_domain(domain)
+    reference = _domain_check(domain, False)
+    if plain is not None:  # the shortcut accepts only what email-validator accepts, normalized alike
+        assert reference == (True, plain)

@@ -1,6 +1,7 @@
 """Two workers handing off the same lead at once; the CLI commands on a real platform."""
 from __future__ import annotations
 
+import re
 import threading
 
 import pytest
@@ -92,3 +93,60 @@ def test_sync_list_and_act_from_the_cli(platform, cli, team_file, clock):
     assert "acted in 1h30" in cli(sales_cli.handoffs_command).output
     assert "no handoff 'nobody@acme.example'" in cli(sales_cli.handoff_command, "nobody@acme.example", "accept",
                                                      ok=False).output
+
+
+def _scaled_clock_at(instant, speed):
+    """A demo clock (``run --demo``) whose now is ``instant``, running ``speed`` times real time."""
+    from datetime import datetime, timezone
+
+    from nurture_mail.clock import ScaledClock
+
+    real = datetime.now(timezone.utc)
+    return ScaledClock(real + (real - instant) / (speed - 1), speed)
+
+
+def test_handoffs_under_the_demo_clock_show_real_durations_never_negative(platform, cli, team, clock, monkeypatch):
+    from datetime import timedelta
+
+    platform.add_lead("demo@acme.example", region="AMER")
+    handoff_id = hand_off(platform, "demo@acme.example", triggered_at=clock.now())
+    with platform.svc.db.session() as session:
+        handoff = session.get(Handoff, handoff_id)
+        # As on a x1800 demo clock: notified 0.9 real seconds (27 demo minutes) after the click,
+        # accepted 3 real minutes (90 demo hours) after the handoff.
+        handoff.notified_at = handoff.triggered_at + timedelta(seconds=0.9 * 1800)
+        handoff.first_action_at = handoff.created_at + timedelta(minutes=3 * 1800)
+        created = handoff.created_at
+    monkeypatch.setattr(platform.svc, "clock", _scaled_clock_at(created + timedelta(hours=60), 1800))
+    row = next(line for line in cli(sales_cli.handoffs_command).output.splitlines() if "demo@acme.example" in line)
+    assert " 0.9s " in row and "acted in 3m" in row
+    assert " 2m " in row  # 60 demo hours = 2 real minutes old
+
+    # Read on a clock behind the data (a real-time shell on a demo's data): no negative age.
+    monkeypatch.setattr(platform.svc, "clock", _scaled_clock_at(created - timedelta(hours=60), 1800))
+    result = cli(sales_cli.handoffs_command)
+    row = next(line for line in result.output.splitlines() if "demo@acme.example" in line)
+    assert " 0s " in row and not re.search(r" -\d", row)
+    assert "dated after this clock's now" in result.output
+
+
+def test_the_notification_latency_is_measured_in_real_seconds_on_a_demo_clock(platform, cli, team, monkeypatch):
+    from datetime import datetime, timezone
+
+    from nurture_mail.models import HandoffAction
+
+    speed = 36000  # ten demo hours a real second: demo seconds could not pass for real ones
+    demo = _scaled_clock_at(datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc), speed)
+    monkeypatch.setattr(platform.svc, "clock", demo)
+    platform.add_lead("fast@acme.example", region="AMER")
+    handoff_id = hand_off(platform, "fast@acme.example", triggered_at=demo.now())
+    platform.work()
+    with platform.svc.db.session() as session:
+        detail = session.scalar(select(HandoffAction.detail).where(
+            HandoffAction.handoff_id == handoff_id, HandoffAction.action == "notified"))
+        handoff = session.get(Handoff, handoff_id)
+        demo_seconds = (handoff.notified_at - handoff.triggered_at).total_seconds()
+    assert 0 <= detail["latency_seconds"] < 60 < demo_seconds
+    assert abs(detail["latency_seconds"] - demo_seconds / speed) < 0.01
+    row = next(line for line in cli(sales_cli.handoffs_command).output.splitlines() if "fast@acme.example" in line)
+    assert f" {detail['latency_seconds']:.1f}s " in row

@@ -1,4 +1,4 @@
-"""Issue 4's first test: a lead clicks its way past the handoff rule, through links read from the
+"""A lead clicks its way past the handoff rule, through links read from the
 real emails it received; within the one worker pass that drains those clicks, the rep's
 notification with the dossier arrives at the real SMTP server, and nurture stops."""
 from __future__ import annotations

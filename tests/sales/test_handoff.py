@@ -121,7 +121,7 @@ def test_jobs_are_enqueued_only_after_the_commit(platform, team, clock):
         assert len(queue) == 0
     assert len(queue) == 1
     [job] = queue.get_jobs()
-    assert job.func_name == "nurture_mail.jobs.sales.notify_handoff"
+    assert job.func_name == "nurture_mail.jobs.sales.notify" and job.args[0] == "email"
 
 
 def test_sync_is_idempotent_and_retires_reps_removed_from_the_file(platform, team_file, clock):

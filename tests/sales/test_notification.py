@@ -98,7 +98,7 @@ def test_the_rep_gets_the_dossier_by_email_once(platform, team, clock):
     # The job run again (at-least-once): no second email.
     from nurture_mail.jobs.sales import enqueue
 
-    enqueue(platform.svc, "notify", handoff_id)
+    enqueue(platform.svc, "email", handoff_id)
     platform.work()
     assert len(platform.received(to="ava@sales.example")) == 1
     with platform.svc.db.session() as session:
@@ -150,3 +150,51 @@ def test_an_smtp_failure_is_retried_by_rq(make_app, database_url, team_file, clo
         assert get_handoff(platform, handoff_id).notified_at is not None
     finally:
         server.stop()
+
+
+def test_the_rep_notification_is_dkim_signed_like_a_nurture_email(platform, team, clock, tmp_path, monkeypatch):
+    """The notification goes through the outbox of every email: signed when DKIM is configured."""
+    import dataclasses
+    import shutil
+    import subprocess
+
+    import pytest
+
+    if shutil.which("openssl") is None:
+        pytest.skip("openssl is needed to make a test DKIM key")
+    key = tmp_path / "dkim.pem"
+    subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
+    monkeypatch.setattr(platform.svc, "config", dataclasses.replace(
+        platform.svc.config, dkim_selector="s1", dkim_private_key_path=str(key)))
+    platform.add_lead("signed@acme.example", region="AMER")
+    hand_off(platform, "signed@acme.example", campaign=None)
+    platform.work()
+    [message] = platform.received(to="ava@sales.example")
+    signature = message.message["DKIM-Signature"]
+    assert signature is not None and "d=northwind.example" in signature and "s=s1" in signature
+
+
+def test_the_rep_notification_waits_for_its_domain_rate_limit(platform, team, clock, monkeypatch):
+    """SEND_RATE_PER_DOMAIN_PER_MINUTE applies to notifications too: over it, the job raises (RQ retries
+    it) and nothing is recorded; in the next window it is sent."""
+    import dataclasses
+
+    import pytest
+
+    from nurture_mail.mail.outbox import RateLimited
+    from nurture_mail.mail.ratelimit import SendRateLimiter
+    from nurture_mail.sales.destinations.email import notify_by_email
+
+    monkeypatch.setattr(platform.svc, "config", dataclasses.replace(
+        platform.svc.config, send_rate_per_domain_per_minute=1, sales_destinations=()))
+    platform.add_lead("limited@acme.example", region="AMER")
+    handoff_id = hand_off(platform, "limited@acme.example", campaign=None)
+    SendRateLimiter(platform.svc.redis, per_domain_per_minute=1).admit(  # this minute's one email to sales.example
+        ["someone@sales.example"], lambda e: e.rpartition("@")[2], clock.now())
+    with pytest.raises(RateLimited):
+        notify_by_email(platform.svc, handoff_id)
+    assert platform.received(to="ava@sales.example") == []
+    assert get_handoff(platform, handoff_id).notified_at is None
+    clock.advance(seconds=60)
+    assert notify_by_email(platform.svc, handoff_id).outcome == "sent"
+    assert len(platform.received(to="ava@sales.example")) == 1

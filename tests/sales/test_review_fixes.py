@@ -30,6 +30,8 @@ from nurture_mail.models import (
 from nurture_mail.nurture.enroll import EnrollmentRefused, enroll, enrollment_blocker, find_campaign
 from nurture_mail.sales import actions
 from nurture_mail.sales.actions import HandoffActionError
+from nurture_mail.sales.destinations.email import notify_by_email
+from nurture_mail.sales.destinations.webhook import verify, webhook_secret_text
 from nurture_mail.sales.dossier import HISTORY_LIMIT
 from nurture_mail.sales.handoff import sla_due
 from nurture_mail.sales.housekeeping import (
@@ -39,8 +41,6 @@ from nurture_mail.sales.housekeeping import (
     run_housekeeping,
 )
 from nurture_mail.sales.links import MARGIN_DAYS
-from nurture_mail.sales.notify_email import notify_by_email
-from nurture_mail.sales.webhook import verify, webhook_secret_text
 
 from .conftest import get_handoff, hand_off, rep_email, sales_links, sync_team
 from .test_webhook import Receiver

@@ -11,7 +11,7 @@ from integration.conftest import Platform
 from sqlalchemy import select
 
 from nurture_mail.models import WebhookDelivery
-from nurture_mail.sales.webhook import verify
+from nurture_mail.sales.destinations.webhook import verify
 
 from .conftest import hand_off, sync_team
 

@@ -229,7 +229,7 @@ def test_a_long_history_folds_its_oldest_lines_and_still_adds_up():
     assert score.total == pytest.approx(sum(line.points for line in score.lines), abs=0.01)
 
 
-# -- review fixes ------------------------------------------------------------------------------
+# -- handoff rule defaults, industry and region -------------------------------------------------
 
 
 def opened(at, *, id, delivery):
@@ -237,7 +237,7 @@ def opened(at, *, id, delivery):
 
 
 def test_after_a_handoff_only_engagement_earned_since_meets_the_threshold():
-    """Finding 4: a lead rejected as not ready is not handed back by one more open."""
+    """A lead rejected as not ready is not handed back by one more open."""
     facts = LeadFacts(industry_sic="7372", employees=600, region="emea")  # fit 40
     handed_off_at = NOW - timedelta(days=1)
     old = [EventFact(id=1, kind="meeting", at=handed_off_at - timedelta(hours=2)),
@@ -265,7 +265,7 @@ def test_reopening_an_email_already_opened_before_the_handoff_is_not_new_evidenc
 
 
 def test_a_fit_only_rule_fires_without_any_event_and_again_only_after_new_engagement():
-    """Finding 17: ``engagement_at_least: null`` needs no tipping event (none can exist)."""
+    """``engagement_at_least: null`` needs no tipping event (none can exist)."""
     fit_only = ScoringRules(RULES.fit, RULES.engagement, HandoffRule(None, 40, hand_raiser=True))
     facts = LeadFacts(industry_sic="7372", employees=600, region="emea")
     result = evaluate(facts, [], fit_only, NOW)
@@ -279,7 +279,7 @@ def test_a_fit_only_rule_fires_without_any_event_and_again_only_after_new_engage
 
 
 def test_free_text_industry_and_region_names_ignore_case_and_punctuation():
-    """Finding 7: an imported industry ("Financial Services") and region or country score."""
+    """An imported industry ("Financial Services") and region or country score."""
     rules = FitRules(
         industry=(IndustryRule("software", 15, sic=("737",), names=("SaaS", "software")),
                   IndustryRule("healthcare", 12, sic=("80",), names=("hospital and health care",))),

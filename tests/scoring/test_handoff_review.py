@@ -27,7 +27,7 @@ def handoffs(platform, lead_id) -> list[Handoff]:
 
 
 def test_a_lead_rejected_as_not_ready_is_handed_back_only_on_new_evidence(platform, clock):
-    """Finding 4: reject not ready, one open of the next email → no handoff; a new hand-raiser click → handoff."""
+    """Reject not ready, one open of the next email → no handoff; a new hand-raiser click → handoff."""
     email = "recycled@acme.example"
     lead_id, _ = send_first_email(platform, email, knows=BUT_TWO, **GOOD_FIT)  # fit 40
     clock.advance(minutes=20)
@@ -67,7 +67,7 @@ def test_a_lead_rejected_as_not_ready_is_handed_back_only_on_new_evidence(platfo
 
 
 def test_a_hand_raiser_click_after_the_nurture_completed_hands_off(platform, clock):
-    """Finding 6: the click on an email of a finished campaign decides by that campaign's rule."""
+    """The click on an email of a finished campaign decides by that campaign's rule."""
     email = "finished@acme.example"
     lead_id, links = send_first_email(platform, email, knows=ALL_BUT_VENDOR)
     with platform.svc.db.session() as session:  # the campaign ran out of steps
@@ -100,7 +100,7 @@ def test_after_completion_a_campaign_without_hand_raiser_handoffs_does_not_decid
 
 
 def test_a_fit_only_rule_hands_off_at_the_daily_rescore_without_any_event(platform, clock):
-    """Finding 17: ``engagement_at_least: null`` fires on fit alone; the lead was never scored."""
+    """``engagement_at_least: null`` fires on fit alone; the lead was never scored."""
     with platform.svc.db.session() as session:
         session.execute(update(Campaign).where(Campaign.slug == "northwind-security").values(
             handoff_rule={"engagement_at_least": None, "fit_at_least": 40}))
@@ -123,7 +123,7 @@ def test_a_fit_only_rule_hands_off_at_the_daily_rescore_without_any_event(platfo
 
 
 def test_an_imported_free_text_industry_counts_toward_fit(platform, clock):
-    """Finding 7: the CSV's ``industry`` column lands in custom_fields; the rules read it there."""
+    """The CSV's ``industry`` column lands in custom_fields; the rules read it there."""
     lead_id = platform.add_lead("dan@ledgerstone.example", employees=640, region="AMER",
                                 custom_fields={"industry": "Financial Services"})
     platform.enroll("dan@ledgerstone.example")

@@ -150,11 +150,11 @@ def test_a_bad_stored_override_raises_with_its_source():
     ]
 
 
-# -- review fixes ------------------------------------------------------------------------------
+# -- handoff rule defaults, industry and region -------------------------------------------------
 
 
 def test_validate_rules_file_lists_every_problem_and_never_raises(write, tmp_path):
-    """Finding 12: ``init`` and ``run`` refuse to start on these lines."""
+    """``init`` and ``run`` refuse to start on these lines."""
     from nurture_mail.scoring.rules import validate_rules_file
 
     assert validate_rules_file(Config.scoring_rules_path) == []
@@ -172,7 +172,7 @@ def test_validate_rules_file_lists_every_problem_and_never_raises(write, tmp_pat
 
 
 def test_without_a_handoff_block_the_default_rule_applies(write):
-    """Finding 17: DESIGN §5's default (both thresholds, or a hand-raiser click), not "score route off"."""
+    """DESIGN §5's default (both thresholds, or a hand-raiser click), not "score route off"."""
     data = yaml.safe_load(VALID)
     del data["handoff"]
     assert read_rules_file(write(data)).handoff == HandoffRule(25, 40, True)
@@ -196,7 +196,7 @@ def test_industry_names_are_validated(write):
 
 
 def test_the_shipped_regions_are_the_sales_regions_and_countries():
-    """Finding 7: AMER/EMEA/APAC of campaigns/sales_team.yaml, plus country names and codes."""
+    """AMER/EMEA/APAC of campaigns/sales_team.yaml, plus country names and codes."""
     from nurture_mail.engine.scoring import LeadFacts, fit_score
 
     rules = read_rules_file(Config.scoring_rules_path)
@@ -210,7 +210,7 @@ def test_the_shipped_regions_are_the_sales_regions_and_countries():
 
 
 def test_a_realistic_share_of_the_demo_leads_reaches_the_fit_threshold():
-    """Finding 7: samples/leads.csv has a free-text industry, employees and a sales region."""
+    """Samples/leads.csv has a free-text industry, employees and a sales region."""
     import csv
 
     from nurture_mail.engine.scoring import LeadFacts, fit_score

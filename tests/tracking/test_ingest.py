@@ -213,3 +213,89 @@ def test_a_failing_drain_does_not_stop_the_tick(platform, clicked, monkeypatch, 
     platform.tick()
     assert "tracking drain failed" in caplog.text
     assert counts(platform) == (0, 0, 1)
+
+
+def _wait_for(predicate, seconds: float = 10.0) -> float:
+    """Seconds until ``predicate()`` held (polled every 10 ms); fails after ``seconds``."""
+    import time
+
+    started = time.monotonic()
+    while not predicate():
+        assert time.monotonic() - started < seconds, "condition not reached in time"
+        time.sleep(0.01)
+    return time.monotonic() - started
+
+
+def test_the_drain_loop_stores_and_teaches_a_click_as_it_arrives(platform, clicked):
+    thread, stop = ingest.start_drain_thread(platform.app)
+    try:
+        clicked()
+        # Nothing but the loop drains here: no tick, no cron job, no explicit drain call.
+        waited = _wait_for(lambda: counts(platform) == (1, 1, 0))
+        assert waited < 5.0
+        clicked(3)
+        _wait_for(lambda: counts(platform) == (4, 1, 0))
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert not thread.is_alive()
+    assert platform.svc.redis.exists(PROCESSING_KEY, LOCK_KEY) == 0
+
+
+def test_an_idle_drain_loop_leaves_the_lock_free_for_the_tick(platform, clicked):
+    thread, stop = ingest.start_drain_thread(platform.app)
+    try:
+        import time
+
+        for _ in range(5):
+            time.sleep(0.1)  # the loop is asleep in its blocking wait
+            assert not drain_events(platform.svc, wait=0).busy
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def test_waiting_on_the_buffer_takes_nothing_from_it(platform, clicked):
+    buffer = EventBuffer(platform.svc.redis)
+    assert buffer.wait(0.05) is False
+    clicked(2)
+    assert buffer.wait(0.05) is True
+    assert buffer.pending() == 2
+    assert platform.svc.redis.llen(PROCESSING_KEY) == 0
+    assert drain_events(platform.svc).stored == 2
+
+
+def test_the_drain_loop_stores_a_batch_a_dead_drainer_left_behind(platform, clicked, monkeypatch):
+    clicked(2)
+    buffer = EventBuffer(platform.svc.redis)
+    token = buffer.lock()
+    assert len(buffer.claim(token, 100)) == 2  # taken, never stored: the drainer "dies" here
+    platform.svc.redis.delete(LOCK_KEY)  # its lease ran out
+    assert platform.svc.redis.llen(QUEUE_KEY) == 0
+    thread, stop = ingest.start_drain_thread(platform.app)
+    try:
+        _wait_for(lambda: counts(platform) == (2, 1, 0))
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def test_the_drain_loop_survives_a_failing_drain(platform, clicked, monkeypatch):
+    calls = []
+    real = ingest.drain_events
+
+    def flaky(svc, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise ConnectionError("database went away")
+        return real(svc, **kwargs)
+
+    monkeypatch.setattr(ingest, "drain_events", flaky)
+    thread, stop = ingest.start_drain_thread(platform.app)
+    try:
+        clicked()
+        _wait_for(lambda: counts(platform) == (1, 1, 0))
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+    assert len(calls) >= 2

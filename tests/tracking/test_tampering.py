@@ -165,3 +165,15 @@ def test_a_tampered_pixel_is_a_404_gif_and_records_nothing(platform, two_emails)
     assert response.mimetype == "image/gif"
     assert get(client, f"/o/{a['pixel']}").status_code == 200
     assert buffered(platform) == 1
+
+
+@pytest.mark.parametrize("suffix", ["", ".png", ".gif.gif", ".GIF", "/x.gif"])
+def test_a_valid_open_token_without_the_gif_suffix_is_a_404_and_records_nothing(platform, two_emails, suffix):
+    client, a, _ = two_emails
+    token = a["pixel"].removesuffix(".gif")
+    response = get(client, f"/o/{token}{suffix}")
+    assert_refused(response)
+    assert response.mimetype == "image/gif"
+    assert buffered(platform) == 0
+    assert get(client, f"/o/{token}.gif").status_code == 200
+    assert buffered(platform) == 1

@@ -1,4 +1,4 @@
-"""Notification destination: the dossier posted as JSON to SALES_WEBHOOK_URL, HMAC-signed.
+"""Notification destination ``webhook``: the dossier posted as JSON to SALES_WEBHOOK_URL, HMAC-signed.
 
 Body: ``{"event": "handoff.created", "handoff_id": …, "text": "<Slack-compatible summary>",
 "dossier": {…}}``. Headers: ``X-Nurture-Timestamp: <unix seconds>`` and
@@ -26,13 +26,16 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..models import Handoff, WebhookDelivery
+from sqlalchemy.orm import Session
+
+from ...models import Handoff, WebhookDelivery
+from .base import Destination, Notice
 
 if TYPE_CHECKING:
-    from ..config import Config
-    from ..extensions import Services
+    from ...config import Config
+    from ...extensions import Services
 
-__all__ = ["WebhookFailed", "post_webhook", "sign", "verify"]
+__all__ = ["WebhookDestination", "WebhookFailed", "post_webhook", "sign", "verify"]
 
 log = logging.getLogger(__name__)
 
@@ -143,3 +146,33 @@ def post_webhook(svc: "Services", delivery_id: int) -> WebhookResult:
         log.warning("webhook delivery %s attempt %d failed, will retry: %s", delivery_id, attempts, error)
     # Committed above (the context manager); raising makes RQ schedule the next attempt.
     raise WebhookFailed(f"webhook delivery {delivery_id} attempt {attempts}: {error}")
+
+
+class WebhookDestination(Destination):
+    """The dossier of each new handoff, posted to SALES_WEBHOOK_URL (on when that is set)."""
+
+    name = "webhook"
+
+    def enabled(self) -> bool:
+        return bool(self.svc.config.sales_webhook_url)
+
+    @property
+    def max_attempts(self) -> int:
+        return self.svc.config.sales_webhook_max_attempts
+
+    @property
+    def job_timeout(self) -> int:
+        return int(self.svc.config.sales_webhook_timeout) + 30
+
+    def prepare(self, session: Session, handoff: Handoff, notice: Notice, now: datetime) -> Notice:
+        """A ``pending`` delivery row, created with the handoff: its attempts are counted on it."""
+        delivery = WebhookDelivery(handoff_id=handoff.id, url=self.svc.config.sales_webhook_url, status="pending",
+                                   attempts=0, created_at=now)
+        session.add(delivery)
+        session.flush()
+        return Notice(notice.handoff_id, notice.kind, notice.rep_id, ref=delivery.id)
+
+    def notify(self, notice: Notice) -> WebhookResult:
+        if notice.ref is None:
+            raise ValueError(f"webhook notice of handoff #{notice.handoff_id} has no delivery row")
+        return post_webhook(self.svc, notice.ref)

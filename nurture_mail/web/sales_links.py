@@ -3,7 +3,7 @@
 - ``GET /sales/handoffs/<token>`` shows the dossier summary and the forms (accept, reject as
   not ready / bad fit with a reason, won with a value, lost with a reason). A GET never acts:
   mail scanners and link previews fetch every URL in an email.
-- ``POST /sales/handoffs/<token>/<action>`` acts, with the form's CSRF token (Flask-WTF),
+- ``POST /sales/handoffs/<token>/<action>`` acts, with the form's CSRF token (the app's CSRFProtect),
   recorded with ``actor=<rep email>`` and ``via="email-link"``, then redirects to the page.
 
 The token names the handoff and the rep; a tampered one gets a clean 400 page, a rep who no
@@ -18,8 +18,8 @@ from sqlalchemy.orm import Session
 
 from .. import services
 from ..models import Handoff, HandoffAssignment, HandoffState, Lead, SalesRep
-from . import actions
-from .links import LinkError, LinkExpired, SalesLinks
+from ..sales import actions
+from ..sales.links import LinkError, LinkExpired, SalesLinks
 
 bp = Blueprint("sales", __name__)
 
@@ -56,7 +56,7 @@ def _resolve(session: Session, token: str) -> tuple[Handoff, SalesRep, Lead]:
     if not holds:
         raise PageError(403, "This handoff has moved on",
                         f"Handoff #{handoff.id} is no longer assigned to {rep.email}, so this link cannot act on it.")
-    return handoff, rep, session.get(Lead, handoff.lead_id)
+    return handoff, rep, session.get_one(Lead, handoff.lead_id)
 
 
 def _page(template: str, status: int = 200, **context) -> Response:
@@ -101,9 +101,6 @@ def page(token: str) -> ResponseReturnValue:
 
 @bp.post("/sales/handoffs/<token>/<action>")
 def act(token: str, action: str) -> ResponseReturnValue:
-    from ..web import csrf
-
-    csrf.protect()
     if action not in ACTIONS:
         return _error(PageError(404, "No such action", f"{action!r} is not something a handoff can do."))
     svc = services()

@@ -1,7 +1,10 @@
-"""Notification destination: email to a rep, through the same pipeline as nurture emails.
+"""Notification destination ``email``: email to a rep, through the same pipeline as nurture emails.
 
 Sandboxed Jinja ``Renderer`` (premailer inlining once per template version) with
-``templates/sales/handoff.html|txt``, ``mail.mime.build_message``, ``SMTPTransport``.
+``templates/sales/handoff.html|txt``, the sender headers of ``mail.compose.outgoing_email``, and
+``mail.outbox.send_one``: DKIM signature, send-rate limits and the configured relay (or the
+capture inbox), as for nurture emails. A recipient domain over its rate limit raises, and RQ
+retries the job later.
 
 Kinds: ``new`` (the assigned rep, at handoff), ``escalation`` (the rep's manager, SLA missed),
 ``transfer`` (the territory owner, ownership window over). Each send is recorded as a
@@ -24,20 +27,23 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from ..mail.compose import SenderView
-from ..mail.mime import OutgoingEmail, build_message
-from ..mail.transport import PermanentFailure, SMTPSettings, SMTPTransport
-from ..models import Handoff, HandoffAction, Lead, SalesRep
-from .dossier import build_dossier, dossier_links
+from sqlalchemy.orm import Session
+
+from ...clock import real_seconds
+from ...mail.compose import SenderView, outgoing_email
+from ...mail.outbox import send_one
+from ...mail.transport import PermanentFailure
+from ...models import Handoff, HandoffAction, Lead, SalesRep
+from ..dossier import build_dossier, dossier_links
+from .base import KINDS, Destination, Notice
 
 if TYPE_CHECKING:
-    from ..extensions import Services
+    from ...extensions import Services
 
-__all__ = ["KINDS", "NotifyResult", "notify_by_email"]
+__all__ = ["EmailDestination", "NotifyResult", "notify_by_email"]
 
 log = logging.getLogger(__name__)
 
-KINDS = ("new", "escalation", "transfer")
 HTML_TEMPLATE = "sales/handoff.html"
 TEXT_TEMPLATE = "sales/handoff.txt"
 SUBJECTS = {
@@ -131,16 +137,13 @@ def _send(svc: "Services", session, handoff: Handoff, kind: str, rep: SalesRep) 
     extra = _notice(session, handoff, kind)
     subject, html, text = render_notification(svc, kind, dossier, rep, extra)
     mid = message_id(svc, handoff.id, kind, rep.id)
-    email = OutgoingEmail(
-        from_addr=svc.config.sender_email, from_name=svc.config.sender_name, to_addr=rep.email, to_name=rep.name,
-        subject=subject, html=html, text=text, message_id=mid, date=now,
+    email = outgoing_email(
+        svc.config, to_addr=rep.email, to_name=rep.name, subject=subject, html=html, text=text,
+        message_id=mid, date=now,
         extra_headers=(("X-Nurture-Handoff", str(handoff.id)), ("X-Nurture-Notification", kind)),
     )
-    data = build_message(email)
-    settings = SMTPSettings.from_url(svc.config.effective_smtp_url, timeout=svc.config.smtp_timeout)
     try:
-        with SMTPTransport(settings) as transport:
-            transport.send(svc.config.sender_email, rep.email, data)
+        send_one(svc.config, svc.redis, email, now)
     except PermanentFailure as exc:  # a rep address the relay refuses: recorded, visible, not retried
         session.add(HandoffAction(handoff_id=handoff.id, action="notify_failed", actor="system", via="email",
                                   detail={"kind": kind, "rep_id": rep.id, "rep": rep.email,
@@ -152,7 +155,8 @@ def _send(svc: "Services", session, handoff: Handoff, kind: str, rep: SalesRep) 
     if kind == "new":
         handoff.notified_at = sent_at
         if handoff.triggered_at is not None:
-            latency = (sent_at - handoff.triggered_at).total_seconds()
+            # Real seconds: on a demo clock, clock time runs CLOCK_SPEED times faster.
+            latency = real_seconds(svc.clock, sent_at - handoff.triggered_at)
     session.add(HandoffAction(handoff_id=handoff.id, action="notified", actor="system", via="email",
                               detail={"kind": kind, "rep_id": rep.id, "rep": rep.email, "message_id": mid,
                                       "latency_seconds": latency}, at=sent_at))
@@ -175,3 +179,24 @@ def _notice(session, handoff: Handoff, kind: str) -> dict[str, Any]:
 
 def _fmt(value: datetime | None) -> str:
     return f"{value:%Y-%m-%d %H:%M} UTC" if value else ""
+
+
+class EmailDestination(Destination):
+    """The rep's email: every kind of notice (new, escalation, transfer)."""
+
+    name = "email"
+    kinds = frozenset(KINDS)
+
+    @property
+    def max_attempts(self) -> int:
+        return self.svc.config.smtp_max_attempts
+
+    @property
+    def job_timeout(self) -> int:
+        return 120
+
+    def prepare(self, session: Session, handoff: Handoff, notice: Notice, now: datetime) -> Notice | None:
+        return notice if (notice.rep_id or handoff.rep_id) is not None else None
+
+    def notify(self, notice: Notice) -> NotifyResult:
+        return notify_by_email(self.svc, notice.handoff_id, notice.kind, notice.rep_id)
