@@ -85,7 +85,7 @@ SELECT md5(g.i::text), d.lead_id, d.id,
        LEAST(d.sent_at + ((g.i % 240) || ' minutes')::interval, :now - interval '1 minute'), 'Mozilla/5.0',
        g.i % 10 = 0, '{}'
 FROM generate_series(0, :events - 1) AS g(i)
-JOIN delivery d ON d.id = (SELECT min(id) FROM delivery) + (g.i * 7919) % :deliveries;
+JOIN delivery d ON d.id = (SELECT min(id) FROM delivery) + ((g.i::bigint * 7919) % :deliveries)::int;
 
 -- Skips, knowledge, handoffs with their outcomes.
 INSERT INTO step_skip (enrollment_id, step_id, reason, at)
