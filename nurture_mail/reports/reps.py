@@ -20,7 +20,7 @@ COLUMNS = [
     Column("won", "Won"),
     Column("lost", "Lost"),
     Column("open", "Open"),
-    Column("median_hours", "Median business hours to first action", "hours"),
+    Column("median_hours", "First action (median business h)", "hours"),
     Column("sla_kept", "SLA kept", "pct"),
 ]
 
