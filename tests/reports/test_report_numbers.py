@@ -92,8 +92,8 @@ def test_closure_and_forecast_match_hand_computed_values(platform, world):
     forecast = report(platform, "forecast", **{"from": "2026-03-01"})
     model = forecast.options["model"]
     assert model["win_rate"] == 0.5 and model["deal_value"] == Decimal("30000.00")
-    [deal] = forecast.table("deals").rows  # Pia's, accepted just now: age 0, probability = win rate
-    assert deal["probability"] == 0.5 and deal["expected_value"] == Decimal("15000.00")
+    [rep] = forecast.table("reps").rows  # Pia's deal, accepted just now: age 0, probability = win rate
+    assert (rep["deals"], rep["pipeline"], rep["forecast_30"]) == (1, Decimal("30000.00"), Decimal("15000.00"))
     horizons = {r["horizon"]: r for r in forecast.table().rows}
     # Nora was won the moment she was accepted: the cycle is 1 day (the floor), so Pia is due within 30.
     assert horizons["30 days"]["forecast"] == Decimal("15000.00") == horizons["90 days"]["forecast"]
