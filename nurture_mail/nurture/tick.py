@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Row, bindparam, or_, select, update
 from sqlalchemy.orm import Session
@@ -131,7 +132,7 @@ def _process(session: Session, svc: Services, enrollments: list[Row], now: datet
     ended: list[dict] = []
     rescheduled: list[dict] = []
     queued: list[int] = []
-    zones: dict[str | None, object] = {}
+    zones: dict[str | None, ZoneInfo] = {}
     decisions: dict[tuple, Decision] = {}
     for enrollment in enrollments:
         lead = leads[enrollment.lead_id]

@@ -82,8 +82,8 @@ def overview(session: Session, now: datetime) -> Overview:
     index = {d: i for i, d in enumerate(days)}
 
     by_status = {status.value: 0 for status in LeadStatus}
-    for status, count in session.execute(select(Lead.status, func.count()).group_by(Lead.status)):
-        by_status[LeadStatus(status).value] = count
+    for status, total in session.execute(select(Lead.status, func.count()).group_by(Lead.status)):
+        by_status[LeadStatus(status).value] = total
 
     sends = [0] * DAYS
     sent_day = func.date(Delivery.sent_at)
@@ -120,14 +120,14 @@ def overview(session: Session, now: datetime) -> Overview:
     ):
         handoffs_by_state[getattr(state, "value", state)] = count
 
-    def count(query: Any) -> int:
+    def count_of(query: Any) -> int:
         return int(session.scalar(query) or 0)
 
-    queued = count(select(func.count()).select_from(Delivery)
-                   .where(Delivery.status.in_([DeliveryStatus.queued, DeliveryStatus.sending])))
-    failed = count(select(func.count()).select_from(Delivery).where(Delivery.status == DeliveryStatus.failed))
-    paused = count(select(func.count()).select_from(Enrollment).where(Enrollment.state == EnrollmentState.paused))
-    active = count(select(func.count()).select_from(Enrollment).where(Enrollment.state == EnrollmentState.active))
+    queued = count_of(select(func.count()).select_from(Delivery)
+                      .where(Delivery.status.in_([DeliveryStatus.queued, DeliveryStatus.sending])))
+    failed = count_of(select(func.count()).select_from(Delivery).where(Delivery.status == DeliveryStatus.failed))
+    paused = count_of(select(func.count()).select_from(Enrollment).where(Enrollment.state == EnrollmentState.paused))
+    active = count_of(select(func.count()).select_from(Enrollment).where(Enrollment.state == EnrollmentState.active))
 
     recent_failures = [
         {"lead_id": lead_id, "email": email, "error": error, "at": at, "attempts": attempts}
