@@ -25,6 +25,9 @@ from nurture_mail.migrate import upgrade
 from nurture_mail.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Fixtures several folders share (the platform, the sales team, the browser): see tests/support/.
+pytest_plugins = ["support.platform", "support.sales", "support.browser"]
+
 PG_URL = os.environ.get("NURTURE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
 
 

@@ -7,6 +7,7 @@ from datetime import datetime
 from decimal import Decimal
 
 import pytest
+from support.sales import get_handoff
 
 from nurture_mail.reports import run_report
 from nurture_mail.reports.common import DateRange
@@ -14,7 +15,6 @@ from nurture_mail.reports.counters import refresh_days, step_counts
 from nurture_mail.sales import actions
 
 from . import scenario
-from .conftest import get_handoff
 
 
 @pytest.fixture

@@ -89,29 +89,6 @@ def live_server(web_app: Flask) -> Iterator[str]:
     server.server_close()
 
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    """Debian's Chromium driven by Playwright (never a downloaded browser); skipped if absent."""
-    if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 def browser_sign_in(page, base_url: str, role: str = "admin") -> None:
     """Sign in through the real form in the browser."""
     page.goto(f"{base_url}/signin")
@@ -119,13 +96,3 @@ def browser_sign_in(page, base_url: str, role: str = "admin") -> None:
     page.get_by_label("Password").fill(password_of(role))
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{base_url}/")
-
-
-@pytest.fixture
-def page(chromium):
-    """A fresh browser context (cookies, storage) and page per test."""
-    context = chromium.new_context(accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    yield page
-    context.close()
