@@ -254,6 +254,13 @@ class Config:
                               f"({self.sales_day_start} → {self.sales_day_end})")
         if self.api_write_rate_per_minute < 0:
             raise ConfigError("API_WRITE_RATE_PER_MINUTE: must be 0 (unlimited) or positive")
+        from .onelinetext import control_problem
+
+        for name, value in (("SENDER_NAME", self.sender_name), ("SENDER_EMAIL", self.sender_email),
+                            ("REPLY_TO", self.reply_to)):  # each reaches a header of every email
+            problem = control_problem(value)
+            if problem is not None:
+                raise ConfigError(f"{name}: {problem}; one line of text expected")
         return replace(self, **changes) if changes else self
 
     def child_environ(self, **settings: str) -> dict[str, str]:

@@ -16,6 +16,11 @@ from nurture_mail.config import Config, ConfigError
     ({"HANDOFF_SLA_HOURS": "-1"}, "HANDOFF_SLA_HOURS: must be positive"),
     ({"API_WRITE_RATE_PER_MINUTE": "-5"}, "API_WRITE_RATE_PER_MINUTE: must be 0 (unlimited) or positive"),
     ({"CHECK_DELIVERABILITY": "maybe"}, "CHECK_DELIVERABILITY: expected true/false, got 'maybe'"),
+    # Each reaches a header of every email: a line break there would fail every send.
+    ({"SENDER_NAME": "Northwind\r\nBcc: x@evil.example"},
+     "SENDER_NAME: contains a control character (carriage return); one line of text expected"),
+    ({"REPLY_TO": "reply@northwind.example\n"}, "REPLY_TO: contains a control character (line feed)"),
+    ({"SENDER_EMAIL": "nurture\x00@northwind.example"}, "SENDER_EMAIL: contains a control character (NUL)"),
 ])
 def test_bad_settings_name_the_variable(tmp_path, env, message):
     with pytest.raises(ConfigError) as error:

@@ -8,6 +8,7 @@ from typing import Any, Protocol
 
 from ..bounces.verp import verp_address
 from ..config import Config
+from ..onelinetext import free_text
 from .mime import OutgoingEmail, message_id_for
 from .ratelimit import deliverability_settings
 from .render import Renderer, link_function
@@ -81,9 +82,12 @@ class LeadView:
 
     @classmethod
     def of(cls, lead: LeadLike) -> "LeadView":
+        # Values stored before control characters were refused at the door are made one line
+        # here, so that a name never breaks the To: header or a subject (onelinetext).
         return cls(
-            email=lead.email, first_name=lead.first_name or "", last_name=lead.last_name or "",
-            title=lead.title or "", company=lead.company or "", fields=dict(lead.custom_fields or {}),
+            email=lead.email, first_name=free_text(lead.first_name or ""), last_name=free_text(lead.last_name or ""),
+            title=free_text(lead.title or ""), company=free_text(lead.company or ""),
+            fields=dict(lead.custom_fields or {}),
         )
 
 

@@ -140,18 +140,17 @@ def test_enroll_refused_is_one_line_and_exit_1(cli, tmp_path):
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database(request, tmp_path):
+def empty_database(request, tmp_path, pg_schema_url):
     """A database nobody ran ``init`` on: a new SQLite file, or an empty PostgreSQL schema."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
     import uuid
 
+    from ci import PG_URL, require
     from sqlalchemy import create_engine, text
-
-    from tests.conftest import PG_AVAILABLE, PG_URL
-    if not PG_AVAILABLE:
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    if pg_schema_url is None:
+        require("PostgreSQL is not reachable", "start it, or point NURTURE_TEST_PG at one")
     schema = f"nurture_empty_{uuid.uuid4().hex[:8]}"
     admin = create_engine(PG_URL)
     with admin.begin() as conn:
