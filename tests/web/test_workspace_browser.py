@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-from integration.conftest import Platform, platform  # noqa: F401  (the fixture, reused)
 from sqlalchemy import select
 
 from nurture_mail.models import Enrollment, EnrollmentState, Knowledge, Lead
@@ -32,7 +31,7 @@ def sqlite_only(request):
         pytest.skip("the browser test runs once, on SQLite (the page queries run on both in test_pages.py)")
 
 
-def test_lead_page_follows_a_human_click_and_enrollment_actions(sqlite_only, platform, page, tmp_path, clock):  # noqa: F811
+def test_lead_page_follows_a_human_click_and_enrollment_actions(sqlite_only, platform, page, tmp_path, clock):
     seed(platform, tmp_path)
     nora = lead_id(platform, NORA)
     with serve(platform.app) as base:
@@ -101,7 +100,7 @@ def test_lead_page_follows_a_human_click_and_enrollment_actions(sqlite_only, pla
                                                                  Knowledge.topic == "pricing")).value == "known"
 
 
-def test_admin_erases_a_lead_after_typing_its_address(sqlite_only, platform, page, tmp_path):  # noqa: F811
+def test_admin_erases_a_lead_after_typing_its_address(sqlite_only, platform, page, tmp_path):
     seed(platform, tmp_path)
     omar = lead_id(platform, "omar@brightlane.example")
     with serve(platform.app) as base:
