@@ -9,6 +9,7 @@ import sys
 import threading
 import time
 from datetime import datetime
+from functools import partial
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -88,8 +89,7 @@ def _work_until_stopped(app: Flask, svc, burst: bool, name: str | None, logging_
                 return worked
             if not _redis_alive(svc.redis):
                 try:
-                    if not wait_for_redis(svc.redis, "the worker",
-                                          stop=lambda w=worker: stop.requested or _stop_asked(w)):
+                    if not wait_for_redis(svc.redis, "the worker", stop=partial(_stopping, stop, worker)):
                         return worked
                 except (KeyboardInterrupt, StopRequested):
                     return worked
@@ -97,6 +97,10 @@ def _work_until_stopped(app: Flask, svc, burst: bool, name: str | None, logging_
                 time.sleep(1)  # an RQ worker ending for another reason: do not spin
             generation += 1
             log.info("worker starting again (%s)", f"restart {generation}")
+
+
+def _stopping(flag: _StopFlag, worker: SimpleWorker) -> bool:
+    return flag.requested or _stop_asked(worker)
 
 
 def _stop_asked(worker: SimpleWorker) -> bool:
@@ -399,11 +403,11 @@ def resume_demo_clock(database_url: str, speed: float, real_now: datetime) -> tu
     database = Database(database_url)
     try:
         with database.Session() as session:
-            latest = [session.scalar(select(func.max(column))) for column in
-                      (Delivery.sent_at, Delivery.scheduled_for, Enrollment.enrolled_at, Event.at)]
+            found = [session.scalar(select(func.max(column))) for column in
+                     (Delivery.sent_at, Delivery.scheduled_for, Enrollment.enrolled_at, Event.at)]
     finally:
         database.dispose()
-    latest = [as_utc(value) for value in latest if value is not None]
+    latest: list[datetime] = [as_utc(value) for value in found if value is not None]
     start = max(latest) if latest else None
     if start is None or start <= real_now or speed <= 1:
         return real_now.isoformat(), f"demo clock starts now (x{speed:g})"
@@ -468,7 +472,7 @@ def run_platform(demo: bool = False, host: str | None = None, port: int | None =
             embedded = EmbeddedRedis(config.instance_path, preexec_fn=die_with_parent)
             embedded.start()
             os.environ["REDIS_URL"] = embedded.url
-            log.info("embedded redis-server (pid %s) on %s", embedded.process.pid, embedded.url)
+            log.info("embedded redis-server on %s", embedded.url)
             config = Config.from_env()
         app, svc, clock_note = _prepare_platform(config, demo)
         config = svc.config
@@ -563,8 +567,8 @@ def _prepare_platform(config, demo: bool):
     svc = app.extensions["nurture"]
     loader = CampaignLoader(config.templates_dir, root=config.campaigns_dir.parent)
     specs, problems = loader.load_dir(config.campaigns_dir)
-    for problem in problems:
-        log.error("campaign file error: %s", problem)
+    for campaign_problem in problems:
+        log.error("campaign file error: %s", campaign_problem)
     with svc.db.session() as session:
         sync_all(session, specs, svc.clock.now())
     if config.sales_team_path.exists():

@@ -12,8 +12,11 @@ Outside the send window the enrollment is due at the window's opening, which the
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
+from redis.exceptions import RedisError
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
@@ -78,6 +81,34 @@ def take_pending(svc: Services) -> list[int]:
         pipe.delete(PENDING)
         raw, _ = pipe.execute()
     return sorted({int(x) for x in raw})
+
+
+@contextmanager
+def scheduling_lock(svc: Services) -> Iterator[None]:
+    """On SQLite, one scheduler pass at a time: the tick and a first touch take turns.
+
+    PostgreSQL needs no such lock: each pass reads its enrollments ``FOR UPDATE SKIP LOCKED``.
+    SQLite has no row locks, and its driver starts a transaction only at the first write, so a
+    pass could read an enrollment as due and then, in its next query, the delivery another pass
+    just committed for it, and take the enrollment for finished. A Redis lock serializes the
+    passes; without Redis (it is down) the pass goes ahead, as it did before there was a lock.
+    """
+    if not svc.db.is_sqlite:
+        yield
+        return
+    lock = svc.redis.lock("nurture:scheduling-pass", timeout=600, blocking_timeout=300)
+    try:
+        acquired = lock.acquire()
+    except RedisError:
+        acquired = False
+    try:
+        yield
+    finally:
+        if acquired:
+            try:
+                lock.release()
+            except RedisError:  # expired or Redis gone: the next pass takes it anyway
+                pass
 
 
 def run_first_touch(svc: Services, enrollment_ids: list[int], now: datetime) -> tuple[int, int]:

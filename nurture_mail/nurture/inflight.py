@@ -62,7 +62,7 @@ def requeue_lost(svc: Services, now: datetime) -> int:
     lost: list[int] = []
     for start in range(0, len(leased), CHUNK):
         chunk = leased[start:start + CHUNK]
-        present = svc.redis.smismember(KEY, chunk)
+        present = list(svc.redis.smismember(KEY, chunk))  # type: ignore[arg-type]  # sync client
         lost.extend(delivery_id for delivery_id, here in zip(chunk, present) if not here)
     if not lost:
         return 0

@@ -326,7 +326,7 @@ def _send_all(svc: Services, composer: Composer, signer: DkimSigner | None, chec
         batch.add(outcome)
         if outcome.kind == "sent":
             try:
-                writer.note(item.id, message_id, outcome.sent_at)
+                writer.note(item.id, message_id, outcome.sent_at or svc.clock.now())
             except JournalUnavailable as exc:
                 return str(exc)
         elif outcome.kind == "temporary" and outcome.error and outcome.error.startswith(UNREACHABLE):

@@ -7,7 +7,6 @@ from sqlalchemy import select
 
 from nurture_mail.models import Delivery, DeliveryStatus, Enrollment
 from nurture_mail.nurture.first_touch import JOB
-
 from tests.conftest import START
 
 
