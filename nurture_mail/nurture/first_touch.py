@@ -1,9 +1,10 @@
 """Instant first touch: an enrollment whose send window is open is sent its first step at once.
 
 Enrolling (API, CLI, web, import, external event, recycle) only writes the enrollment, due now.
-Once that transaction commits, one job per transaction (``jobs/first_touch.py``) runs the
-tick's own choice for exactly those enrollments and enqueues their send job, so the first email
-leaves within seconds instead of at the next tick. The guarantees are the tick's: the
+Once that transaction commits, its id is pushed to a Redis list and a job (``jobs/first_touch.py``)
+is enqueued unless one is waiting already; the job runs the tick's own choice for exactly the
+enrollments waiting and enqueues their send job, so the first email leaves within seconds
+instead of at the next tick. The guarantees are the tick's: the
 enrollment is read with ``SKIP LOCKED`` and its delivery is unique per (enrollment, step), so a
 tick running at the same moment queues it once, and the claim lets only one send job send it.
 If Redis is down at the commit, nothing is lost: the enrollment is due and the tick takes it.
