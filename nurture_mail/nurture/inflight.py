@@ -62,8 +62,8 @@ def requeue_lost(svc: Services, now: datetime) -> int:
     lost: list[int] = []
     for start in range(0, len(leased), CHUNK):
         chunk = leased[start:start + CHUNK]
-        present = list(svc.redis.smismember(KEY, chunk))  # type: ignore[arg-type]  # sync client
-        lost.extend(delivery_id for delivery_id, here in zip(chunk, present) if not here)
+        present = svc.redis.smismember(KEY, chunk)
+        lost.extend(delivery_id for delivery_id, here in zip(chunk, present) if not here)  # type: ignore[arg-type]
     if not lost:
         return 0
     with svc.db.session() as session:
