@@ -146,8 +146,8 @@ def overview(session: Session, now: datetime, cache: Any = None, cache_scope: st
     days = [today - timedelta(days=DAYS - 1 - i) for i in range(DAYS)]
 
     by_status = {status.value: 0 for status in LeadStatus}
-    for status, count in session.execute(select(Lead.status, func.count()).group_by(Lead.status)):
-        by_status[LeadStatus(status).value] = count
+    for status, total in session.execute(select(Lead.status, func.count()).group_by(Lead.status)):
+        by_status[LeadStatus(status).value] = total
 
     per_day = _series(session, days, now, cache, f"{CACHE_PREFIX}{cache_scope}:")
     sends = [per_day[day]["sends"] for day in days]
@@ -164,14 +164,14 @@ def overview(session: Session, now: datetime, cache: Any = None, cache_scope: st
     ):
         handoffs_by_state[getattr(state, "value", state)] = count
 
-    def count(query: Any) -> int:
+    def count_of(query: Any) -> int:
         return int(session.scalar(query) or 0)
 
-    queued = count(select(func.count()).select_from(Delivery)
-                   .where(Delivery.status.in_([DeliveryStatus.queued, DeliveryStatus.sending])))
-    failed = count(select(func.count()).select_from(Delivery).where(Delivery.status == DeliveryStatus.failed))
-    paused = count(select(func.count()).select_from(Enrollment).where(Enrollment.state == EnrollmentState.paused))
-    active = count(select(func.count()).select_from(Enrollment).where(Enrollment.state == EnrollmentState.active))
+    queued = count_of(select(func.count()).select_from(Delivery)
+                      .where(Delivery.status.in_([DeliveryStatus.queued, DeliveryStatus.sending])))
+    failed = count_of(select(func.count()).select_from(Delivery).where(Delivery.status == DeliveryStatus.failed))
+    paused = count_of(select(func.count()).select_from(Enrollment).where(Enrollment.state == EnrollmentState.paused))
+    active = count_of(select(func.count()).select_from(Enrollment).where(Enrollment.state == EnrollmentState.active))
 
     recent_failures = [
         {"lead_id": lead_id, "email": email, "error": error, "at": at, "attempts": attempts}

@@ -76,9 +76,9 @@ class LeadFilters:
                 f.errors["updated_since"] = f"not a date (YYYY-MM-DD): {raw[:40]!r}"
         return f
 
-    def as_args(self) -> dict[str, str]:
+    def as_args(self) -> dict[str, Any]:
         """The filters as query arguments (for pagination links and "clear" links)."""
-        out: dict[str, str] = {}
+        out: dict[str, Any] = {}
         for name in self.FIELDS:
             value = getattr(self, name)
             if value not in (None, ""):
@@ -186,5 +186,5 @@ def facets(session: Session) -> dict[str, list[str]]:
     """The values the filter menus offer: campaigns, lead sources, hygiene flags in use."""
     campaigns = list(session.scalars(select(Campaign.slug).order_by(Campaign.slug)))
     sources = [s for s in session.scalars(select(Lead.lead_source).where(Lead.lead_source.is_not(None))
-                                          .distinct().order_by(Lead.lead_source).limit(100))]
+                                          .distinct().order_by(Lead.lead_source).limit(100)) if s is not None]
     return {"campaigns": campaigns, "sources": sources}

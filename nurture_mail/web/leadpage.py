@@ -205,10 +205,11 @@ def lead_view(session: Session, svc: Services, lead: Lead, full_history: bool = 
     for row in evidence_rows:
         timeline.append(TimelineItem(row.at, "knowledge", f"{row.topic} → {row.level.value}",
                                      _evidence_text(row, subjects)))
-    for row in session.scalars(select(Suppression).where(Suppression.email == lead.email)):
-        scope = "all email" if row.scope == "*" else f"campaign {row.scope}"
-        timeline.append(TimelineItem(row.created_at, "suppression", f"Suppressed for {scope}",
-                                     f"{row.reason} via {row.source}" + (f": {row.detail}" if row.detail else "")))
+    for suppression in session.scalars(select(Suppression).where(Suppression.email == lead.email)):
+        scope = "all email" if suppression.scope == "*" else f"campaign {suppression.scope}"
+        timeline.append(TimelineItem(suppression.created_at, "suppression", f"Suppressed for {scope}",
+                                     f"{suppression.reason} via {suppression.source}"
+                                     + (f": {suppression.detail}" if suppression.detail else "")))
     for handoff in handoffs:
         timeline.append(TimelineItem(handoff.created_at, "handoff", f"Handed to sales ({handoff.reason.replace('_', ' ')})",
                                      (handoff.reason_detail or "") + f" · now {handoff.state.value}"))

@@ -43,11 +43,11 @@ def _lead_or_404(session, lead_id: int) -> Lead:
     return lead
 
 
-def _back(lead_id: int, anchor: str = "") -> Response:
+def _back(lead_id: int, anchor: str = "") -> ResponseReturnValue:
     return redirect(url_for(".show", lead_id=lead_id) + (f"#{anchor}" if anchor else ""), code=303)
 
 
-def _why(error: InvalidInput) -> str:
+def _why(error: InvalidInput | NotFound) -> str:
     return getattr(error, "reason", None) or getattr(error, "message", None) or str(error)
 
 
@@ -108,6 +108,7 @@ def bulk() -> ResponseReturnValue:
             try:
                 with session.begin_nested():
                     if action == "enroll":
+                        assert campaign is not None  # refused above without one
                         enrollments.enroll(session, lead, campaign, now, by=_actor(), source="ui",
                                            default_timezone=svc.config.default_timezone)
                         done += 1
@@ -162,7 +163,7 @@ def enroll(lead_id: int) -> ResponseReturnValue:
     return _back(lead_id, "enrollments")
 
 
-def _enrollment_action(lead_id: int, enrollment_id: int, action: str) -> Response:
+def _enrollment_action(lead_id: int, enrollment_id: int, action: str) -> ResponseReturnValue:
     svc = services()
     now = svc.clock.now()
     with svc.db.session() as session:
@@ -170,7 +171,7 @@ def _enrollment_action(lead_id: int, enrollment_id: int, action: str) -> Respons
         enrollment = session.get(Enrollment, enrollment_id)
         if enrollment is None or enrollment.lead_id != lead.id:
             abort(404)
-        name = session.get(Campaign, enrollment.campaign_id).name
+        name = session.get_one(Campaign, enrollment.campaign_id).name
         try:
             with session.begin_nested():
                 if action == "pause":
@@ -294,8 +295,8 @@ def message(lead_id: int, delivery_id: int) -> ResponseReturnValue:
         delivery = session.get(Delivery, delivery_id)
         if delivery is None or delivery.lead_id != lead.id:
             abort(404)
-        step = session.get(Step, delivery.step_id)
-        campaign = session.get(Campaign, step.campaign_id)
+        step = session.get_one(Step, delivery.step_id)
+        campaign = session.get_one(Campaign, step.campaign_id)
         email = None
         problem = None
         if lead.erased_at is not None:

@@ -24,7 +24,7 @@ ALL = frozenset(WEB_ROLES)
 ADMIN = frozenset({"admin"})
 WRITERS = frozenset({"admin", "marketer"})
 SALES = frozenset({"admin", "sales"})
-NOT_SALES = frozenset({"admin", "marketer", "viewer"})
+IMPORT_READERS = frozenset({"admin", "marketer", "viewer"})
 PUBLIC, TOKEN, SESSION = "public", "token", "session"
 
 ACCESS: dict[str, object] = {
@@ -52,6 +52,26 @@ ACCESS: dict[str, object] = {
     "leads.hand_to_sales": WRITERS,
     "leads.erase_confirm": ADMIN,
     "leads.erase": ADMIN,
+    # campaigns, the campaign editor and the template editor
+    "campaigns.index": ALL,
+    "campaigns.show": ALL,
+    "campaigns.download": ALL,
+    "campaigns.pause": WRITERS,
+    "campaigns.resume": WRITERS,
+    "campaigns.new": WRITERS,
+    "campaigns.review_new": WRITERS,
+    "campaigns.edit": WRITERS,
+    "campaigns.review": WRITERS,
+    "campaigns.save": WRITERS,
+    "templates_editor.edit": WRITERS,
+    # imports (sales reps do not see imports)
+    "imports.index": IMPORT_READERS,
+    "imports.upload": WRITERS,
+    "imports.review": WRITERS,
+    "imports.show": IMPORT_READERS,
+    "imports.progress": IMPORT_READERS,
+    "imports.report": IMPORT_READERS,
+    "imports.resume": WRITERS,
     # suppressions
     "suppressions.index": ALL,
     "suppressions.add": WRITERS,
@@ -62,26 +82,6 @@ ACCESS: dict[str, object] = {
     "users.update": ADMIN,
     "users.issue_token": ADMIN,
     "users.revoke_token": ADMIN,
-    # campaigns, the campaign and template editors
-    "campaigns.index": ALL,
-    "campaigns.show": ALL,
-    "campaigns.download": ALL,
-    "campaigns.new": WRITERS,
-    "campaigns.review_new": WRITERS,
-    "campaigns.edit": WRITERS,
-    "campaigns.review": WRITERS,
-    "campaigns.save": WRITERS,
-    "campaigns.pause": WRITERS,
-    "campaigns.resume": WRITERS,
-    "templates_editor.edit": WRITERS,
-    # imports
-    "imports.index": NOT_SALES,
-    "imports.show": NOT_SALES,
-    "imports.progress": NOT_SALES,
-    "imports.report": NOT_SALES,
-    "imports.upload": WRITERS,
-    "imports.review": WRITERS,
-    "imports.resume": WRITERS,
     # sales: handoffs, availability, hand a lead to nurture
     "handoffs.index": ALL,
     "handoffs.show": ALL,
