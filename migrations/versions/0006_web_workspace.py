@@ -1,4 +1,4 @@
-"""web workspace: lifted suppressions kept for audit; indexes for the leads list and the dashboard
+"""web workspace: lifted suppressions kept for audit; indexes for the leads list
 
 Revision ID: 0006
 Revises: 0005
@@ -15,6 +15,8 @@ revision = '0006'
 down_revision = '0005'
 branch_labels = None
 depends_on = None
+
+SEARCHED = ('email', 'first_name', 'last_name', 'company')
 
 
 def upgrade() -> None:
@@ -35,10 +37,16 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_suppression_removal_email'), ['email'], unique=False)
     with op.batch_alter_table('lead', schema=None) as batch_op:
         batch_op.create_index('ix_lead_updated_at_id', ['updated_at', 'id'], unique=False)
-    # ix_delivery_sent_at: created by 0005 (the sales workspace), which this follows.
+    if op.get_bind().dialect.name == 'postgresql':
+        # The leads list's search matches prefixes of these, case-insensitively.
+        for column in SEARCHED:
+            op.execute(f'CREATE INDEX ix_lead_lower_{column} ON lead (lower({column}) text_pattern_ops)')
 
 
 def downgrade() -> None:
+    if op.get_bind().dialect.name == 'postgresql':
+        for column in SEARCHED:
+            op.execute(f'DROP INDEX ix_lead_lower_{column}')
     with op.batch_alter_table('lead', schema=None) as batch_op:
         batch_op.drop_index('ix_lead_updated_at_id')
     with op.batch_alter_table('suppression_removal', schema=None) as batch_op:

@@ -86,7 +86,7 @@ def test_a_rep_accepts_rejects_and_wins_and_the_reports_follow(platform, world, 
     shoot(page, "handoff-page")
     page.get_by_role("button", name="Accept handoff").click()
     assert "Accepted" in page.locator(".flash").inner_text()
-    assert page.get_by_test_id("handoff-state").inner_text() == "accepted"
+    assert page.get_by_test_id("handoff-state").text_content().strip() == "accepted"
     assert page.get_by_role("button", name="Accept handoff").count() == 0  # won / lost now, not accept
     assert page.get_by_role("button", name="Mark won").is_visible()
 
@@ -98,7 +98,7 @@ def test_a_rep_accepts_rejects_and_wins_and_the_reports_follow(platform, world, 
     page.get_by_label("Detail").fill("budget opens in Q3")
     page.get_by_role("button", name="Reject").click()
     assert "back in nurture" in page.locator(".flash").inner_text()
-    assert page.get_by_test_id("lead-status").inner_text() == "recycled"
+    assert page.get_by_test_id("lead-status").text_content().strip() == "recycled"
     with platform.svc.db.session() as session:
         pia = session.scalar(select(Lead).where(Lead.email == "pia@lund.example"))
         enrollment = session.scalar(select(Enrollment).where(Enrollment.lead_id == pia.id))
@@ -153,7 +153,7 @@ def test_a_manager_sees_the_team_and_the_email_accept_link_lands_highlighted(pla
     page.get_by_role("link", name="Team").click()
     ava = page.locator('tr[data-rep="ava@sales.example"]')
     assert ava.locator("td").nth(2).inner_text() == "2"  # open handoffs
-    assert "unavailable" in page.locator('tr[data-rep="ben@sales.example"]').inner_text()
+    assert "unavailable" in page.locator('tr[data-rep="ben@sales.example"]').text_content()
     shoot(page, "team-load")
     page.get_by_role("button", name="Sign out").click()
 
@@ -174,5 +174,5 @@ def test_a_rep_marks_themselves_away(platform, world, served, page):  # noqa: F8
     page.get_by_label("Away through").fill("2026-03-13")
     page.get_by_label("Note").fill("holiday")
     page.get_by_role("button", name="Save").click()
-    assert "away" in page.get_by_test_id("availability").inner_text()
+    assert "away" in page.get_by_test_id("availability").text_content()
     shoot(page, "availability")

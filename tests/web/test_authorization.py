@@ -23,6 +23,7 @@ from .conftest import WEB_ROLES, sign_in
 ALL = frozenset(WEB_ROLES)
 ADMIN = frozenset({"admin"})
 WRITERS = frozenset({"admin", "marketer"})
+SALES = frozenset({"admin", "sales"})
 IMPORT_READERS = frozenset({"admin", "marketer", "viewer"})
 PUBLIC, TOKEN, SESSION = "public", "token", "session"
 
@@ -81,6 +82,19 @@ ACCESS: dict[str, object] = {
     "users.update": ADMIN,
     "users.issue_token": ADMIN,
     "users.revoke_token": ADMIN,
+    # sales: handoffs, availability, hand a lead to nurture
+    "handoffs.index": ALL,
+    "handoffs.show": ALL,
+    "handoffs.team": ALL,
+    "handoffs.act": SALES,
+    "handoffs.availability": SALES,
+    "sales_nurture.form": SALES,
+    # reports
+    "reports.index": ALL,
+    "reports.show": ALL,
+    "reports.csv": ALL,
+    "reports.subscription": ALL,
+    "reports.send_monthly": WRITERS,
     # tracking, unsubscribe, signed sales links, ESP webhook
     "clicks.click": PUBLIC,
     "clicks.open_pixel": PUBLIC,
