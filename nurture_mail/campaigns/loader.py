@@ -12,6 +12,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from ..engine.plan import STAGES
 from ..exceptions import CampaignDefinitionError, Problem
+from ..onelinetext import control_problem
 from ..scoring.rules import check_handoff_block
 from ..yamlfile import YamlFileError, read_yaml
 from .spec import CampaignSpec, LinkSpec, StepSpec, TopicSpec
@@ -305,6 +306,8 @@ class CampaignLoader:
         preheader = item.get("preheader")
         if preheader is not None and not isinstance(preheader, str):
             c.add(f"{path}.preheader", "expected text")
+        elif preheader is not None and control_problem(preheader) is not None:
+            c.add(f"{path}.preheader", f"{control_problem(preheader)}: one line of text expected")
         template = self._text(item.get("template"), f"{path}.template", c)
         if template:
             self._check_templates(template, f"{path}.template", {link.name for link in links}, c)
@@ -418,6 +421,10 @@ class CampaignLoader:
             return ""
         if not isinstance(value, str):
             c.add(path, f"expected text, got {value!r}")
+            return ""
+        problem = control_problem(value)
+        if problem is not None:  # a name or subject with one would break the headers it reaches
+            c.add(path, f"{problem}: one line of text expected")
             return ""
         return value
 

@@ -31,3 +31,9 @@ class ImportStateError(ValueError):
         self.field = field
         self.message = message
         super().__init__(f"{field}: {message}")
+
+
+class LeadControlError(LeadValueError):
+    """A control character (CR, LF, NUL, another C0 or DEL) in a one-line field: the whole lead is
+    refused (an API 422, an import row ``rejected``), since such a value would break the email
+    headers it reaches (``To:`` names, subjects) at every send."""

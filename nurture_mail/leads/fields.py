@@ -14,7 +14,8 @@ from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from ..models.lead import QUALIFICATION_ATTRIBUTES
-from .errors import LeadValueError
+from ..onelinetext import CONTROL, control_problem, free_text
+from .errors import LeadControlError, LeadValueError
 from .regions import region_value, sales_region
 
 IGNORE = "ignore"
@@ -59,6 +60,8 @@ class LeadValues:
     custom: dict[str, str] = field(default_factory=dict)
     #: (field, message) of values that were not usable and were left out
     problems: list[tuple[str, str]] = field(default_factory=list)
+    #: (field, message) of a value that refuses the whole row (a control character), if any
+    refused: tuple[str, str] | None = None
 
     def merge_from(self, later: "LeadValues") -> None:
         """A later row about the same address: its non-empty values win, its blanks change nothing."""
@@ -79,9 +82,11 @@ def _zone_ok(name: str) -> bool:
 
 
 def _text(value: Any, name: str) -> str:
+    """One-line text: a control character refuses the value (and the lead: ``LeadControlError``)."""
     text = str(value)
-    if "\x00" in text:  # no database column takes it (PostgreSQL refuses NUL in text)
-        raise LeadValueError("contains a NUL character", name)
+    problem = control_problem(text)
+    if problem is not None:
+        raise LeadControlError(problem, name)
     return text
 
 
@@ -131,15 +136,17 @@ def convert_one(name: str, value: Any) -> Any:
     if name in QUALIFICATION_ATTRIBUTES:
         if value is True:
             return "yes"
-        return _text(value, name)[:MAX_NOTE]
+        return free_text(value).strip()[:MAX_NOTE]
     raise LeadValueError("unknown field", name)
 
 
 def convert(cells: Mapping[str, Any], *, strict: bool = False) -> LeadValues:
     """Values of ``{target: value}`` (email excluded: it is the key); empty values are skipped.
 
-    Lenient (an import): an unusable value is left out and listed in ``problems``. Strict (the
-    API): the first unusable value raises ``LeadValueError``.
+    Lenient (an import): an unusable value is left out and listed in ``problems``, but a control
+    character in a one-line field refuses the whole row (``refused``). Strict (the API): the first
+    unusable value raises ``LeadValueError`` (``LeadControlError`` for a control character).
+    Free text (qualification notes, custom values) is normalised instead (``free_text``).
     """
     values = LeadValues()
     country_region = None
@@ -148,11 +155,11 @@ def convert(cells: Mapping[str, Any], *, strict: bool = False) -> LeadValues:
             continue  # not given (0 and False are values)
         if target == COUNTRY:
             try:
-                text = _text(raw, COUNTRY).strip()[:MAX_NOTE]
-            except LeadValueError as exc:
+                text = _text(str(raw).strip(), COUNTRY)[:MAX_NOTE]
+            except LeadControlError as exc:
                 if strict:
                     raise
-                values.problems.append((exc.field, f"{exc.message}, ignored"))
+                values.refused = values.refused or (exc.field, exc.message)
                 continue
             values.custom[COUNTRY] = text
             country_region = sales_region(text)
@@ -161,14 +168,19 @@ def convert(cells: Mapping[str, Any], *, strict: bool = False) -> LeadValues:
                 raw is False or (isinstance(raw, str) and raw.strip().casefold() in _NOT_KNOWN)):
             continue  # "no" / false: nothing known (a True is recorded as "yes")
         if target[:7] == CUSTOM_PREFIX:
-            values.custom[target[7:]] = str(raw).replace("\x00", "").strip()[:MAX_NOTE]
+            values.custom[free_text(target[7:])] = free_text(raw).strip()[:MAX_NOTE]
             continue
         limit = TEXT_FIELDS.get(target)
-        if limit is not None and type(raw) is str and len(raw) <= limit and "\x00" not in raw:  # the common case
-            values.columns[target] = raw.strip()
+        if limit is not None and type(raw) is str and len(raw) <= limit and CONTROL.search(raw) is None:
+            values.columns[target] = raw.strip()  # the common case
             continue
         try:
             value = convert_one(target, raw)
+        except LeadControlError as exc:
+            if strict:
+                raise
+            values.refused = values.refused or (exc.field, exc.message)
+            continue
         except LeadValueError as exc:
             if strict:
                 raise

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 from ..addresses import InvalidEmail
 from ..models import ALL_EMAIL, Lead, Suppression
 from ..models.lead import QUALIFICATION_ATTRIBUTES
+from ..onelinetext import free_text
 from .errors import LeadValueError
 from .fields import CUSTOM_PREFIX, MAX_NOTE, TARGET_FIELDS, LeadValues, convert
 from .hygiene import Hygiene
@@ -60,9 +61,8 @@ def lead_values(values: Mapping[str, Any]) -> LeadValues:
                     continue
                 if not isinstance(item, _SCALARS) or (isinstance(item, float) and not math.isfinite(item)):
                     raise LeadValueError("expected text, a number or true/false", f"custom_fields.{name}")
-                if isinstance(item, str) and "\x00" in item or "\x00" in str(name):
-                    raise LeadValueError("contains a NUL character", f"custom_fields.{name}")
-                custom[str(name)[:80]] = item[:MAX_NOTE] if isinstance(item, str) else item
+                # Free text: line breaks and tabs become a space, other control characters go.
+                custom[free_text(name)[:80]] = free_text(item).strip()[:MAX_NOTE] if isinstance(item, str) else item
             continue
         if key not in TARGET_FIELDS or key.startswith(CUSTOM_PREFIX):
             raise LeadValueError("unknown field", key)

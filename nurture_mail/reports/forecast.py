@@ -18,6 +18,7 @@ from __future__ import annotations
 from datetime import timedelta
 from decimal import Decimal
 from statistics import median
+from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
@@ -102,7 +103,7 @@ def build(session: Session, span: DateRange, ctx, params: dict[str, str]) -> Rep
             "expected_value": (value * Decimal(str(probability))).quantize(Decimal("0.01")),
         })
     pipeline = sum((d["value"] for d in deals), Decimal(0))
-    horizons = []
+    horizons: list[dict[str, Any]] = []
     for days in HORIZONS:
         within = [d for d in deals if d["remaining"] <= days]
         horizons.append({"horizon": f"{days} days", "deals": len(within),

@@ -58,7 +58,7 @@ def build(session: Session, span: DateRange, ctx, params: dict[str, str]) -> Rep
                 s["missed"] += 1
     rows = []
     for rep_id, s in stats.items():
-        rep = reps.get(rep_id)
+        rep = reps.get(rep_id) if rep_id is not None else None
         rows.append({"rep": rep.name if rep else "(unassigned)", "rep_email": rep.email if rep else "",
                      **{k: s[k] for k in ("handoffs", "accepted", "rejected_not_ready", "rejected_bad_fit", "won",
                                           "lost", "open")},

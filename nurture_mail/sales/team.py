@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from ..addresses import InvalidEmail, normalize_email
 from ..exceptions import Problem, RuleFileError
 from ..models import SalesRep, Territory
+from ..onelinetext import control_problem
 from ..yamlfile import YamlFileError, read_yaml
 
 __all__ = ["RepSpec", "SalesTeamError", "SyncReport", "TeamSpec", "TerritorySpec", "load_team", "sync_sales_team"]
@@ -158,6 +159,9 @@ def _parse_rep(raw: Any, where: str, seen: dict[str, int], problems: _Problems) 
     name = raw.get("name")
     if not isinstance(name, str) or not name.strip():
         problems.add(f"{where}.name", "expected the rep's name")
+        name = email
+    elif control_problem(name.strip()) is not None:  # the To: name of the rep's notifications
+        problems.add(f"{where}.name", f"{control_problem(name.strip())}; one line of text expected")
         name = email
     flags = {}
     for key, default in (("incoming", False), ("available", True)):

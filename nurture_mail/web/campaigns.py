@@ -235,7 +235,7 @@ def _review(file: editor.CampaignFile, *, new: bool, form=None) -> ResponseRetur
     text = editor.dump(editor.apply_form(doc, form, new=new))
     result = editor.validate_text(text, source=file.source, templates_dir=config.templates_dir,
                                   campaigns_dir=config.campaigns_dir, own_path=file.path if file.exists else None)
-    if not result.ok:
+    if not result.ok or result.spec is None:
         return _render_editor(file, text, new=new, problems=result.problems, status=422)
     return render_template("campaigns/review.html", file=file, new=new, text=text,
                            diff=editor.diff_lines(file.text, text, file.source), base_hash=request.form.get(

@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timezone
 
 from flask import Flask
+from markupsafe import Markup
 
 __all__ = ["ago", "init_app", "nice_ceiling", "percent", "slug"]
 
@@ -28,6 +29,13 @@ def ago(value: datetime | None, now: datetime | None) -> str:
     else:
         return "just now"
     return f"in {text}" if future else f"{text} ago"
+
+
+def time_tag(value: datetime, now: datetime | None) -> Markup:
+    """``<time>`` with "3 h ago" (or the date without ``now``) and the exact UTC time on hover."""
+    exact = value.strftime("%Y-%m-%d %H:%M UTC")
+    shown = ago(value, now) if now is not None else value.strftime("%Y-%m-%d %H:%M")
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(value.isoformat(), exact, shown)
 
 
 def nice_ceiling(value: float) -> float:
@@ -69,6 +77,7 @@ def zip_pairs(values: list[str]) -> list[tuple[str, str]]:
 def init_app(app: Flask) -> None:
     app.add_template_filter(zip_pairs)
     app.add_template_filter(ago)
+    app.add_template_filter(time_tag)
     app.add_template_filter(percent)
     app.add_template_filter(slug)
     app.add_template_filter(number)

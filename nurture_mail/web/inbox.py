@@ -3,12 +3,18 @@
 An email's HTML is shown in ``<iframe sandbox srcdoc=…>`` without ``allow-scripts`` or
 ``allow-same-origin``: its scripts never run and it cannot reach this app's cookies or DOM.
 The page's Content-Security-Policy (inherited by the srcdoc frame) forbids scripts as well.
+
+The inbox is a reader, not a prospect: the preview records no open and no click. Every URL
+that carries one of our tracking tokens (signature checked) is rewritten before it is shown:
+the open pixel becomes an inline transparent GIF, a tracked link goes straight to the URL
+signed into it, the hidden honeypot link goes nowhere (``tracking_free``).
 """
 from __future__ import annotations
 
 import io
 import math
 import re
+from html import escape
 
 from flask import (
     Blueprint,
@@ -28,6 +34,7 @@ from werkzeug.utils import secure_filename
 from .. import services
 from ..auth import role_required
 from ..mail.capture import CapturedMessage, CaptureStore
+from ..tracking.tokens import TokenError, Tokens
 from . import errors
 
 bp = Blueprint("inbox", __name__, url_prefix="/inbox", template_folder="templates")
@@ -53,6 +60,36 @@ _CSP = (
     "form-action 'self'; "
     "frame-ancestors 'self'"
 )
+
+
+#: A tracking URL of ours: ``…/o/<token>.gif`` (the open pixel) or ``…/c/<token>`` (a click).
+_TRACKED = re.compile(r"""https?://[^\s"'<>/]+(?:/[^\s"'<>]*?)?/(?P<kind>[oc])/(?P<token>[A-Za-z0-9_.-]+)""")
+#: What the preview shows instead of the open pixel: the same 1×1 transparent GIF, inline.
+_INLINE_PIXEL = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
+
+
+def tracking_free(html: str, tokens: Tokens) -> str:
+    """The email's HTML with every tracking URL of ours neutralised (see the module docstring).
+
+    Only URLs whose token verifies are touched: anything else (another site's ``/c/…``) is left
+    as the email has it.
+    """
+
+    def replace(match: re.Match[str]) -> str:
+        token = match.group("token")
+        try:
+            if match.group("kind") == "o":
+                if not token.endswith(".gif"):
+                    return match.group()
+                tokens.read_open(token[:-4])
+                return _INLINE_PIXEL
+            target = tokens.read_click(token)
+        except TokenError:
+            return match.group()
+        # The honeypot (no URL) leads nowhere; a link, to where the click would have redirected.
+        return escape(target.url, quote=True) if target.url else "about:blank"
+
+    return _TRACKED.sub(replace, html)
 
 
 def capture_store() -> CaptureStore:
@@ -95,10 +132,12 @@ def index() -> str:
 def message(key: str) -> str:
     captured = _get_or_404(key)
     html = captured.html
+    if html is not None:
+        html = with_link_target(tracking_free(html, Tokens.from_config(services().config)))
     return render_template(
         "inbox/message.html",
         message=captured,
-        html_srcdoc=with_link_target(html) if html is not None else None,
+        html_srcdoc=html,
         text=captured.text,
     )
 

@@ -170,3 +170,21 @@ def test_erase_removes_personal_data_and_keeps_aggregates(api: ApiPlatform) -> N
     # erasing again is harmless; changing an erased lead is refused
     assert api.call("POST", f"/api/v1/leads/{lead_id}/erase").status_code == 200
     assert api.call("PATCH", f"/api/v1/leads/{lead_id}", json={"company": "x"}).status_code == 409
+
+
+def test_control_characters_in_a_lead_field_are_a_422_naming_the_field(api: ApiPlatform) -> None:
+    for field, value in [("first_name", "Eve\r\nBcc: x@evil.example"), ("last_name", "Lee\n"),
+                         ("company", "Acme\x07"), ("title", "Head\tof IT"), ("timezone", "Europe/\x1bLondon")]:
+        response = api.call("POST", "/api/v1/leads", json={"email": "eve@example.com", field: value})
+        if field == "last_name":  # a trailing line break is surrounding whitespace: trimmed, accepted
+            assert response.status_code in (200, 201), response.get_json()
+            assert response.get_json()["last_name"] == "Lee"
+            continue
+        assert response.status_code == 422, (field, response.get_json())
+        assert response.mimetype == "application/problem+json"
+        problem = response.get_json()
+        assert field in [e["field"] for e in problem["errors"]] and "control character" in problem["detail"]
+    lead_id = api.call("POST", "/api/v1/leads", json={"email": "eve@example.com"}).get_json()["id"]
+    patched = api.call("PATCH", f"/api/v1/leads/{lead_id}", json={"first_name": "Eve\rX"})
+    assert patched.status_code == 422 and patched.get_json()["errors"][0]["field"] == "first_name"
+    assert api.call("GET", f"/api/v1/leads/{lead_id}").get_json()["first_name"] is None

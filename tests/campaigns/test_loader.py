@@ -482,6 +482,23 @@ def test_subject_syntax_error(loader, write, valid):
     has(problems, "steps[1].subject", "template syntax error")
 
 
+@pytest.mark.parametrize(("where", "value"), [
+    (("steps", 1, "subject"), "The basics\r\nBcc: x@evil.example"),
+    (("steps", 1, "subject"), "The basics\x07"),
+    (("steps", 1, "preheader"), "All you need\nin five minutes"),
+    (("name",), "Acme\tonboarding"),
+    (("topics", 0, "name"), "Risk\x00"),
+])
+def test_control_characters_in_names_and_subjects_are_refused(loader, write, valid, where, value):
+    target = valid
+    for key in where[:-1]:
+        target = target[key]
+    target[where[-1]] = value
+    problems = problems_in(loader, write, valid)
+    path = ".".join(str(k) for k in where).replace(".1.", "[1].").replace(".0.", "[0].")
+    has(problems, path, "contains a control character")
+
+
 def test_link_used_in_a_template_but_not_declared_on_the_step(loader, write, valid, template):
     template("welcome.txt", "Read: {{ link('reprot') }}\n")
     problems = problems_in(loader, write, valid)

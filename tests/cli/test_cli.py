@@ -14,27 +14,6 @@ from nurture_mail.extensions import redis_url_of
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def cli(tmp_path, redis, smtp_server):
-    env = dict(
-        os.environ,
-        INSTANCE_PATH=str(tmp_path / "instance"),
-        REDIS_URL=redis_url_of(redis),
-        SMTP_URL=f"smtp://127.0.0.1:{smtp_server.port}",
-        SECRET_KEY="cli-secret",
-    )
-    env.pop("DATABASE_URL", None)
-
-    def run(*args: str, ok: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "nurture_mail", *args], env={**env, **extra_env}, cwd=str(ROOT),
-                                capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-        if ok:
-            assert result.returncode == 0, result.stderr
-        return result
-
-    return run
-
-
 def test_init_import_enroll_preview_tick_worker(cli, smtp_server, tmp_path):
     out = cli("init").stdout
     assert "database ready" in out and "1 created" in out
@@ -161,18 +140,17 @@ def test_enroll_refused_is_one_line_and_exit_1(cli, tmp_path):
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-def empty_database(request, tmp_path):
+def empty_database(request, tmp_path, pg_schema_url):
     """A database nobody ran ``init`` on: a new SQLite file, or an empty PostgreSQL schema."""
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'empty.db'}"
         return
     import uuid
 
+    from ci import PG_URL, require
     from sqlalchemy import create_engine, text
-
-    from tests.conftest import PG_AVAILABLE, PG_URL
-    if not PG_AVAILABLE:
-        pytest.skip("PostgreSQL is not reachable on 127.0.0.1:5432")
+    if pg_schema_url is None:
+        require("PostgreSQL is not reachable", "start it, or point NURTURE_TEST_PG at one")
     schema = f"nurture_empty_{uuid.uuid4().hex[:8]}"
     admin = create_engine(PG_URL)
     with admin.begin() as conn:

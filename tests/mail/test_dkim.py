@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from ci import require
 
 from nurture_mail.config import Config, ConfigError
 from nurture_mail.mail.dkim import SIGNED_HEADERS, DkimError, DkimSigner
@@ -20,7 +21,7 @@ dkim = pytest.importorskip("dkim")
 @pytest.fixture(scope="module")
 def keypair(tmp_path_factory) -> tuple[Path, bytes]:
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test DKIM key")
+        require("openssl is not installed", "apt-get install -y openssl (it makes the test DKIM key)")
     key = tmp_path_factory.mktemp("dkim") / "private.pem"
     subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
     public = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True,

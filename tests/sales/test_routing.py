@@ -90,6 +90,8 @@ def test_team_file_errors_name_the_file_and_path():
             {"email": "AVA@x.example", "name": "Ava again"},
             {"email": "not-an-email", "name": "Bad"},
             {"email": "bo@x.example", "name": "Bo", "manager": "ghost@x.example", "avaliable": True},
+            {"email": "cy@x.example", "name": "Cy\r\nBcc: x@evil.example"},
+            {"email": "dee\x00@x.example", "name": "Dee"},
         ],
         "territories": [
             {"name": "Nowhere", "owner": "bo@x.example"},
@@ -102,6 +104,8 @@ def test_team_file_errors_name_the_file_and_path():
     assert "team.yaml: reps[0].incoming: expected true or false, got 'yes'" in lines
     assert "team.yaml: reps[1].email: ava@x.example is already listed at reps[0]" in lines
     assert "team.yaml: reps[2].email: expected an email address, got 'not-an-email'" in lines
+    assert "team.yaml: reps[4].name: contains a control character (carriage return); one line of text expected" in lines
+    assert "team.yaml: reps[5].email: expected an email address, got 'dee\\x00@x.example'" in lines
     assert any(line.startswith("team.yaml: reps[3].avaliable: unknown key") for line in lines)
     assert "team.yaml: reps[3].manager: ghost@x.example is not a rep of this file" in lines
     assert "team.yaml: territories[0]: a territory needs a region, an industry, or both" in lines

@@ -11,6 +11,7 @@ from dataclasses import fields, replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from ci import require
 from redis import Redis
 from sqlalchemy import select
 
@@ -60,7 +61,7 @@ def test_non_ascii_names_and_subjects_reach_the_smtp_server_intact(platform, mon
 
 def _keypair(tmp_path) -> tuple[str, bytes]:
     if shutil.which("openssl") is None:
-        pytest.skip("openssl is needed to make a test DKIM key")
+        require("openssl is not installed", "apt-get install -y openssl (it makes the test DKIM key)")
     key = tmp_path / "dkim.pem"
     subprocess.run(["openssl", "genrsa", "-out", str(key), "2048"], check=True, capture_output=True)
     public = subprocess.run(["openssl", "rsa", "-in", str(key), "-pubout", "-outform", "DER"], check=True,

@@ -1,12 +1,14 @@
 """Web tests: an app in embedded-SMTP mode whose inbox reads a real capture server's store."""
 from __future__ import annotations
 
+import os
 import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from ci import require
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
@@ -89,7 +91,8 @@ def live_server(web_app: Flask) -> Iterator[str]:
     server.server_close()
 
 
-CHROMIUM = Path("/usr/bin/chromium")
+#: Debian's Chromium (``NURTURE_TEST_CHROMIUM`` names another binary).
+CHROMIUM = Path(os.environ.get("NURTURE_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [
     "--no-sandbox",
     "--disable-gpu",
@@ -104,8 +107,11 @@ CHROMIUM_ARGS = [
 def chromium():
     """Debian's Chromium driven by Playwright (never a downloaded browser); skipped if absent."""
     if not CHROMIUM.exists():
-        pytest.skip(f"no Chromium at {CHROMIUM} (apt-get install -y chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+        require(f"no Chromium at {CHROMIUM}", "apt-get install -y chromium (make browser does it as root)")
+    try:
+        from playwright import sync_api
+    except ImportError:
+        require("playwright is not installed", "pip install -r requirements.txt")
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield browser

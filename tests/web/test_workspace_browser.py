@@ -67,7 +67,7 @@ def test_lead_page_follows_a_human_click_and_enrollment_actions(sqlite_only, pla
         click_row = page.locator('#timeline [data-kind="click"]')
         expect(click_row).to_have_count(1)
         expect(click_row).to_contain_text(clicked)
-        expect(click_row).to_contain_text("human")
+        expect(click_row).to_contain_text("Human")
         expect(welcome_topic).to_contain_text("clicked a link on it")
         shot(page, "lead")
 
