@@ -22,6 +22,7 @@ from sqlalchemy import select
 
 from .clock import SystemClock, as_utc
 from .config import Config
+from .embedded_redis import die_with_parent
 from .extensions import redis_url_of
 from .jobs.schedule import cron_table
 from .tracking.ingest import start_drain_thread
@@ -55,8 +56,6 @@ def run_worker(app: Flask, burst: bool = False, name: str | None = None, logging
     batch then stops and records what it sent, see ``nurture/send.py``) or a loss RQ gives up
     on ends that RQ worker, and a new one is started here as soon as Redis answers again.
     """
-
-
     svc = app.extensions["nurture"]
     # A long-running worker also drains tracking hits as they arrive (a thread asleep in Redis
     # until a click): clicks teach, score and hand off within a second, not at the next cron run.
@@ -161,9 +160,24 @@ def run_cron(app: Flask) -> None:
     tick_name = entries[0]["name"]
     scheduler._install_signal_handlers()
     born = False
+    run_id = None
+
+    def tick_at_once() -> None:
+        for job in scheduler.get_jobs():
+            if job.name == tick_name:
+                job.latest_enqueue_time = None
+                job.next_enqueue_time = None
+
     try:
         while True:
             try:
+                # redis-py reconnects by itself, so a restart may pass unnoticed: its run id says.
+                current = svc.redis.info("server").get("run_id")
+                if run_id is not None and current != run_id:
+                    log.warning("Redis restarted (new run id): a tick now re-enqueues what it lost")
+                    born = False
+                    tick_at_once()
+                run_id = current
                 if not born:
                     scheduler.register_birth()
                     born = True
@@ -172,15 +186,12 @@ def run_cron(app: Flask) -> None:
                 scheduler.heartbeat()
                 pause = scheduler.calculate_sleep_interval()
                 if pause > 0:
-                    time.sleep(pause)
+                    time.sleep(min(pause, 5))  # the run-id check above comes at least every 5 s
             except REDIS_DOWN as exc:
                 log.warning("cron lost Redis: %s", exc)
                 born = False
                 wait_for_redis(svc.redis, "cron")
-                for job in scheduler.get_jobs():
-                    if job.name == tick_name:
-                        job.latest_enqueue_time = None
-                        job.next_enqueue_time = None
+                tick_at_once()
     except (KeyboardInterrupt, StopRequested):
         log.info("cron stopping")
     finally:
@@ -197,16 +208,6 @@ def child_env(app: Flask) -> dict[str, str]:
     return svc.config.child_environ(REDIS_URL=redis_url_of(svc.redis))
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the child gets SIGTERM when the process that started it dies, even by SIGKILL."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
-
-
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     """A ``python -m nurture_mail`` child in a process group of its own.
 
@@ -215,7 +216,7 @@ def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     """
     return subprocess.Popen([sys.executable, "-m", "nurture_mail", *args], env=env,
                             cwd=str(Path(__file__).resolve().parent.parent), process_group=0,
-                            preexec_fn=_die_with_parent)
+                            preexec_fn=die_with_parent)
 
 
 def stop_all(processes: list[subprocess.Popen], timeout: float = 20) -> None:
@@ -399,12 +400,12 @@ def resume_demo_clock(database_url: str, speed: float, real_now: datetime) -> tu
     database = Database(database_url)
     try:
         with database.Session() as session:
-            latest = [session.scalar(select(func.max(column))) for column in
-                      (Delivery.sent_at, Delivery.scheduled_for, Enrollment.enrolled_at, Event.at)]
+            found = [session.scalar(select(func.max(column))) for column in
+                     (Delivery.sent_at, Delivery.scheduled_for, Enrollment.enrolled_at, Event.at)]
     finally:
         database.dispose()
-    latest = [as_utc(value) for value in latest if value is not None]
-    start = max(when for when in latest if when is not None) if latest else None
+    latest: list[datetime] = [as_utc(value) for value in found if value is not None]
+    start = max(latest) if latest else None
     if start is None or start <= real_now or speed <= 1:
         return real_now.isoformat(), f"demo clock starts now (x{speed:g})"
     # ScaledClock: demo_now = epoch + (real - epoch) * speed; solve demo_now(real_now) = start.
@@ -465,7 +466,7 @@ def run_platform(demo: bool = False, host: str | None = None, port: int | None =
         if config.embedded_redis:
             from .embedded_redis import EmbeddedRedis
 
-            embedded = EmbeddedRedis(config.instance_path, preexec_fn=_die_with_parent)
+            embedded = EmbeddedRedis(config.instance_path, preexec_fn=die_with_parent)
             embedded.start()
             config = replace(config, redis_url=embedded.url)
             log.info("embedded redis-server (pid %s) on %s", embedded.process.pid if embedded.process else "?",

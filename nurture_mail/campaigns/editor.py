@@ -230,13 +230,16 @@ def apply_form(doc: CommentedMap, form: Mapping[str, Any], *, new: bool = False)
     _set_value(doc, "max_touches", _number(touches) if touches else None)
 
     window = doc.get("send_window")
-    if not isinstance(window, CommentedMap):
-        window = _flow_map()
-    for key in ("start", "end"):
-        _set_text(window, key, form.get(f"send_window.{key}"))
-    _set_value(window, "weekdays_only", bool(form.get("send_window.weekdays_only")))
-    if doc.get("send_window") is not window:
-        doc["send_window"] = window
+    weekdays_only = bool(form.get("send_window.weekdays_only"))
+    given = any(str(form.get(f"send_window.{key}", "") or "").strip() for key in ("start", "end"))
+    if isinstance(window, CommentedMap) or given or not weekdays_only:  # absent and default: stays absent
+        if not isinstance(window, CommentedMap):
+            window = _flow_map()
+        for key in ("start", "end"):
+            _set_text(window, key, form.get(f"send_window.{key}"))
+        _set_value(window, "weekdays_only", weekdays_only)
+        if doc.get("send_window") is not window:
+            doc["send_window"] = window
 
     handoff = doc.get("handoff")
     if not isinstance(handoff, CommentedMap):

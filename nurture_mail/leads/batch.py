@@ -25,6 +25,7 @@ from ..engine.plan import SendWindow
 from ..engine.schedule import next_in_window, zone
 from ..models import ALL_EMAIL, Campaign, Enrollment, EnrollmentState, Lead, LeadStatus
 from ..nurture.enroll import enrollment_blocker
+from ..nurture.first_touch import schedule_first_touch
 from ..nurture.plans import plan_of
 from ..nurture.sql import insert_ignoring_conflicts
 from ..nurture.suppression import suppression_scopes
@@ -285,6 +286,8 @@ def _enroll_clean(session: Session, ctx: ImportContext, groups: dict[str, _Group
     notes: dict[str, str] = {}
     new: list[dict[str, Any]] = []
     again: list[dict[str, Any]] = []
+    first_sends: dict[str | None, datetime] = {}
+    due: set[int] = set()
     for email, lead_id in wanted.items():
         ctx.enrolled.add(lead_id)
         lead = leads[lead_id]
@@ -301,7 +304,13 @@ def _enroll_clean(session: Session, ctx: ImportContext, groups: dict[str, _Group
         if blocker is not None:
             notes[email] = f"not enrolled: {blocker}"
             continue
-        first_send = next_in_window(ctx.now, zone(lead.timezone, ctx.default_timezone), window)
+        # The same instant for every lead of one time zone: computed once per zone and chunk.
+        first_send = first_sends.get(lead.timezone)
+        if first_send is None:
+            first_send = first_sends[lead.timezone] = next_in_window(
+                ctx.now, zone(lead.timezone, ctx.default_timezone), window)
+        if first_send <= ctx.now:
+            due.add(lead_id)
         if enrollment is None:
             new.append({"lead_id": lead_id, "campaign_id": ctx.campaign_id, "state": EnrollmentState.active,
                         "next_send_at": first_send, "enrolled_at": ctx.now, "touches_sent": 0,
@@ -327,4 +336,8 @@ def _enroll_clean(session: Session, ctx: ImportContext, groups: dict[str, _Group
         session.execute(update(Lead).where(Lead.id.in_(done), Lead.status.in_([LeadStatus.new, LeadStatus.recycled]))
                         .values(status=LeadStatus.nurturing, updated_at=ctx.now)
                         .execution_options(synchronize_session=False))
+        due_now = [lead_id for lead_id in done if lead_id in due]
+        if due_now:  # their send window is open: the first email goes once this chunk commits
+            schedule_first_touch(session, list(session.scalars(select(Enrollment.id).where(
+                Enrollment.campaign_id == ctx.campaign_id, Enrollment.lead_id.in_(due_now)))))
     return notes, {email for email, lead_id in wanted.items() if lead_id in done}

@@ -35,8 +35,6 @@ from .sql import among, insert_rows_ignoring_conflicts, skip_locked
 
 log = logging.getLogger(__name__)
 
-#: The RQ job that sends a batch of deliveries (by import path: the domain never imports ``jobs/``).
-
 
 @dataclass
 class TickReport:

@@ -5,7 +5,7 @@ Every state change goes through a domain service (``nurture.enrollments``, ``nur
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
@@ -18,7 +18,7 @@ from ..models import Campaign, Delivery, Enrollment, EnrollmentState, Lead, Lead
 from ..nurture import enrollments
 from ..nurture.knowledge import declare_known
 from . import errors
-from .leadlist import LeadFilters, facets, list_leads
+from .leadlist import PAGE_SIZE, LeadFilters, facets, list_leads
 from .leadpage import lead_view
 
 bp = Blueprint("leads", __name__, url_prefix="/leads", template_folder="templates")
@@ -57,9 +57,10 @@ def index() -> ResponseReturnValue:
     filters = LeadFilters.parse(request.args)
     svc = services()
     cursor = request.args.get("cursor") or None
+    size = current_app.config.get("LEADS_PAGE_SIZE", PAGE_SIZE)
     with svc.db.session() as session:
         try:
-            page = list_leads(session, filters if not filters.errors else LeadFilters(), cursor)
+            page = list_leads(session, filters if not filters.errors else LeadFilters(), cursor, size)
         except InvalidInput as error:
             filters.errors["cursor"] = _why(error)
             page = list_leads(session, LeadFilters())
@@ -136,8 +137,9 @@ def show(lead_id: int) -> ResponseReturnValue:
     svc = services()
     with svc.db.session() as session:
         lead = _lead_or_404(session, lead_id)
-        view = lead_view(session, svc, lead)
-        return render_template("leads/show.html", v=view, lead=lead, now=svc.clock.now())
+        full = request.args.get("history") == "all"
+        view = lead_view(session, svc, lead, full_history=full)
+        return render_template("leads/show.html", v=view, lead=lead, now=svc.clock.now(), full_history=full)
 
 
 @bp.post("/<int:lead_id>/enroll")
