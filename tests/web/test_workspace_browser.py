@@ -122,6 +122,16 @@ def test_admin_erases_a_lead_after_typing_its_address(sqlite_only, platform, pag
             lead = session.get(Lead, omar)
             assert lead.erased_at is not None and lead.email.startswith("erased-")
 
+        # Hand Liam to sales from his page: nurture stops and the closer is notified.
+        liam = lead_id(platform, "liam@harborbank.example")
+        page.goto(f"{base}/leads/{liam}")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Hand to sales").click()
+        expect(page.get_by_role("alert")).to_contain_text("Ava Chen is notified")
+        expect(page.locator('[data-enrollment="northwind-security"]')).to_contain_text("Exited")
+        with platform.svc.db.session() as session:
+            assert session.get(Lead, liam).status.value == "handed_off"
+
         # Every other page, as the admin, for the record.
         for name, path in (("users", "/users/"), ("suppressions", "/suppressions/"), ("dashboard-admin", "/")):
             response = page.goto(base + path)
