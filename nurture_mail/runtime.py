@@ -8,8 +8,11 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import replace
 from datetime import datetime
+from functools import partial
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 from flask import Flask
@@ -17,7 +20,9 @@ from rq import Queue, SimpleWorker
 from rq.cron import CronScheduler
 from sqlalchemy import select
 
-from .clock import as_utc
+from .clock import SystemClock, as_utc
+from .config import Config
+from .embedded_redis import die_with_parent
 from .extensions import redis_url_of
 from .jobs.schedule import cron_table
 from .tracking.ingest import start_drain_thread
@@ -33,7 +38,7 @@ EXIT_RESTART = 75
 def configure_logging(level: str | None = None) -> None:
     """One line per event at INFO: batches, ticks, faults; RQ's per-job lines and the SMTP
     dialogue of the capture server only at DEBUG (``LOG_LEVEL=DEBUG``)."""
-    level = (level or os.environ.get("LOG_LEVEL") or "INFO").upper()
+    level = (level or Config.from_env().log_level).upper()
     logging.basicConfig(level=level, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     logging.getLogger().setLevel(level)
     if level != "DEBUG":
@@ -51,8 +56,6 @@ def run_worker(app: Flask, burst: bool = False, name: str | None = None, logging
     batch then stops and records what it sent, see ``nurture/send.py``) or a loss RQ gives up
     on ends that RQ worker, and a new one is started here as soon as Redis answers again.
     """
-
-
     svc = app.extensions["nurture"]
     # A long-running worker also drains tracking hits as they arrive (a thread asleep in Redis
     # until a click): clicks teach, score and hand off within a second, not at the next cron run.
@@ -63,6 +66,10 @@ def run_worker(app: Flask, burst: bool = False, name: str | None = None, logging
         if drain is not None:
             drain[1].set()
             drain[0].join(timeout=5)
+
+
+def _stop_or_asked(stop: _StopFlag, worker: SimpleWorker) -> bool:
+    return stop.requested or _stop_asked(worker)
 
 
 def _work_until_stopped(app: Flask, svc, burst: bool, name: str | None, logging_level: str) -> bool:
@@ -88,7 +95,7 @@ def _work_until_stopped(app: Flask, svc, burst: bool, name: str | None, logging_
             if not _redis_alive(svc.redis):
                 try:
                     if not wait_for_redis(svc.redis, "the worker",
-                                          stop=lambda w=worker: stop.requested or _stop_asked(w)):
+                                          stop=partial(_stop_or_asked, stop, worker)):
                         return worked
                 except (KeyboardInterrupt, StopRequested):
                     return worked
@@ -153,9 +160,24 @@ def run_cron(app: Flask) -> None:
     tick_name = entries[0]["name"]
     scheduler._install_signal_handlers()
     born = False
+    run_id = None
+
+    def tick_at_once() -> None:
+        for job in scheduler.get_jobs():
+            if job.name == tick_name:
+                job.latest_enqueue_time = None
+                job.next_enqueue_time = None
+
     try:
         while True:
             try:
+                # redis-py reconnects by itself, so a restart may pass unnoticed: its run id says.
+                current = svc.redis.info("server").get("run_id")
+                if run_id is not None and current != run_id:
+                    log.warning("Redis restarted (new run id): a tick now re-enqueues what it lost")
+                    born = False
+                    tick_at_once()
+                run_id = current
                 if not born:
                     scheduler.register_birth()
                     born = True
@@ -164,15 +186,12 @@ def run_cron(app: Flask) -> None:
                 scheduler.heartbeat()
                 pause = scheduler.calculate_sleep_interval()
                 if pause > 0:
-                    time.sleep(pause)
+                    time.sleep(min(pause, 5))  # the run-id check above comes at least every 5 s
             except REDIS_DOWN as exc:
                 log.warning("cron lost Redis: %s", exc)
                 born = False
                 wait_for_redis(svc.redis, "cron")
-                for job in scheduler.get_jobs():
-                    if job.name == tick_name:
-                        job.latest_enqueue_time = None
-                        job.next_enqueue_time = None
+                tick_at_once()
     except (KeyboardInterrupt, StopRequested):
         log.info("cron stopping")
     finally:
@@ -186,22 +205,7 @@ def run_cron(app: Flask) -> None:
 def child_env(app: Flask) -> dict[str, str]:
     """Environment for child processes: they reach the parent's embedded Redis by its socket."""
     svc = app.extensions["nurture"]
-    env = dict(os.environ)
-    env["REDIS_URL"] = redis_url_of(svc.redis)
-    env["DATABASE_URL"] = svc.config.database_url
-    env["INSTANCE_PATH"] = str(svc.config.instance_path)
-    env["SECRET_KEY"] = svc.config.secret_key
-    return env
-
-
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child between fork and exec
-    """Linux: the child gets SIGTERM when the process that started it dies, even by SIGKILL."""
-    try:
-        import ctypes
-
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    except Exception:
-        pass
+    return svc.config.child_environ(REDIS_URL=redis_url_of(svc.redis))
 
 
 def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
@@ -212,7 +216,7 @@ def spawn(args: list[str], env: dict[str, str]) -> subprocess.Popen:
     """
     return subprocess.Popen([sys.executable, "-m", "nurture_mail", *args], env=env,
                             cwd=str(Path(__file__).resolve().parent.parent), process_group=0,
-                            preexec_fn=_die_with_parent)
+                            preexec_fn=die_with_parent)
 
 
 def stop_all(processes: list[subprocess.Popen], timeout: float = 20) -> None:
@@ -292,7 +296,7 @@ def worker_count(value: str | int | None) -> int:
 
 def run_worker_pool(count: int, burst: bool = False, name: str | None = None) -> None:
     """``count`` worker processes, each started again if it dies; SIGTERM/Ctrl-C stop them all."""
-    supervisor = Supervisor(dict(os.environ))
+    supervisor = Supervisor(Config.from_env().child_environ())
     base = name or f"{os.uname().nodename}.{os.getpid()}"
     for index in range(count):
         supervisor.add(f"worker {index + 1}", ["worker", "--name", f"{base}.{index + 1}"]
@@ -396,11 +400,11 @@ def resume_demo_clock(database_url: str, speed: float, real_now: datetime) -> tu
     database = Database(database_url)
     try:
         with database.Session() as session:
-            latest = [session.scalar(select(func.max(column))) for column in
-                      (Delivery.sent_at, Delivery.scheduled_for, Enrollment.enrolled_at, Event.at)]
+            found = [session.scalar(select(func.max(column))) for column in
+                     (Delivery.sent_at, Delivery.scheduled_for, Enrollment.enrolled_at, Event.at)]
     finally:
         database.dispose()
-    latest = [as_utc(value) for value in latest if value is not None]
+    latest: list[datetime] = [as_utc(value) for value in found if value is not None]
     start = max(latest) if latest else None
     if start is None or start <= real_now or speed <= 1:
         return real_now.isoformat(), f"demo clock starts now (x{speed:g})"
@@ -439,7 +443,7 @@ def _interrupt(signum, frame) -> None:
 
 
 def run_platform(demo: bool = False, host: str | None = None, port: int | None = None,
-                 workers: int | None = None) -> None:
+                 workers: int | None = None, speed: float | None = None) -> None:
     """Web, workers, cron, embedded Redis and the SMTP capture inbox; Ctrl-C or SIGTERM stops them all.
 
     Every child is started by this process and stopped by it, whatever happened before: the
@@ -456,17 +460,17 @@ def run_platform(demo: bool = False, host: str | None = None, port: int | None =
     capture = None
     svc = None
     try:
-        from .config import Config
-
         config = Config.from_env()
+        if demo and speed is not None:
+            config = demo_clock_settings(config, speed)
         if config.embedded_redis:
             from .embedded_redis import EmbeddedRedis
 
-            embedded = EmbeddedRedis(config.instance_path, preexec_fn=_die_with_parent)
+            embedded = EmbeddedRedis(config.instance_path, preexec_fn=die_with_parent)
             embedded.start()
-            os.environ["REDIS_URL"] = embedded.url
-            log.info("embedded redis-server (pid %s) on %s", embedded.process.pid, embedded.url)
-            config = Config.from_env()
+            config = replace(config, redis_url=embedded.url)
+            log.info("embedded redis-server (pid %s) on %s", embedded.process.pid if embedded.process else "?",
+                     embedded.url)
         app, svc, clock_note = _prepare_platform(config, demo)
         config = svc.config
         credentials = None
@@ -495,21 +499,9 @@ def run_platform(demo: bool = False, host: str | None = None, port: int | None =
         url = urlsplit(config.base_url)
         host = host or url.hostname or "127.0.0.1"
         port = port or url.port or 5000
-        lines = [f"nurture_mail is running: {config.base_url}",
-                 f"  workers: {count}, cron: 1, Redis: {redis_url_of(svc.redis)}"]
-        if capture is not None:
-            lines.append(f"  inbox (every email sent): {config.base_url}/inbox "
-                         f"(SMTP on {config.capture_smtp_host}:{capture.port})")
-        if credentials is not None:
-            password, token, path = credentials
-            lines += [f"  sign in: {config.base_url}/signin",
-                      f"    email {DEMO_ADMIN}", f"    password {password}", f"    API token {token}",
-                      f"  (kept in {path}, mode 0600; new ones at each start)"]
-        if clock_note:
-            lines.append(f"  {clock_note}")
-        lines.append("  Ctrl-C stops everything")
         # Printed, not only logged: visible whatever the log level, framed so it stands out.
-        print(framed(lines), flush=True)
+        print(framed(_running_lines(config, count, redis_url_of(svc.redis), capture, credentials, clock_note)),
+              flush=True)
         from werkzeug.serving import run_simple
 
         run_simple(host, port, app, use_reloader=False, threaded=True)
@@ -532,13 +524,38 @@ def run_platform(demo: bool = False, host: str | None = None, port: int | None =
         log.info("stopped")
 
 
+def _running_lines(config: Config, count: int, redis_url: str, capture: Any, credentials: tuple[str, str, Path] | None,
+                   clock_note: str) -> list[str]:
+    """What ``run`` prints once everything is up: where to go, and how to sign in."""
+    lines = [f"nurture_mail is running: {config.base_url}",
+             f"  workers: {count}, cron: 1, Redis: {redis_url}"]
+    if capture is not None:
+        lines.append(f"  inbox (every email sent): {config.base_url}/inbox "
+                     f"(SMTP on {config.capture_smtp_host}:{capture.port})")
+    if credentials is not None:
+        password, token, path = credentials
+        lines += [f"  sign in: {config.base_url}/signin",
+                  f"    email {DEMO_ADMIN}", f"    password {password}", f"    API token {token}",
+                  f"  (kept in {path}, mode 0600; new ones at each start)"]
+    if clock_note:
+        lines.append(f"  {clock_note}")
+    lines.append("  Ctrl-C stops everything")
+    return lines
+
+
+def demo_clock_settings(config: Config, speed: float) -> Config:
+    """``run --demo``: the clock ``speed`` times real time and a tick every 2 s, unless the
+    environment sets CLOCK_SPEED (then TICK_INTERVAL too is left as configured)."""
+    if "CLOCK_SPEED" in config.environ:
+        return config
+    tick = config.tick_interval if "TICK_INTERVAL" in config.environ else 2
+    return replace(config, clock_speed=speed, tick_interval=tick)
+
+
 def _prepare_platform(config, demo: bool):
     """Checks, migrations, campaign and team sync; the demo clock set from the data."""
-    from datetime import timezone
-
     from . import create_app
     from .campaigns import CampaignLoader, sync_all
-    from .config import Config
     from .extensions import Database
     from .migrate import upgrade
     from .rulefiles import rule_file_problems
@@ -553,15 +570,14 @@ def _prepare_platform(config, demo: bool):
     upgrade(database)
     database.dispose()
     if config.clock_speed != 1.0 and not config.clock_epoch:
-        epoch, clock_note = resume_demo_clock(config.database_url, config.clock_speed, datetime.now(timezone.utc))
-        os.environ["CLOCK_EPOCH"] = epoch
-        config = Config.from_env()
+        epoch, clock_note = resume_demo_clock(config.database_url, config.clock_speed, SystemClock().now())
+        config = replace(config, clock_epoch=epoch)
     app = create_app(config)
     svc = app.extensions["nurture"]
     loader = CampaignLoader(config.templates_dir, root=config.campaigns_dir.parent)
     specs, problems = loader.load_dir(config.campaigns_dir)
-    for problem in problems:
-        log.error("campaign file error: %s", problem)
+    for campaign_problem in problems:
+        log.error("campaign file error: %s", campaign_problem)
     with svc.db.session() as session:
         sync_all(session, specs, svc.clock.now())
     if config.sales_team_path.exists():

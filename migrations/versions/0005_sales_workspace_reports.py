@@ -52,7 +52,7 @@ def upgrade() -> None:
     with op.batch_alter_table('handoff', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_handoff_created_at'), ['created_at'], unique=False)
     with op.batch_alter_table('event', schema=None) as batch_op:
-        batch_op.create_index('ix_event_kind_at_lead', ['kind', 'at', 'lead_id'], unique=False)
+        batch_op.create_index('ix_event_kind_at_lead', ['kind', 'at', 'lead_id', 'suspected_bot'], unique=False)
 
 
 def downgrade() -> None:

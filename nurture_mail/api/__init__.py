@@ -136,8 +136,7 @@ def init_app(app: Flask) -> None:
     for blueprint in BLUEPRINTS:
         writes(blueprint)
         api.register_blueprint(blueprint)
-        for rule in ("Idempotency-Key",):
-            _document_idempotency_header(api, blueprint.name, rule)
+    _document_idempotency_header(api, "Idempotency-Key")
 
     # 4. unexpected errors under /api are problems too (HTTPExceptions go through NurtureApi)
     @app.errorhandler(InternalServerError)
@@ -148,8 +147,8 @@ def init_app(app: Flask) -> None:
         return error
 
 
-def _document_idempotency_header(api: NurtureApi, blueprint_name: str, header: str) -> None:
-    """Add the optional ``Idempotency-Key`` header to every POST operation of a blueprint."""
+def _document_idempotency_header(api: NurtureApi, header: str) -> None:
+    """Add the optional ``Idempotency-Key`` header to every POST operation of the API."""
     parameter = {"name": header, "in": "header", "required": False,
                  "description": "Retry-safe POST: the same key and body return the stored first response "
                                 "(kept IDEMPOTENCY_TTL_SECONDS); the same key with another body is a 422.",

@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from .. import services
+from ..aftercommit import enqueue_after_commit
 from .common import api_blueprint, lead_by_ref, not_found_doc
 from .problems import ApiProblem
 from .schemas import EventIn, EventOut
@@ -38,5 +39,5 @@ def ingest(data: dict[str, Any]):
                                       source="api", now=now)
         out = {"id": event.id, "lead_id": event.lead_id, "kind": event.kind.value, "topic": event.topic,
                "at": event.at, "uid": data.get("uid"), "detail": dict(event.detail or {})}
-    svc.queue.enqueue("nurture_mail.jobs.scoring.rescore_leads", [out["lead_id"]])
+        enqueue_after_commit(session, svc.queue, "nurture_mail.jobs.scoring.rescore_leads", [out["lead_id"]])
     return out

@@ -1,6 +1,6 @@
 """``/api/v1/handoffs``: the sales handoffs; accept, reject, won, lost; and hand a lead to nurture.
 
-The actions are the sales engineer's ``sales.actions`` (the same ones the signed email links
+The actions are ``sales.actions`` (the same ones the signed email links
 and the web UI use), recorded with ``via="api"`` and the token's user as the actor.
 """
 from __future__ import annotations
@@ -166,8 +166,6 @@ def hand_to_nurture(data: dict[str, Any], lead_id: int):
     svc = services()
     with svc.db.session() as session:
         lead = lead_or_404(session, lead_id)
-        if lead.erased_at is not None:
-            raise ApiProblem(409, "this lead was erased", field="lead_id")
         try:
             enrollment = actions.hand_to_nurture(session, svc, lead, data["campaign"], data["knows"],
                                                  current_api_user().email, svc.clock.now())

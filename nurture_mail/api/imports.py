@@ -1,7 +1,6 @@
 """``/api/v1/imports``: upload a CSV (multipart), poll the job's progress, download the report.
 
-The file is stored with the job and imported by an RQ job (the import engineer's
-``leads.imports``), enqueued after the commit; the report lists every row's outcome and reason.
+The file is stored with the job and imported by an RQ job (``leads.imports``), enqueued after the commit; the report lists every row's outcome and reason.
 """
 from __future__ import annotations
 

@@ -28,6 +28,8 @@ PERMISSIONS: dict[str, str] = {
     "reports:read": "read the reports and their CSV exports; subscribe to the monthly summary",
     "reports:send": "send the monthly summary report to its subscribers now",
     "availability:write": "mark oneself away (routing skips the rep until the end date)",
+    "suppressions:write": "add an address to the suppression list by hand",
+    "suppressions:remove": "lift a suppression (with a recorded reason)",
 }
 
 _READ = {"leads:read", "campaigns:read", "imports:read", "handoffs:read", "inbox:read", "reports:read"}
@@ -35,7 +37,7 @@ _READ = {"leads:read", "campaigns:read", "imports:read", "handoffs:read", "inbox
 ROLE_PERMISSIONS: dict[Role, frozenset[str]] = {
     Role.admin: frozenset(PERMISSIONS),
     Role.marketer: frozenset(_READ | {"leads:write", "enrollments:write", "events:write", "imports:write",
-                                      "inbox:clear", "campaigns:write", "reports:send"}),
+                                      "inbox:clear", "campaigns:write", "reports:send", "suppressions:write"}),
     Role.sales: frozenset(_READ - {"imports:read"} | {"handoffs:act", "availability:write"}),
     Role.viewer: frozenset(_READ),
 }

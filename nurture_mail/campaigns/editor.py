@@ -230,13 +230,16 @@ def apply_form(doc: CommentedMap, form: Mapping[str, Any], *, new: bool = False)
     _set_value(doc, "max_touches", _number(touches) if touches else None)
 
     window = doc.get("send_window")
-    if not isinstance(window, CommentedMap):
-        window = _flow_map()
-    for key in ("start", "end"):
-        _set_text(window, key, form.get(f"send_window.{key}"))
-    _set_value(window, "weekdays_only", bool(form.get("send_window.weekdays_only")))
-    if doc.get("send_window") is not window:
-        doc["send_window"] = window
+    weekdays_only = bool(form.get("send_window.weekdays_only"))
+    given = any(str(form.get(f"send_window.{key}", "") or "").strip() for key in ("start", "end"))
+    if isinstance(window, CommentedMap) or given or not weekdays_only:  # absent and default: stays absent
+        if not isinstance(window, CommentedMap):
+            window = _flow_map()
+        for key in ("start", "end"):
+            _set_text(window, key, form.get(f"send_window.{key}"))
+        _set_value(window, "weekdays_only", weekdays_only)
+        if doc.get("send_window") is not window:
+            doc["send_window"] = window
 
     handoff = doc.get("handoff")
     if not isinstance(handoff, CommentedMap):
@@ -346,14 +349,18 @@ def _apply_alternate(step: CommentedMap, form: Mapping[str, Any], prefix: str) -
 # -- the form's view of a document ------------------------------------------------------------
 
 
+def _mapping_or_empty(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
 def form_values(doc: Mapping[str, Any]) -> dict[str, Any]:
     """Plain data for the editor's template: every field as the form shows it."""
 
     def text(value: Any) -> str:
         return "" if value is None else str(value)
 
-    window = doc.get("send_window") if isinstance(doc.get("send_window"), Mapping) else {}
-    handoff = doc.get("handoff") if isinstance(doc.get("handoff"), Mapping) else {}
+    window = _mapping_or_empty(doc.get("send_window"))
+    handoff = _mapping_or_empty(doc.get("handoff"))
     raiser = handoff.get("hand_raiser")
 
     def threshold(key: str) -> str:
@@ -365,7 +372,7 @@ def form_values(doc: Mapping[str, Any]) -> dict[str, Any]:
     for item in doc.get("steps") or []:
         if not isinstance(item, Mapping):
             continue
-        alt = item.get("alternate") if isinstance(item.get("alternate"), Mapping) else {}
+        alt = _mapping_or_empty(item.get("alternate"))
         steps.append({
             **{k: text(item.get(k)) for k in STEP_FIELDS},
             "teaches": ", ".join(_as_list(item.get("teaches"))),

@@ -1,7 +1,6 @@
 """Runtime commands: migrate, scheduler tick, worker, cron, and ``run`` (everything at once)."""
 from __future__ import annotations
 
-import os
 from urllib.parse import urlsplit
 
 import click
@@ -37,8 +36,8 @@ def init_command() -> None:
         with svc.db.session() as session:
             click.echo(f"sales team: {sync_sales_team(session, team_path, svc.clock.now()).summary()}")
     if problems:
-        for problem in problems:
-            click.echo(f"error: {problem}", err=True)
+        for campaign_problem in problems:
+            click.echo(f"error: {campaign_problem}", err=True)
         raise click.ClickException(f"{len(problems)} error(s) in campaign files; those files were not synced")
 
 
@@ -100,10 +99,7 @@ def run_command(demo: bool, speed: float, host: str | None, port: int | None, wo
     except ValueError as exc:
         raise click.BadParameter(str(exc).replace("--count", "--workers"), param_hint="--workers") from None
 
-    if demo and not os.environ.get("CLOCK_SPEED"):
-        os.environ["CLOCK_SPEED"] = str(speed)
-        os.environ.setdefault("TICK_INTERVAL", "2")
-    run_platform(demo=demo, host=host, port=port, workers=count)
+    run_platform(demo=demo, host=host, port=port, workers=count, speed=speed)
 
 
 def _safe_url(url: str) -> str:

@@ -25,6 +25,7 @@ from ..engine.plan import SendWindow
 from ..engine.schedule import next_in_window, zone
 from ..models import ALL_EMAIL, Campaign, Enrollment, EnrollmentState, Lead, LeadStatus
 from ..nurture.enroll import enrollment_blocker
+from ..nurture.first_touch import schedule_first_touch
 from ..nurture.plans import plan_of
 from ..nurture.sql import insert_ignoring_conflicts
 from ..nurture.suppression import suppression_scopes
@@ -92,108 +93,149 @@ def _join(parts: Iterable[str]) -> str:
 
 
 def import_chunk(session: Session, rows: list[tuple[int, dict[str, str]]], ctx: ImportContext) -> list[RowResult]:
-    """Import one chunk of ``(row number, {target: text})``; returns one result per row, in order."""
-    results: dict[int, RowResult] = {}
-    problems: dict[int, list[tuple[str, str]]] = {}
-    groups: dict[str, _Group] = {}
-    order: list[int] = []
+    """Import one chunk of ``(row number, {target: text})``; returns one result per row, in order.
+
+    Steps: group the rows by normalized address; plan, per address, a new lead or the changes
+    to the stored one; write them (merging into leads created meanwhile by someone else);
+    enroll the clean leads; report every row.
+    """
+    chunk = _group_rows(rows, ctx)
+    emails = list(chunk.groups)
+    existing = {row["email"]: dict(row) for row in session.execute(
+        select(*_LEAD_COLUMNS).where(Lead.email.in_(emails))).mappings()} if emails else {}
+    scopes = suppression_scopes(session, emails) if emails else {}
+    plan = _plan_changes(chunk.groups, existing, scopes, ctx)
+    ids = {email: row["id"] for email, row in existing.items()}
+    _insert_new_leads(session, chunk.groups, plan, ids, ctx)
+    _update_leads(session, plan.updates)
+    enroll_notes, enrolled = _enroll_clean(session, ctx, chunk.groups, ids, plan.flags_of, scopes)
+    for email, group in chunk.groups.items():
+        _report_rows(chunk, group, ids.get(email), plan, enroll_notes.get(email, ""), email in enrolled, ctx)
+    return [chunk.results[n] for n in chunk.order]
+
+
+@dataclass
+class _Chunk:
+    """The rows of a chunk: the results known before any query, and the rest grouped by address."""
+
+    order: list[int] = _field(default_factory=list)
+    results: dict[int, RowResult] = _field(default_factory=dict)
+    #: row number -> the (field, message) problems of its values
+    problems: dict[int, list[tuple[str, str]]] = _field(default_factory=dict)
+    groups: dict[str, _Group] = _field(default_factory=dict)
+
+
+@dataclass
+class _Plan:
+    """What the chunk writes: new lead rows, changes to stored ones, and each address's flags and outcome."""
+
+    inserts: list[dict[str, Any]] = _field(default_factory=list)
+    updates: list[dict[str, Any]] = _field(default_factory=list)
+    flags_of: dict[str, list[str]] = _field(default_factory=dict)
+    #: email -> created | updated | unchanged
+    status_of: dict[str, str] = _field(default_factory=dict)
+
+
+def _group_rows(rows: list[tuple[int, dict[str, str]]], ctx: ImportContext) -> _Chunk:
+    """Reject unreadable rows and invalid addresses; group the others by normalized address."""
+    chunk = _Chunk()
     for number, cells in rows:
-        order.append(number)
+        chunk.order.append(number)
         raw = cells.get("email", "")
         if ROW_ERROR in cells:  # a row the CSV reader could not read (a stray quote): csvfile.records
-            results[number] = RowResult(number, raw or None, "rejected", cells[ROW_ERROR], "row")
+            chunk.results[number] = RowResult(number, raw or None, "rejected", cells[ROW_ERROR], "row")
             continue
         try:
             email = ctx.hygiene.normalize_email(raw, ctx.check_deliverability)
         except InvalidEmail as exc:
-            results[number] = RowResult(number, raw or None, "rejected", f"invalid address: {exc}", "email")
+            chunk.results[number] = RowResult(number, raw or None, "rejected", f"invalid address: {exc}", "email")
             continue
         values = convert(cells)
         if values.refused is not None:  # a control character in a one-line field: the row is refused
             field_name, message = values.refused
-            results[number] = RowResult(number, email, "rejected", f"{field_name}: {message}", field_name)
+            chunk.results[number] = RowResult(number, email, "rejected", f"{field_name}: {message}", field_name)
             continue
-        problems[number] = values.problems
-        group = groups.get(email)
+        chunk.problems[number] = values.problems
+        group = chunk.groups.get(email)
         if group is None:
-            groups[email] = _Group(email, number, values, [number])
+            chunk.groups[email] = _Group(email, number, values, [number])
         else:
             group.values.merge_from(values)
             group.rows.append(number)
+    return chunk
 
-    emails = list(groups)
-    existing = {row["email"]: dict(row) for row in session.execute(
-        select(*_LEAD_COLUMNS).where(Lead.email.in_(emails))).mappings()} if emails else {}
-    scopes = suppression_scopes(session, emails) if emails else {}
 
-    inserts: list[dict[str, Any]] = []
-    updates: list[dict[str, Any]] = []
-    flags_of: dict[str, list[str]] = {}
-    status_of: dict[str, str] = {}  # email -> created | updated | unchanged
+def _plan_changes(groups: dict[str, _Group], existing: dict[str, dict[str, Any]], scopes: dict[str, set[str]],
+                  ctx: ImportContext) -> _Plan:
+    plan = _Plan()
     for email, group in groups.items():
         flags = ctx.hygiene.check(email, suppressed=ALL_EMAIL in scopes.get(email, ()))
         current = existing.get(email)
         if current is None:
-            inserts.append(new_lead_row(email, group.values, flags, ctx.source, ctx.now))
-            status_of[email] = "created"
-            flags_of[email] = flags
+            plan.inserts.append(new_lead_row(email, group.values, flags, ctx.source, ctx.now))
+            plan.status_of[email] = "created"
+            plan.flags_of[email] = flags
             continue
         changes = changes_for(current, group.values, flags)
-        flags_of[email] = merged_flags(current.get("hygiene"), flags)
+        plan.flags_of[email] = merged_flags(current.get("hygiene"), flags)
         if changes:
-            updates.append({"id": current["id"], **changes, "updated_at": ctx.now})
-            status_of[email] = "updated"
+            plan.updates.append({"id": current["id"], **changes, "updated_at": ctx.now})
+            plan.status_of[email] = "updated"
         else:
-            status_of[email] = "unchanged"
+            plan.status_of[email] = "unchanged"
+    return plan
 
-    ids = {email: row["id"] for email, row in existing.items()}
-    if inserts:
-        # Core on the table (not the ORM entity): the ORM would run one INSERT per row here,
-        # Core sends them as multi-row INSERT … RETURNING ("insertmanyvalues").
-        statement = insert_ignoring_conflicts(session, Lead.__table__, ["email"]).returning(
-            Lead.__table__.c.id, Lead.__table__.c.email)
-        for lead_id, email in session.execute(statement, inserts):
-            ids[email] = lead_id
-        # Inserted meanwhile by someone else (the API, another import): merge into theirs.
-        raced = [row["email"] for row in inserts if row["email"] not in ids]
-        if raced:
-            for row in session.execute(select(*_LEAD_COLUMNS).where(Lead.email.in_(raced))).mappings():
-                group = groups[row["email"]]
-                changes = changes_for(dict(row), group.values, flags_of[row["email"]])
-                ids[row["email"]] = row["id"]
-                flags_of[row["email"]] = merged_flags(row["hygiene"], flags_of[row["email"]])
-                status_of[row["email"]] = "updated" if changes else "unchanged"
-                if changes:
-                    updates.append({"id": row["id"], **changes, "updated_at": ctx.now})
-    _update_leads(session, updates)
 
-    enroll_notes, enrolled = _enroll_clean(session, ctx, groups, ids, flags_of, scopes)
+def _insert_new_leads(session: Session, groups: dict[str, _Group], plan: _Plan, ids: dict[str, int],
+                      ctx: ImportContext) -> None:
+    """Insert the new leads (their ids into ``ids``); one inserted meanwhile by someone else (the API,
+    another import) gets this chunk's values merged into it, as an update."""
+    if not plan.inserts:
+        return
+    # Core on the table (not the ORM entity): the ORM would run one INSERT per row here,
+    # Core sends them as multi-row INSERT … RETURNING ("insertmanyvalues").
+    statement = insert_ignoring_conflicts(session, Lead.__table__, ["email"]).returning(
+        Lead.__table__.c.id, Lead.__table__.c.email)
+    for lead_id, email in session.execute(statement, plan.inserts):
+        ids[email] = lead_id
+    raced = [row["email"] for row in plan.inserts if row["email"] not in ids]
+    if not raced:
+        return
+    for row in session.execute(select(*_LEAD_COLUMNS).where(Lead.email.in_(raced))).mappings():
+        email = row["email"]
+        changes = changes_for(dict(row), groups[email].values, plan.flags_of[email])
+        ids[email] = row["id"]
+        plan.flags_of[email] = merged_flags(row["hygiene"], plan.flags_of[email])
+        plan.status_of[email] = "updated" if changes else "unchanged"
+        if changes:
+            plan.updates.append({"id": row["id"], **changes, "updated_at": ctx.now})
 
-    for email, group in groups.items():
-        lead_id = ids.get(email)
-        flags = flags_of[email]
-        earlier = ctx.first_seen.get(email)
-        for number in group.rows:
-            own = problems.get(number, [])
-            warn = _join(f"{f}: {m}" for f, m in own)
-            field_name = own[0][0] if own else None
-            if number != group.first or earlier is not None:
-                first_row = earlier[0] if earlier is not None else group.first
-                reason = _join([f"duplicate of row {first_row}, merged into its lead", warn])
-                results[number] = RowResult(number, email, "merged", reason, field_name or "email", lead_id, flags)
-                continue
-            status = status_of[email]
-            if flags:
-                what = {"created": "lead created", "updated": "existing lead updated"}.get(status, "existing lead")
-                reason = _join([", ".join(describe(f) for f in flags), f"{what}, not enrolled", warn])
-                results[number] = RowResult(number, email, "flagged", reason, "email", lead_id, flags)
-            else:
-                reason = _join([enroll_notes.get(email, ""), warn])
-                results[number] = RowResult(number, email, status, reason, field_name, lead_id,
-                                            enrolled=email in enrolled)
-        if earlier is None:
-            ctx.first_seen[email] = (group.first, lead_id)
-    return [results[n] for n in order]
+
+def _report_rows(chunk: _Chunk, group: _Group, lead_id: int | None, plan: _Plan, enroll_note: str,
+                 enrolled: bool, ctx: ImportContext) -> None:
+    """The results of one address's rows: the first one's outcome, the others merged into it."""
+    email = group.email
+    flags = plan.flags_of[email]
+    earlier = ctx.first_seen.get(email)
+    for number in group.rows:
+        own = chunk.problems.get(number, [])
+        warn = _join(f"{f}: {m}" for f, m in own)
+        field_name = own[0][0] if own else None
+        if number != group.first or earlier is not None:
+            first_row = earlier[0] if earlier is not None else group.first
+            reason = _join([f"duplicate of row {first_row}, merged into its lead", warn])
+            chunk.results[number] = RowResult(number, email, "merged", reason, field_name or "email", lead_id, flags)
+            continue
+        status = plan.status_of[email]
+        if flags:
+            what = {"created": "lead created", "updated": "existing lead updated"}.get(status, "existing lead")
+            reason = _join([", ".join(describe(f) for f in flags), f"{what}, not enrolled", warn])
+            chunk.results[number] = RowResult(number, email, "flagged", reason, "email", lead_id, flags)
+        else:
+            reason = _join([enroll_note, warn])
+            chunk.results[number] = RowResult(number, email, status, reason, field_name, lead_id, enrolled=enrolled)
+    if earlier is None:
+        ctx.first_seen[email] = (group.first, lead_id)
 
 
 def _update_leads(session: Session, updates: list[dict[str, Any]]) -> None:
@@ -244,6 +286,8 @@ def _enroll_clean(session: Session, ctx: ImportContext, groups: dict[str, _Group
     notes: dict[str, str] = {}
     new: list[dict[str, Any]] = []
     again: list[dict[str, Any]] = []
+    first_sends: dict[str | None, datetime] = {}
+    due: set[int] = set()
     for email, lead_id in wanted.items():
         ctx.enrolled.add(lead_id)
         lead = leads[lead_id]
@@ -260,7 +304,13 @@ def _enroll_clean(session: Session, ctx: ImportContext, groups: dict[str, _Group
         if blocker is not None:
             notes[email] = f"not enrolled: {blocker}"
             continue
-        first_send = next_in_window(ctx.now, zone(lead.timezone, ctx.default_timezone), window)
+        # The same instant for every lead of one time zone: computed once per zone and chunk.
+        first_send = first_sends.get(lead.timezone)
+        if first_send is None:
+            first_send = first_sends[lead.timezone] = next_in_window(
+                ctx.now, zone(lead.timezone, ctx.default_timezone), window)
+        if first_send <= ctx.now:
+            due.add(lead_id)
         if enrollment is None:
             new.append({"lead_id": lead_id, "campaign_id": ctx.campaign_id, "state": EnrollmentState.active,
                         "next_send_at": first_send, "enrolled_at": ctx.now, "touches_sent": 0,
@@ -286,4 +336,8 @@ def _enroll_clean(session: Session, ctx: ImportContext, groups: dict[str, _Group
         session.execute(update(Lead).where(Lead.id.in_(done), Lead.status.in_([LeadStatus.new, LeadStatus.recycled]))
                         .values(status=LeadStatus.nurturing, updated_at=ctx.now)
                         .execution_options(synchronize_session=False))
+        due_now = [lead_id for lead_id in done if lead_id in due]
+        if due_now:  # their send window is open: the first email goes once this chunk commits
+            schedule_first_touch(session, list(session.scalars(select(Enrollment.id).where(
+                Enrollment.campaign_id == ctx.campaign_id, Enrollment.lead_id.in_(due_now)))))
     return notes, {email for email, lead_id in wanted.items() if lead_id in done}

@@ -40,7 +40,7 @@ from sqlalchemy.orm import Session
 from ..aftercommit import enqueue_after_commit
 from ..exceptions import NotFound
 from ..models import Campaign, ImportJob, ImportRowResult
-from ..nurture.sql import rows_changed
+from ..nurture.sql import analyze_after_bulk, rows_changed
 from .batch import CHUNK_SIZE, OUTCOMES, ImportContext, RowResult, import_chunk
 from .csvfile import parse
 from .errors import ImportOptionsError, ImportStateError
@@ -342,6 +342,8 @@ def _run_claimed(svc, import_id: int, token: str, progress: Callable[[int], None
             job.finished_at = svc.clock.now()
         _rq_progress(import_id, processed, processed)
         _remove_file(svc, import_id)
+        # The planner must know the new leads and enrollments before the next tick chooses.
+        analyze_after_bulk(svc.db, ["lead", "enrollment"], counts.get("created", 0) + counts.get("enrolled", 0))
         return job
     except ClaimLost:
         log.error("import %s: lost its claim; the runner that has it now finishes it", import_id)

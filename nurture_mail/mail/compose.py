@@ -1,18 +1,68 @@
 """Turn a delivery (lead × step) into an OutgoingEmail: render context, subject, bodies, headers."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 
 from ..bounces.verp import verp_address
 from ..config import Config
-from ..models import Campaign, Delivery, Lead, Link, Step
 from ..onelinetext import free_text
 from .mime import OutgoingEmail, message_id_for
 from .ratelimit import deliverability_settings
 from .render import Renderer, link_function
+
+
+class LeadLike(Protocol):
+    """What an email reads of a lead: a ``Lead``, or a row of the send path."""
+
+    @property
+    def email(self) -> str: ...
+    @property
+    def first_name(self) -> str | None: ...
+    @property
+    def last_name(self) -> str | None: ...
+    @property
+    def title(self) -> str | None: ...
+    @property
+    def company(self) -> str | None: ...
+    @property
+    def custom_fields(self) -> dict[str, Any] | None: ...
+
+
+class LinkLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def url(self) -> str: ...
+
+
+class StepLike(Protocol):
+    @property
+    def key(self) -> str: ...
+    @property
+    def subject(self) -> str: ...
+    @property
+    def preheader(self) -> str | None: ...
+    @property
+    def html_template(self) -> str: ...
+    @property
+    def text_template(self) -> str: ...
+    @property
+    def links(self) -> Sequence[Any]: ...
+
+
+class CampaignLike(Protocol):
+    @property
+    def name(self) -> str: ...
+    @property
+    def slug(self) -> str: ...
+
+
+class DeliveryLike(Protocol):
+    @property
+    def id(self) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -31,7 +81,7 @@ class LeadView:
         return " ".join(p for p in (self.first_name, self.last_name) if p)
 
     @classmethod
-    def of(cls, lead: Lead) -> "LeadView":
+    def of(cls, lead: LeadLike) -> "LeadView":
         # Values stored before control characters were refused at the door are made one line
         # here, so that a name never breaks the To: header or a subject (onelinetext).
         return cls(
@@ -67,10 +117,10 @@ class Composer:
         self,
         config: Config,
         renderer: Renderer,
-        link_url: Callable[[Delivery, Link], str],
-        unsubscribe_url: Callable[[Delivery], str],
-        extra_headers: Callable[[Delivery], tuple[tuple[str, str], ...]] | None = None,
-        context_extras: Callable[[Delivery], dict[str, Any]] | None = None,
+        link_url: Callable[[Any, Any], str],
+        unsubscribe_url: Callable[[Any], str],
+        extra_headers: Callable[[Any], tuple[tuple[str, str], ...]] | None = None,
+        context_extras: Callable[[Any], dict[str, Any]] | None = None,
     ) -> None:
         self.config = config
         self.renderer = renderer
@@ -83,7 +133,7 @@ class Composer:
         self._secret = config.secret_key.encode()
         self.bounce_domain = deliverability_settings(config).bounce_domain
 
-    def context(self, delivery: Delivery, lead: Lead, step: Step, campaign: Campaign) -> dict[str, Any]:
+    def context(self, delivery: DeliveryLike, lead: LeadLike, step: StepLike, campaign: CampaignLike) -> dict[str, Any]:
         urls = {link.name: self.link_url(delivery, link) for link in self.links_of(step)}
         extras = self.context_extras(delivery) if self.context_extras is not None else {}
         return {
@@ -98,10 +148,11 @@ class Composer:
         }
 
     @staticmethod
-    def links_of(step: Step) -> list[Link]:
+    def links_of(step: StepLike) -> list[Any]:
         return list(step.links)
 
-    def compose(self, delivery: Delivery, lead: Lead, step: Step, campaign: Campaign, now: datetime) -> OutgoingEmail:
+    def compose(self, delivery: DeliveryLike, lead: LeadLike, step: StepLike, campaign: CampaignLike,
+                now: datetime) -> OutgoingEmail:
         context = self.context(delivery, lead, step, campaign)
         subject, html, text = self.renderer.render(step.html_template, step.text_template, step.subject, context)
         headers: tuple[tuple[str, str], ...] = (("X-Nurture-Campaign", campaign.slug),)

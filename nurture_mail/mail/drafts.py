@@ -151,7 +151,7 @@ def _email(config: Config, step: DraftStep, html: str, text: str, campaign: Any,
         return None, DraftRender(problems=problems)
     renderer = _DraftRenderer(config.templates_dir, {step.html_template: html, step.text_template: text})
     try:
-        email = _composer(config, renderer, test).compose(_TestDelivery(), lead, step, campaign, now)  # type: ignore[arg-type]
+        email = _composer(config, renderer, test).compose(_TestDelivery(), lead, step, campaign, now)
     except TemplateSyntaxError as exc:
         return None, DraftRender(problems=[DraftProblem(_part_of(exc.name, step), exc.lineno, exc.message or str(exc))])
     except (TemplateError, TypeError, ValueError, AttributeError) as exc:

@@ -75,7 +75,7 @@ class CompiledEmail:
 class Renderer:
     """Compiles and caches step templates; renders subjects and bodies for one lead."""
 
-    def __init__(self, templates_dir: Path, check_interval: float = 1.0) -> None:
+    def __init__(self, templates_dir: Path) -> None:
         self.templates_dir = Path(templates_dir)
         self.sandbox = ImmutableSandboxedEnvironment(autoescape=True, undefined=ChainableUndefined)
         self.text_sandbox = ImmutableSandboxedEnvironment(

@@ -11,14 +11,14 @@ from .lead import NO_SEND_STATUSES, QUALIFICATION_ATTRIBUTES, Lead, LeadStatus
 from .report import StepDayCount
 from .sales import SalesRep, Territory
 from .score import LeadScore
-from .suppression import ALL_EMAIL, Suppression
+from .suppression import ALL_EMAIL, Suppression, SuppressionRemoval
 from .user import ApiToken, Role, User
 
 __all__ = [
     "Base", "UTCDateTime", "Campaign", "Link", "Stage", "STAGE_ORDER", "Step", "Topic",
     "Delivery", "DeliveryStatus", "Enrollment", "EnrollmentState", "StepSkip", "Event",
     "EventKind", "Knowledge", "KnowledgeEvidence", "KnowledgeLevel", "LEVEL_RANK", "Lead",
-    "LeadStatus", "NO_SEND_STATUSES", "QUALIFICATION_ATTRIBUTES", "ALL_EMAIL", "Suppression",
+    "LeadStatus", "NO_SEND_STATUSES", "QUALIFICATION_ATTRIBUTES", "ALL_EMAIL", "Suppression", "SuppressionRemoval",
     "Handoff", "HandoffAction", "HandoffAssignment", "HandoffState", "WebhookDelivery", "ImportJob",
     "ImportRowResult", "StepDayCount", "SalesRep", "Territory", "LeadScore", "ApiToken", "Role", "User",
 ]

@@ -32,7 +32,7 @@ class Delivery(Base):
         # The database, not luck, prevents a second copy of a step to a lead.
         UniqueConstraint("enrollment_id", "step_id"),
         Index("ix_delivery_status_next_attempt", "status", "next_attempt_at"),
-        # Reports count what was sent per day.
+        # The dashboard and the reports count what was sent per day.
         Index("ix_delivery_sent_at", "sent_at"),
     )
 

@@ -45,5 +45,5 @@ class Event(Base):
 
     __table_args__ = (
         # Reports: engaged leads of a month (kind, time range), without reading the table.
-        Index("ix_event_kind_at_lead", "kind", "at", "lead_id"),
+        Index("ix_event_kind_at_lead", "kind", "at", "lead_id", "suspected_bot"),
     )

@@ -5,7 +5,7 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Enum, String
+from sqlalchemy import BigInteger, Enum, Index, String, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base
@@ -49,6 +49,13 @@ QUALIFICATION_ATTRIBUTES = (
 
 class Lead(Base):
     __tablename__ = "lead"
+    #: The leads list pages by (updated_at, id), newest first (keyset pagination), and its search
+    #: matches prefixes of lower(email / first name / last name / company) (PostgreSQL indexes).
+    __table_args__ = (
+        Index("ix_lead_updated_at_id", "updated_at", "id"),
+        *(Index(f"ix_lead_lower_{column}", text(f"lower({column}) text_pattern_ops")).ddl_if(dialect="postgresql")
+          for column in ("email", "first_name", "last_name", "company")),
+    )
 
     id: Mapped[int] = mapped_column(primary_key=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)

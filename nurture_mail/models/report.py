@@ -1,9 +1,9 @@
 """Pre-aggregated daily counters per step, so the campaign and step reports stay fast.
 
-One row per (day, step): what happened that UTC day. Rows for closed days are rebuilt by the
-``refresh_report_counters`` cron job (today and yesterday every few minutes, so late bounces
-land) and by ``python -m nurture_mail reports refresh``; the report pages add today's numbers
-live (see ``reports/counters.py``).
+One row per (day, step): what happened that UTC day, up to ``refreshed_at``. Rebuilt by the
+``refresh_report_counters`` cron job (today and yesterday every five minutes, so late bounces
+land; ``days=N`` rebuilds further back); the report pages count live only what no row covers
+yet (see ``reports/counters.py``).
 """
 from __future__ import annotations
 

@@ -26,3 +26,21 @@ class Suppression(Base):
     source: Mapped[str] = mapped_column(String(20))
     detail: Mapped[str | None] = mapped_column(String(1000))
     created_at: Mapped[datetime]
+
+
+class SuppressionRemoval(Base):
+    """A suppression an admin lifted: what it was, who lifted it, when and why (kept for audit)."""
+
+    __tablename__ = "suppression_removal"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), index=True)
+    scope: Mapped[str] = mapped_column(String(80))
+    #: The suppression's own reason, source, detail and time, as they were.
+    reason: Mapped[str] = mapped_column(String(20))
+    source: Mapped[str] = mapped_column(String(20))
+    detail: Mapped[str | None] = mapped_column(String(1000))
+    suppressed_at: Mapped[datetime]
+    removed_by: Mapped[str] = mapped_column(String(320))
+    removed_reason: Mapped[str] = mapped_column(String(500))
+    removed_at: Mapped[datetime]

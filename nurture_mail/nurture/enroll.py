@@ -21,6 +21,7 @@ from ..models import (
     LeadStatus,
     Topic,
 )
+from .first_touch import schedule_first_touch
 from .knowledge import raise_knowledge
 from .plans import plan_of
 from .suppression import blocking_suppression
@@ -142,4 +143,7 @@ def enroll(
         lead.status = LeadStatus.nurturing
         lead.updated_at = now
     session.flush()
+    if enrollment.next_send_at is not None and enrollment.next_send_at <= now:
+        # The send window is open: the first email goes once this transaction commits.
+        schedule_first_touch(session, [enrollment.id])
     return enrollment

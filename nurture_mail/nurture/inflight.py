@@ -63,7 +63,7 @@ def requeue_lost(svc: Services, now: datetime) -> int:
     for start in range(0, len(leased), CHUNK):
         chunk = leased[start:start + CHUNK]
         present = svc.redis.smismember(KEY, chunk)
-        lost.extend(delivery_id for delivery_id, here in zip(chunk, present) if not here)
+        lost.extend(delivery_id for delivery_id, here in zip(chunk, present) if not here)  # type: ignore[arg-type]
     if not lost:
         return 0
     with svc.db.session() as session:

@@ -153,6 +153,13 @@ class SendOutcome:
     #: For ``deferred``: when the recipient's domain may take it (the next rate-limit window).
     not_before: datetime | None = None
 
+    @property
+    def accepted_at(self) -> datetime:
+        """When the server took a ``sent`` email."""
+        if self.sent_at is None:
+            raise ValueError(f"delivery {self.item.id}: a {self.kind} outcome has no send time")
+        return self.sent_at
+
 
 @dataclass
 class BatchReport:
@@ -326,7 +333,7 @@ def _send_all(svc: Services, composer: Composer, signer: DkimSigner | None, chec
         batch.add(outcome)
         if outcome.kind == "sent":
             try:
-                writer.note(item.id, message_id, outcome.sent_at)
+                writer.note(item.id, message_id, outcome.accepted_at)
             except JournalUnavailable as exc:
                 return str(exc)
         elif outcome.kind == "temporary" and outcome.error and outcome.error.startswith(UNREACHABLE):
@@ -572,7 +579,7 @@ def _record_sent(session: Session, svc: Services, sent: list[SendOutcome]) -> No
     exposures: dict[tuple[int, str], tuple[int, datetime]] = {}
     for o in sent:
         for topic in o.item.step.teaches:
-            exposures.setdefault((o.item.lead_id, topic), (o.item.id, o.sent_at))
+            exposures.setdefault((o.item.lead_id, topic), (o.item.id, o.accepted_at))
     if exposures:
         _expose(session, exposures)
 
@@ -600,7 +607,7 @@ def _reset_soft_bounces(session: Session, sent: list[SendOutcome]) -> None:
 def _next_touch(svc: Services, outcome: SendOutcome) -> datetime:
     """Spaced from when the touch was due or went out, whichever is later, inside the window."""
     campaign = outcome.item.step.campaign
-    base = max(outcome.item.scheduled_for, outcome.sent_at)
+    base = max(outcome.item.scheduled_for, outcome.accepted_at)
     return next_in_window(base + timedelta(seconds=campaign.cadence_seconds),
                           zone(outcome.item.lead.timezone, svc.config.default_timezone), campaign.window)
 

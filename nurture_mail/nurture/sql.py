@@ -60,6 +60,26 @@ def insert_rows_ignoring_conflicts(session: Session, table: Table, rows: list[di
     session.execute(insert.on_conflict_do_nothing(index_elements=conflict_columns))
 
 
+#: Rows written by one bulk operation above which the planner's statistics are refreshed.
+ANALYZE_AFTER_ROWS = 1000
+
+
+def analyze_after_bulk(database, tables: list[str], rows: int) -> bool:
+    """``ANALYZE`` the tables on PostgreSQL after a bulk load of ``rows`` rows; True if it ran.
+
+    Autovacuum's ANALYZE comes late after a bulk load, and until then the planner believes the
+    tables as they were (say, empty): a tick over 100k fresh enrollments then joins deliveries
+    with a nested loop over "one row". SQLite plans without statistics of this kind: nothing to do.
+    """
+    if rows < ANALYZE_AFTER_ROWS or database.engine.dialect.name != "postgresql":
+        return False
+    with database.engine.connect() as connection:
+        connection = connection.execution_options(isolation_level="AUTOCOMMIT")
+        for table in tables:
+            connection.exec_driver_sql(f'ANALYZE "{table}"')
+    return True
+
+
 def rows_changed(result: Result[Any]) -> int:
     """The rows an UPDATE or DELETE changed (``Session.execute`` is typed as returning a plain Result)."""
     return cast(CursorResult[Any], result).rowcount

@@ -37,7 +37,7 @@ from ..models import (
 from .sql import insert_ignoring_conflicts, rows_changed
 
 __all__ = [
-    "NURTURE_STATUSES", "blocking_suppression", "record_event", "set_status", "stop_mailing",
+    "NURTURE_STATUSES", "blocking_suppression", "lift_suppression", "record_event", "set_status", "stop_mailing",
     "suppress", "suppression_scopes", "unsubscribe",
 ]
 
@@ -153,3 +153,28 @@ def unsubscribe(session: Session, lead: Lead, now: datetime, *, source: str, cam
     else:
         stop_mailing(session, lead.id, now, f"unsubscribed from this campaign ({source})", campaign_id=campaign.id)
     return added
+
+
+def lift_suppression(session: Session, suppression_id: int, now: datetime, *, by: str, reason: str) -> Suppression:
+    """Remove a suppression (the address may be mailed again), keeping who, when and why in
+    ``suppression_removal``. A reason is required: lifting one is a deliberate act.
+
+    The lead's status is left as it is: an unsubscribed or bounced lead stays so until a person
+    re-enrolls it, which checks everything again.
+    """
+    from ..exceptions import InvalidInput, NotFound
+    from ..models import SuppressionRemoval
+
+    reason = (reason or "").strip()
+    if not reason:
+        raise InvalidInput("say why the address may be mailed again", field="reason")
+    row = session.get(Suppression, suppression_id)
+    if row is None:
+        raise NotFound(f"no suppression {suppression_id}")
+    session.add(SuppressionRemoval(
+        email=row.email, scope=row.scope, reason=row.reason, source=row.source, detail=row.detail,
+        suppressed_at=row.created_at, removed_by=by[:320], removed_reason=reason[:500], removed_at=now,
+    ))
+    session.delete(row)
+    session.flush()
+    return row

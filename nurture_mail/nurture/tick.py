@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import Row, bindparam, or_, select, update
 from sqlalchemy.orm import Session
@@ -33,8 +34,6 @@ from .plans import delivered_keys, knowledge_of, load_campaign, plan_of
 from .sql import among, insert_rows_ignoring_conflicts, skip_locked
 
 log = logging.getLogger(__name__)
-
-#: The RQ job that sends a batch of deliveries (by import path: the domain never imports ``jobs/``).
 
 
 @dataclass
@@ -131,7 +130,7 @@ def _process(session: Session, svc: Services, enrollments: list[Row], now: datet
     ended: list[dict] = []
     rescheduled: list[dict] = []
     queued: list[int] = []
-    zones: dict[str | None, object] = {}
+    zones: dict[str | None, ZoneInfo] = {}
     decisions: dict[tuple, Decision] = {}
     for enrollment in enrollments:
         lead = leads[enrollment.lead_id]

@@ -54,7 +54,7 @@ def build(session: Session, span: DateRange, ctx, params: dict[str, str]) -> Rep
     ):
         if cid in rows:
             rows[cid]["handed_off"] = count
-    counts = step_counts(session, span, ctx.today)
+    counts = step_counts(session, span)
     campaign_of = step_campaigns(session)
     bots = 0
     totals: dict[int, dict[str, int]] = defaultdict(lambda: defaultdict(int))

@@ -29,29 +29,33 @@ STAGES = ["awareness", "consideration", "decision"]
 NO_STAGE = "(nothing learned)"
 
 
-def stage_reached(session: Session, lead_ids: list[int]) -> dict[int, str]:
-    """The furthest funnel stage of a topic each lead engaged with or knows."""
+def stage_reached(session: Session, span: DateRange) -> dict[int, str]:
+    """The furthest funnel stage of a topic each lead handed off in ``span`` engaged with or knows.
+
+    One join from the range's handoffs (``created_at`` index) to their knowledge (``lead_id``
+    index), rather than lists of ids."""
     reached: dict[int, int] = {}
-    for chunk in range(0, len(lead_ids), 900):
-        for lead_id, stage in session.execute(
-            select(Knowledge.lead_id, Topic.stage).join(Topic, Topic.slug == Knowledge.topic)
-            .where(Knowledge.lead_id.in_(lead_ids[chunk:chunk + 900]),
-                   Knowledge.level.in_([KnowledgeLevel.engaged, KnowledgeLevel.known]))
-        ):
-            rank = STAGE_ORDER.get(stage, -1)
-            if rank > reached.get(lead_id, -1):
-                reached[lead_id] = rank
+    for lead_id, stage in session.execute(
+        select(Knowledge.lead_id, Topic.stage).distinct()
+        .join(Topic, Topic.slug == Knowledge.topic)
+        .join(Handoff, Handoff.lead_id == Knowledge.lead_id)
+        .where(Handoff.created_at >= span.start_at, Handoff.created_at < span.end_at,
+               Knowledge.level.in_([KnowledgeLevel.engaged, KnowledgeLevel.known]))
+    ):
+        rank = STAGE_ORDER.get(stage, -1)
+        if rank > reached.get(lead_id, -1):
+            reached[lead_id] = rank
     return {lead_id: STAGES[rank] for lead_id, rank in reached.items()}
 
 
 def build(session: Session, span: DateRange, ctx, params: dict[str, str]) -> ReportResult:
     handoffs = session.execute(
-        select(Handoff.state, Handoff.deal_value, Handoff.first_action_at, Handoff.reject_kind, Lead.id,
+        select(Handoff.state, Handoff.deal_value, Lead.id,
                Lead.lead_source, Lead.industry_naics, Lead.industry_sic, Lead.employees, Lead.title)
         .join(Lead, Lead.id == Handoff.lead_id)
         .where(Handoff.created_at >= span.start_at, Handoff.created_at < span.end_at)
     ).all()
-    stages = stage_reached(session, sorted({h.id for h in handoffs}))
+    stages = stage_reached(session, span)
     groups: dict[tuple[str, str], dict] = defaultdict(lambda: {"handed_off": 0, "accepted": 0, "rejected": 0,
                                                                "open": 0, "won": 0, "lost": 0,
                                                                "won_value": Decimal(0)})

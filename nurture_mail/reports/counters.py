@@ -2,9 +2,11 @@
 
 :func:`window_counts` computes live, from deliveries, events and skips, what happened per step
 between two instants; human counts exclude every event flagged ``suspected_bot``.
-:func:`refresh_days` stores it per UTC day in ``report_step_day``; :func:`step_counts` answers
-a date range from the stored days plus, live, the days not stored yet (today, or a day the
-cron job has not reached). A delivery counts as opened (clicked) on the day of its *first*
+:func:`refresh_days` stores it per UTC day in ``report_step_day`` (the cron job: today and
+yesterday every five minutes); :func:`step_counts` answers a date range from the stored rows
+plus, live, what no row covers yet (today since the last refresh; a day never refreshed).
+An event drained after the refresh that covered its instant (the drain runs every few
+seconds) is counted at the next refresh of its day. A delivery counts as opened (clicked) on the day of its *first*
 human open (click), so days add up to unique opens (clicks) over any range.
 """
 from __future__ import annotations
@@ -78,57 +80,69 @@ def _day_start(day: date) -> datetime:
 
 
 def refresh_days(session: Session, days: list[date], now: datetime) -> int:
-    """Rebuild the stored counters of ``days`` (idempotent); returns the rows written."""
+    """Rebuild the stored counters of ``days`` up to ``now`` (idempotent); returns the rows written.
+
+    Every step gets a row for every refreshed day, zeros included, so an idle day is known to
+    be idle. ``refreshed_at`` is the end of the window counted: the day's end for a past day,
+    ``now`` for today (the page counts the rest of today live, minutes of data at most).
+    """
     campaign_of = dict(session.execute(select(Step.id, Step.campaign_id)).tuples().all())
     written = 0
     for day in days:
-        counts = window_counts(session, _day_start(day), _day_start(day + timedelta(days=1)))
+        start = _day_start(day)
+        end = min(_day_start(day + timedelta(days=1)), now)
+        if end <= start:
+            continue  # a day in the future
+        counts = window_counts(session, start, end)
         session.execute(delete(StepDayCount).where(StepDayCount.day == day))
-        for step_id, metrics in counts.items():
-            if step_id not in campaign_of:
-                continue
-            session.add(StepDayCount(day=day, step_id=step_id, campaign_id=campaign_of[step_id],
-                                     refreshed_at=now, **metrics))
-            written += 1
+        session.add_all(StepDayCount(day=day, step_id=step_id, campaign_id=campaign_id, refreshed_at=end,
+                                     **(counts.get(step_id) or _blank()))
+                        for step_id, campaign_id in campaign_of.items())
+        written += len(campaign_of)
     session.flush()
     return written
 
 
-def stored_days(session: Session, span: DateRange) -> set[date]:
-    """Days of ``span`` the counters table holds (a day with activity has at least one row)."""
-    return set(session.scalars(select(distinct(StepDayCount.day))
-                               .where(StepDayCount.day >= span.start, StepDayCount.day <= span.end)))
+def step_counts(session: Session, span: DateRange, campaign_id: int | None = None) -> Counts:
+    """Counts per step over ``span``: the stored days from the table, the rest counted live.
 
-
-def step_counts(session: Session, span: DateRange, today: date, campaign_id: int | None = None) -> Counts:
-    """Counts per step over ``span``: stored days from the table, the others live.
-
-    Days before today that hold no row are computed live as well (an idle day costs a few
-    indexed lookups), so a report is right even before the cron job first ran.
+    A stored day adds, live, what happened after its ``refreshed_at`` (today: since the last
+    refresh, a few minutes). A day never refreshed is counted live entirely, so a report is
+    right even before the cron job first ran.
     """
     result: Counts = defaultdict(_blank)
     query = select(StepDayCount.step_id, *(func.sum(getattr(StepDayCount, m)) for m in METRICS)).where(
-        StepDayCount.day >= span.start, StepDayCount.day <= min(span.end, today - timedelta(days=1)))
+        StepDayCount.day >= span.start, StepDayCount.day <= span.end)
     if campaign_id is not None:
         query = query.where(StepDayCount.campaign_id == campaign_id)
     for row in session.execute(query.group_by(StepDayCount.step_id)):
         for metric, value in zip(METRICS, row[1:]):
             result[row[0]][metric] += int(value or 0)
-    stored = stored_days(session, span)
-    live: list[tuple[date, date]] = []  # runs of consecutive days to compute live
+    covered = dict(session.execute(
+        select(StepDayCount.day, func.min(StepDayCount.refreshed_at))
+        .where(StepDayCount.day >= span.start, StepDayCount.day <= span.end).group_by(StepDayCount.day)
+    ).tuples().all())
+    windows: list[tuple[datetime, datetime]] = []  # [start, end) to count live, merged when adjacent
     day = span.start
     while day <= span.end:
-        if day >= today or day not in stored:
-            if live and live[-1][1] + timedelta(days=1) == day:
-                live[-1] = (live[-1][0], day)
+        start, end = _day_start(day), _day_start(day + timedelta(days=1))
+        if day in covered:
+            start = max(start, _as_utc(covered[day]))
+        if start < end:
+            if windows and windows[-1][1] == start:
+                windows[-1] = (windows[-1][0], end)
             else:
-                live.append((day, day))
+                windows.append((start, end))
         day += timedelta(days=1)
-    for first, last in live:
-        for step_id, metrics in window_counts(session, _day_start(first), _day_start(last + timedelta(days=1))).items():
+    for first, last in windows:
+        for step_id, metrics in window_counts(session, first, last).items():
             for metric, value in metrics.items():
                 result[step_id][metric] += value
     if campaign_id is not None:
         steps = set(session.scalars(select(Step.id).where(Step.campaign_id == campaign_id)))
         result = defaultdict(_blank, {k: v for k, v in result.items() if k in steps})
     return result
+
+
+def _as_utc(value: datetime) -> datetime:
+    return value if value.tzinfo is not None else value.replace(tzinfo=UTC)

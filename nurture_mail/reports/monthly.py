@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
-from sqlalchemy import and_, distinct, func, select
-from sqlalchemy.orm import Session
+from sqlalchemy import distinct, exists, func, select
+from sqlalchemy.orm import Session, aliased
 
 from ..exceptions import InvalidInput
 from ..models import Enrollment, Event, EventKind, Handoff, HandoffState
@@ -95,10 +95,14 @@ class MonthFigures:
 def figures(session: Session, month: Month) -> MonthFigures:
     start = datetime.combine(month.start, datetime.min.time(), tzinfo=UTC)
     end = datetime.combine(month.next().start, datetime.min.time(), tzinfo=UTC)
-    firsts = (select(Enrollment.lead_id).group_by(Enrollment.lead_id)
-              .having(and_(func.min(Enrollment.enrolled_at) >= start, func.min(Enrollment.enrolled_at) < end))
-              .where(Enrollment.enrolled_at < end).subquery())
-    new_prospects = session.scalar(select(func.count()).select_from(firsts)) or 0
+    # Entered this month, with no enrollment before it: the month's rows by the enrolled_at
+    # index, each checked against the lead's earlier ones by the lead_id index.
+    earlier = aliased(Enrollment)
+    new_prospects = session.scalar(
+        select(func.count(distinct(Enrollment.lead_id))).where(
+            Enrollment.enrolled_at >= start, Enrollment.enrolled_at < end,
+            ~exists().where(earlier.lead_id == Enrollment.lead_id, earlier.enrolled_at < start))
+    ) or 0
     handed = select(Handoff.lead_id).where(Handoff.created_at >= start, Handoff.created_at < end)
     developing = session.scalar(
         select(func.count(distinct(Event.lead_id))).where(

@@ -20,7 +20,7 @@ COLUMNS = [
     Column("won", "Won"),
     Column("lost", "Lost"),
     Column("open", "Open"),
-    Column("median_hours", "Median business hours to first action", "hours"),
+    Column("median_hours", "First action (median business h)", "hours"),
     Column("sla_kept", "SLA kept", "pct"),
 ]
 
@@ -32,8 +32,9 @@ def build(session: Session, span: DateRange, ctx, params: dict[str, str]) -> Rep
     stats: dict[int | None, dict] = defaultdict(lambda: {"handoffs": 0, "accepted": 0, "rejected_not_ready": 0,
                                                          "rejected_bad_fit": 0, "won": 0, "lost": 0, "open": 0,
                                                          "waits": [], "kept": 0, "missed": 0})
-    for h in session.scalars(select(Handoff).where(Handoff.created_at >= span.start_at,
-                                                   Handoff.created_at < span.end_at)):
+    for h in session.execute(select(Handoff.rep_id, Handoff.state, Handoff.reject_kind, Handoff.notified_at,
+                                    Handoff.created_at, Handoff.first_action_at, Handoff.sla_due_at)
+                             .where(Handoff.created_at >= span.start_at, Handoff.created_at < span.end_at)):
         s = stats[h.rep_id]
         s["handoffs"] += 1
         if h.state in (HandoffState.accepted, HandoffState.won, HandoffState.lost):
@@ -57,7 +58,7 @@ def build(session: Session, span: DateRange, ctx, params: dict[str, str]) -> Rep
                 s["missed"] += 1
     rows = []
     for rep_id, s in stats.items():
-        rep = reps.get(rep_id)
+        rep = reps.get(rep_id) if rep_id is not None else None
         rows.append({"rep": rep.name if rep else "(unassigned)", "rep_email": rep.email if rep else "",
                      **{k: s[k] for k in ("handoffs", "accepted", "rejected_not_ready", "rejected_bad_fit", "won",
                                           "lost", "open")},

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -49,8 +50,8 @@ def build(session: Session, span: DateRange, ctx, params: dict[str, str]) -> Rep
                            field="campaign")
     cid, slug, name = chosen
     options["campaign"] = slug
-    counts = step_counts(session, span, ctx.today, campaign_id=cid)
-    rows = []
+    counts = step_counts(session, span, campaign_id=cid)
+    rows: list[dict[str, Any]] = []
     bots = 0
     for step in session.scalars(select(Step).where(Step.campaign_id == cid).order_by(Step.position, Step.id)):
         metrics = counts.get(step.id) or {}

@@ -2,6 +2,8 @@
 or never got it; and the topics most often still unfilled when a journey ended."""
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
@@ -65,7 +67,7 @@ def build(session: Session, span: DateRange, ctx, params: dict[str, str]) -> Rep
                    Knowledge.level.in_([KnowledgeLevel.engaged, KnowledgeLevel.known]))
             .group_by(Knowledge.topic)
         ).tuples().all())
-    rows = []
+    rows: list[dict[str, Any]] = []
     for topic in taught:
         known = levels.get((topic, KnowledgeLevel.known), 0)
         engaged = levels.get((topic, KnowledgeLevel.engaged), 0)

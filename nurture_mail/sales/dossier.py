@@ -79,7 +79,7 @@ def dossier_links(config: Config, handoff_id: int, rep_id: int | None, clock: An
     }
 
 
-def build_dossier(session: Session, config: Config, handoff: Handoff, lead: Lead, now: datetime) -> dict[str, Any]:
+def build_dossier(session: Session, handoff: Handoff, lead: Lead, now: datetime) -> dict[str, Any]:
     rep = session.get(SalesRep, handoff.rep_id) if handoff.rep_id else None
     campaign = session.get(Campaign, handoff.campaign_id) if handoff.campaign_id else None
     dossier: dict[str, Any] = {

@@ -164,7 +164,7 @@ def start_handoff(svc: "Services", session: Session, decision: HandoffDecision, 
         log.info("handoff #%s of lead %s routed to %s (%s)", handoff.id, lead.email, route.rep.email, route.why)
     else:
         log.warning("handoff #%s of lead %s is unassigned: %s", handoff.id, lead.email, route.why)
-    handoff.dossier = build_dossier(session, svc.config, handoff, lead, now)
+    handoff.dossier = build_dossier(session, handoff, lead, now)
     session.flush()
     for destination, notice in prepare_notices(svc, session, handoff, now):
         after_commit(svc, session, destination, *notice.job_args())

@@ -121,7 +121,7 @@ def assign_unrouted(svc: "Services", session: Session, now: datetime) -> int:
         # The rep's clock starts now, not when the handoff waited unassigned.
         handoff.sla_due_at = sla_due(svc.config, now)
         handoff.ownership_ends_at = now + timedelta(days=svc.config.ownership_days)
-        handoff.dossier = build_dossier(session, svc.config, handoff, lead, now)
+        handoff.dossier = build_dossier(session, handoff, lead, now)
         session.add(HandoffAction(handoff_id=handoff.id, action="assign", actor="system", via="system",
                                   detail={"to": route.rep.email, "why": route.why}, at=now))
         if EmailDestination.name in svc.config.sales_destinations:

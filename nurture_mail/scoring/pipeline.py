@@ -1,6 +1,6 @@
 """What runs in the worker after new events are stored: rescore, decide, hand off.
 
-Never in a web request (DESIGN §5, issue 4): the tracking drain calls ``after_events`` after
+Never in a web request (DESIGN §5): the tracking drain calls ``after_events`` after
 each committed batch, and the ``rescore_leads`` job after an API-recorded event. Scores are
 committed first, in their own transaction; then each handoff runs in its own transaction, so
 one failing handoff neither loses the scores nor blocks the other leads. A lead whose handoff

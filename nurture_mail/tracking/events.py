@@ -170,7 +170,7 @@ class EventBuffer:
         if self.redis.llen(self.processing_key):
             return True
         seconds = min(max(timeout, 0.01), MAX_BLOCK_SECONDS)
-        return self.redis.blmove(self.queue_key, self.queue_key, seconds, "LEFT", "RIGHT") is not None
+        return self.redis.blmove(self.queue_key, self.queue_key, seconds, "LEFT", "RIGHT") is not None  # type: ignore[arg-type]  # a float timeout is valid
 
     def ack(self, token: str, lease_ms: int = LOCK_LEASE_MS) -> bool:
         """Forget the batch just stored and renew the lease; False if the lock was lost."""

@@ -155,11 +155,15 @@ def _render_editor(file: editor.CampaignFile, text: str, *, new: bool, problems=
             exc.problems
     values = editor.form_values(doc)
     fields = editor.field_names(values)
+    field_errors = editor.field_errors(problems, fields)
+    # Steps open in the form: those with a problem, or all of a short campaign; others fold.
+    with_errors = {editor.index_of(name)[0] for name in field_errors if name.startswith("steps[")}
+    open_steps = set(range(len(values["steps"]))) if len(values["steps"]) <= 2 else with_errors
     with services().db.session() as session:
         known_topics = sorted(session.scalars(select(Topic.slug)))
     return render_template(
         "campaigns/edit.html", file=file, values=values, new=new, stages=STAGES,
-        errors=editor.field_errors(problems, fields), problem_count=len(problems),
+        errors=field_errors, problem_count=len(problems), open_steps=open_steps, error_steps=with_errors,
         topic_slugs=sorted({*known_topics, *(t["slug"] for t in values["topics"] if t["slug"])}),
         base_hash=request.form.get("base_hash") or file.hash, text=text,
     ), status
@@ -235,7 +239,7 @@ def _review(file: editor.CampaignFile, *, new: bool, form=None) -> ResponseRetur
     text = editor.dump(editor.apply_form(doc, form, new=new))
     result = editor.validate_text(text, source=file.source, templates_dir=config.templates_dir,
                                   campaigns_dir=config.campaigns_dir, own_path=file.path if file.exists else None)
-    if not result.ok:
+    if not result.ok or result.spec is None:
         return _render_editor(file, text, new=new, problems=result.problems, status=422)
     return render_template("campaigns/review.html", file=file, new=new, text=text,
                            diff=editor.diff_lines(file.text, text, file.source), base_hash=request.form.get(

@@ -4,6 +4,7 @@ Each figure comes with the filter of the leads list that shows the rows behind i
 """
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from typing import Any
@@ -75,43 +76,86 @@ def _day(value: Any) -> date:
     return value if isinstance(value, date) else date.fromisoformat(str(value)[:10])
 
 
-def overview(session: Session, now: datetime) -> Overview:
-    today = now.date()
-    days = [today - timedelta(days=DAYS - 1 - i) for i in range(DAYS)]
-    since = datetime.combine(days[0], datetime.min.time(), tzinfo=now.tzinfo)
-    index = {d: i for i, d in enumerate(days)}
+#: Seconds a finished day's counts are kept in Redis: an event is ingested a few minutes after it
+#: happens, so yesterday is re-read often and older days rarely.
+YESTERDAY_TTL = 600
+OLDER_TTL = 6 * 3600
+CACHE_PREFIX = "nurture:dashboard:day:"
+_KEYS = ("sends", "opens", "clicks", "bots", "bounces", "complaints")
 
-    by_status = {status.value: 0 for status in LeadStatus}
-    for status, count in session.execute(select(Lead.status, func.count()).group_by(Lead.status)):
-        by_status[LeadStatus(status).value] = count
 
-    sends = [0] * DAYS
+def _day_counts(session: Session, start: datetime, end: datetime) -> dict[date, dict[str, int]]:
+    """Per-day sends, human opens and clicks, bot events, bounces and complaints in [start, end)."""
+    counts: dict[date, dict[str, int]] = {}
+
+    def bucket(day: Any) -> dict[str, int]:
+        return counts.setdefault(_day(day), dict.fromkeys(_KEYS, 0))
+
     sent_day = func.date(Delivery.sent_at)
     for day, count in session.execute(
-        select(sent_day, func.count()).where(Delivery.sent_at >= since, Delivery.sent_at <= now).group_by(sent_day)
+        select(sent_day, func.count()).where(Delivery.sent_at >= start, Delivery.sent_at < end).group_by(sent_day)
     ):
-        if day is not None and _day(day) in index:
-            sends[index[_day(day)]] = count
-
-    opens, clicks = [0] * DAYS, [0] * DAYS
-    bot_events = bounces = complaints = 0
+        bucket(day)["sends"] += count
     event_day = func.date(Event.at)
-    rows = session.execute(
+    for kind, bot, day, count in session.execute(
         select(Event.kind, Event.suspected_bot, event_day, func.count())
-        .where(Event.at >= since, Event.at <= now,
+        .where(Event.at >= start, Event.at < end,
                Event.kind.in_([EventKind.open, EventKind.click, EventKind.bounce, EventKind.complaint]))
         .group_by(Event.kind, Event.suspected_bot, event_day)
-    )
-    for kind, bot, day, count in rows:
+    ):
         kind = EventKind(kind)
-        if kind == EventKind.bounce:
-            bounces += count
-        elif kind == EventKind.complaint:
-            complaints += count
-        elif bot:
-            bot_events += count
-        elif _day(day) in index:
-            (opens if kind == EventKind.open else clicks)[index[_day(day)]] += count
+        name = {EventKind.bounce: "bounces", EventKind.complaint: "complaints"}.get(kind)
+        if name is None:
+            name = "bots" if bot else ("opens" if kind == EventKind.open else "clicks")
+        bucket(day)[name] += count
+    return counts
+
+
+def _series(session: Session, days: list[date], now: datetime, cache: Any, prefix: str,
+            ) -> dict[date, dict[str, int]]:
+    """The counts of each day: finished days from Redis when cached there, today always live."""
+    today = days[-1]
+    start_of = lambda day: datetime.combine(day, datetime.min.time(), tzinfo=now.tzinfo)  # noqa: E731
+    result: dict[date, dict[str, int]] = {}
+    missing = list(days[:-1])
+    if cache is not None and missing:
+        stored = cache.mget([f"{prefix}{day.isoformat()}" for day in missing])
+        for day, raw in zip(list(missing), stored):
+            if raw:
+                result[day] = json.loads(raw)
+                missing.remove(day)
+    if missing:
+        fresh = _day_counts(session, start_of(missing[0]), start_of(today))
+        for day in missing:
+            result[day] = fresh.get(day, dict.fromkeys(_KEYS, 0))
+        if cache is not None:
+            pipe = cache.pipeline()
+            for day in missing:
+                ttl = YESTERDAY_TTL if day == today - timedelta(days=1) else OLDER_TTL
+                pipe.setex(f"{prefix}{day.isoformat()}", ttl, json.dumps(result[day]))
+            pipe.execute()
+    live = _day_counts(session, start_of(today), now + timedelta(microseconds=1))
+    result[today] = live.get(today, dict.fromkeys(_KEYS, 0))
+    return result
+
+
+def overview(session: Session, now: datetime, cache: Any = None, cache_scope: str = "") -> Overview:
+    """The dashboard's figures as of ``now``; ``cache`` (Redis) keeps finished days' counts under
+    keys scoped by ``cache_scope`` (one per database)."""
+    today = now.date()
+    days = [today - timedelta(days=DAYS - 1 - i) for i in range(DAYS)]
+
+    by_status = {status.value: 0 for status in LeadStatus}
+    for status, total in session.execute(select(Lead.status, func.count()).group_by(Lead.status)):
+        by_status[LeadStatus(status).value] = total
+
+    per_day = _series(session, days, now, cache, f"{CACHE_PREFIX}{cache_scope}:")
+    sends = [per_day[day]["sends"] for day in days]
+    opens = [per_day[day]["opens"] for day in days]
+    clicks = [per_day[day]["clicks"] for day in days]
+    bot_events = sum(per_day[day]["bots"] for day in days)
+    bounces = sum(per_day[day]["bounces"] for day in days)
+    complaints = sum(per_day[day]["complaints"] for day in days)
 
     month_start = datetime(now.year, now.month, 1, tzinfo=now.tzinfo)
     handoffs_by_state: dict[str, int] = {}
@@ -120,14 +164,14 @@ def overview(session: Session, now: datetime) -> Overview:
     ):
         handoffs_by_state[getattr(state, "value", state)] = count
 
-    def count(query: Any) -> int:
+    def count_of(query: Any) -> int:
         return int(session.scalar(query) or 0)
 
-    queued = count(select(func.count()).select_from(Delivery)
-                   .where(Delivery.status.in_([DeliveryStatus.queued, DeliveryStatus.sending])))
-    failed = count(select(func.count()).select_from(Delivery).where(Delivery.status == DeliveryStatus.failed))
-    paused = count(select(func.count()).select_from(Enrollment).where(Enrollment.state == EnrollmentState.paused))
-    active = count(select(func.count()).select_from(Enrollment).where(Enrollment.state == EnrollmentState.active))
+    queued = count_of(select(func.count()).select_from(Delivery)
+                      .where(Delivery.status.in_([DeliveryStatus.queued, DeliveryStatus.sending])))
+    failed = count_of(select(func.count()).select_from(Delivery).where(Delivery.status == DeliveryStatus.failed))
+    paused = count_of(select(func.count()).select_from(Enrollment).where(Enrollment.state == EnrollmentState.paused))
+    active = count_of(select(func.count()).select_from(Enrollment).where(Enrollment.state == EnrollmentState.active))
 
     recent_failures = [
         {"lead_id": lead_id, "email": email, "error": error, "at": at, "attempts": attempts}

@@ -6,6 +6,7 @@ import re
 from datetime import datetime, timezone
 
 from flask import Flask
+from markupsafe import Markup
 
 __all__ = ["ago", "init_app", "nice_ceiling", "percent", "slug"]
 
@@ -30,6 +31,13 @@ def ago(value: datetime | None, now: datetime | None) -> str:
     return f"in {text}" if future else f"{text} ago"
 
 
+def time_tag(value: datetime, now: datetime | None) -> Markup:
+    """``<time>`` with "3 h ago" (or the date without ``now``) and the exact UTC time on hover."""
+    exact = value.strftime("%Y-%m-%d %H:%M UTC")
+    shown = ago(value, now) if now is not None else value.strftime("%Y-%m-%d %H:%M")
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(value.isoformat(), exact, shown)
+
+
 def nice_ceiling(value: float) -> float:
     """The smallest "round" number (1, 2, 2.5, 5 × 10^k) at or above ``value``: a chart's top."""
     if value <= 0:
@@ -39,6 +47,12 @@ def nice_ceiling(value: float) -> float:
         if factor * exponent >= value:
             return factor * exponent
     return 10 * exponent
+
+
+def chart_top(peak: float, ticks: int = 4) -> float:
+    """The top of a chart's axis: ``ticks`` equal steps of a round size (1, 2, 2.5, 5 × 10^k, at
+    least 1), so every grid line has a whole, readable label."""
+    return max(1.0, nice_ceiling(peak / ticks)) * ticks
 
 
 def percent(value: float | None, digits: int = 1) -> str:
@@ -69,7 +83,9 @@ def zip_pairs(values: list[str]) -> list[tuple[str, str]]:
 def init_app(app: Flask) -> None:
     app.add_template_filter(zip_pairs)
     app.add_template_filter(ago)
+    app.add_template_filter(time_tag)
     app.add_template_filter(percent)
     app.add_template_filter(slug)
     app.add_template_filter(number)
     app.add_template_global(nice_ceiling)
+    app.add_template_global(chart_top)

@@ -72,7 +72,7 @@ def _scope_rep_ids(session: Session, me: SalesRep | None, scope: str) -> tuple[s
     if scope == "team":
         if not team:
             return ("mine", [me.id], team) if me is not None else ("all", None, team)
-        return scope, [me.id, *(r.id for r in team)], team
+        return scope, [*([me.id] if me is not None else []), *(r.id for r in team)], team
     # Everyone's handoffs: for those who are not reps (admins, marketers, viewers) and admins.
     if me is not None and current_user.role != Role.admin:
         return "mine", [me.id], team
@@ -102,8 +102,7 @@ def _load(session: Session, handoff_id: int) -> tuple[Handoff, Lead]:
     handoff = session.get(Handoff, handoff_id)
     if handoff is None:
         abort(404)
-    lead = session.get(Lead, handoff.lead_id)
-    return handoff, lead
+    return handoff, session.get_one(Lead, handoff.lead_id)
 
 
 def _may_act(session: Session, handoff: Handoff) -> bool:
@@ -120,7 +119,7 @@ def show(handoff_id: int) -> ResponseReturnValue:
         handoff, lead = _load(session, handoff_id)
         now = svc.clock.now()
         # The dossier as it is now (the stored one is what the email showed): the story goes on.
-        dossier = build_dossier(session, svc.config, handoff, lead, now)
+        dossier = build_dossier(session, handoff, lead, now)
         sent = handoff.dossier or {}
         rep = session.get(SalesRep, handoff.rep_id) if handoff.rep_id else None
         may_act = _may_act(session, handoff)

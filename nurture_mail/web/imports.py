@@ -2,6 +2,8 @@
 progress, then read (and download) the row-by-row report."""
 from __future__ import annotations
 
+from typing import Any
+
 from flask import (
     Blueprint,
     Response,
@@ -59,7 +61,7 @@ def index() -> str:
 def upload() -> ResponseReturnValue:
     svc = services()
     storage = request.files.get("file")
-    form = {"lead_source": (request.form.get("lead_source") or "").strip(),
+    form: dict[str, Any] = {"lead_source": (request.form.get("lead_source") or "").strip(),
             "campaign": request.form.get("campaign") or "",
             "check_deliverability": bool(request.form.get("check_deliverability"))}
     problem: tuple[str, str] | None = None
@@ -172,10 +174,10 @@ def show(import_id: int) -> str:
             query = query.where(ImportRowResult.outcome.in_(ATTENTION_OUTCOMES))
         elif outcome != "all":
             query = query.where(ImportRowResult.outcome == outcome)
-        rows = list(session.scalars(query.order_by(ImportRowResult.row).limit(PAGE_SIZE + 1)))
-        more = len(rows) > PAGE_SIZE
+        found = list(session.scalars(query.order_by(ImportRowResult.row).limit(PAGE_SIZE + 1)))
+        more = len(found) > PAGE_SIZE
         rows = [{"row": r.row, "email": r.email, "outcome": r.outcome, "field": r.field, "reason": r.reason,
-                 "lead_id": r.lead_id} for r in rows[:PAGE_SIZE]]
+                 "lead_id": r.lead_id} for r in found[:PAGE_SIZE]]
         options = dict(job.options or {})
     return render_template("imports/show.html", job=progress, rows=rows, outcome=outcome, more=more,
                            next_after=rows[-1]["row"] if rows else after, by_outcome=by_outcome,

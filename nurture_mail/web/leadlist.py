@@ -76,9 +76,9 @@ class LeadFilters:
                 f.errors["updated_since"] = f"not a date (YYYY-MM-DD): {raw[:40]!r}"
         return f
 
-    def as_args(self) -> dict[str, str]:
+    def as_args(self) -> dict[str, Any]:
         """The filters as query arguments (for pagination links and "clear" links)."""
-        out: dict[str, str] = {}
+        out: dict[str, Any] = {}
         for name in self.FIELDS:
             value = getattr(self, name)
             if value not in (None, ""):
@@ -116,17 +116,26 @@ def decode_cursor(cursor: str) -> tuple[datetime, int]:
         raise InvalidInput("not a page cursor of this list", field="cursor") from None
 
 
+def _search(q: str) -> Any:
+    """Leads whose email, first name, last name or company starts with ``q`` (case-insensitive);
+    "nora qu" also matches first name "nora" with a last name starting "qu". Prefix matching is
+    what the indexes of migration 0006 serve on PostgreSQL (``text_pattern_ops``)."""
+    q = q.lower()
+    conditions = [func.lower(column).startswith(q, autoescape=True)
+                  for column in (Lead.email, Lead.first_name, Lead.last_name, Lead.company)]
+    first, _, rest = q.partition(" ")
+    if rest.strip():
+        conditions.append(and_(func.lower(Lead.first_name) == first,
+                               func.lower(Lead.last_name).startswith(rest.strip(), autoescape=True)))
+    return or_(*conditions)
+
+
 def list_leads(session: Session, filters: LeadFilters, cursor: str | None = None,
                limit: int = PAGE_SIZE) -> LeadPage:
     """One page of leads, most recently updated first."""
     query = select(Lead, LeadScore).outerjoin(LeadScore, LeadScore.lead_id == Lead.id)
     if filters.q:
-        like = f"%{filters.q.lower()}%"
-        query = query.where(or_(
-            func.lower(Lead.email).like(like), func.lower(Lead.first_name).like(like),
-            func.lower(Lead.last_name).like(like), func.lower(Lead.company).like(like),
-            func.lower(func.coalesce(Lead.first_name, "") + " " + func.coalesce(Lead.last_name, "")).like(like),
-        ))
+        query = query.where(_search(filters.q))
     if filters.status:
         query = query.where(Lead.status == LeadStatus(filters.status))
     if filters.source:
@@ -177,5 +186,5 @@ def facets(session: Session) -> dict[str, list[str]]:
     """The values the filter menus offer: campaigns, lead sources, hygiene flags in use."""
     campaigns = list(session.scalars(select(Campaign.slug).order_by(Campaign.slug)))
     sources = [s for s in session.scalars(select(Lead.lead_source).where(Lead.lead_source.is_not(None))
-                                          .distinct().order_by(Lead.lead_source).limit(100))]
+                                          .distinct().order_by(Lead.lead_source).limit(100)) if s is not None]
     return {"campaigns": campaigns, "sources": sources}

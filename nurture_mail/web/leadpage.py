@@ -36,7 +36,9 @@ from ..nurture.preview import JourneyPreview, journey_for
 
 __all__ = ["LeadView", "TimelineItem", "lead_view"]
 
-TIMELINE_LIMIT = 200
+#: Timeline entries of each kind read for the page, and with "show the whole history".
+TIMELINE_LIMIT = 40
+TIMELINE_FULL = 500
 
 QUALIFICATION_LABELS = {
     "industry_code": "Industry code",
@@ -118,7 +120,8 @@ def personal_subject(svc: Services, source: str, lead: Lead) -> str:
         return source
 
 
-def lead_view(session: Session, svc: Services, lead: Lead) -> LeadView:
+def lead_view(session: Session, svc: Services, lead: Lead, full_history: bool = False) -> LeadView:
+    limit = TIMELINE_FULL if full_history else TIMELINE_LIMIT
     score = session.get(LeadScore, lead.id)
     qual = lead.qualification or {}
     qualification = [(name, QUALIFICATION_LABELS[name], qual.get(name)) for name in QUALIFICATION_ATTRIBUTES]
@@ -126,7 +129,7 @@ def lead_view(session: Session, svc: Services, lead: Lead) -> LeadView:
     deliveries = session.execute(
         select(Delivery, Step.subject, Step.key, Campaign.slug).join(Step, Step.id == Delivery.step_id)
         .join(Campaign, Campaign.id == Step.campaign_id).where(Delivery.lead_id == lead.id)
-        .order_by(Delivery.id.desc()).limit(TIMELINE_LIMIT)
+        .order_by(Delivery.id.desc()).limit(limit)
     ).tuples().all()
     personal: dict[str, str] = {}
 
@@ -141,7 +144,7 @@ def lead_view(session: Session, svc: Services, lead: Lead) -> LeadView:
     evidence: dict[str, KnowledgeEvidence] = {}
     evidence_rows = list(session.scalars(select(KnowledgeEvidence).where(KnowledgeEvidence.lead_id == lead.id)
                                          .order_by(KnowledgeEvidence.at.desc(), KnowledgeEvidence.id.desc())
-                                         .limit(TIMELINE_LIMIT)))
+                                         .limit(limit)))
     for row in evidence_rows:
         evidence.setdefault(row.topic, row)  # newest first: the evidence of the current level
     topics = list(session.scalars(select(Topic).order_by(Topic.slug)))
@@ -176,7 +179,7 @@ def lead_view(session: Session, svc: Services, lead: Lead) -> LeadView:
             detail += f" — {delivery.last_error}"
         timeline.append(TimelineItem(at, "email", subject_of(subject), detail, delivery_id=delivery.id))
     events = list(session.scalars(select(Event).where(Event.lead_id == lead.id)
-                                  .order_by(Event.at.desc(), Event.id.desc()).limit(TIMELINE_LIMIT)))
+                                  .order_by(Event.at.desc(), Event.id.desc()).limit(limit)))
     link_ids = {e.link_id for e in events if e.link_id}
     links = {link.id: link for link in session.scalars(select(Link).where(Link.id.in_(link_ids)))} if link_ids else {}
     for event in events:
@@ -197,21 +200,29 @@ def lead_view(session: Session, svc: Services, lead: Lead) -> LeadView:
             parts.append(f"topic {event.topic}")
         if event.suspected_bot:
             parts.append(f"suspected bot: {event.bot_reason or 'no reason recorded'} — not scored, teaches nothing")
-        if event.user_agent and not event.suspected_bot:
-            parts.append(event.user_agent[:80])
         timeline.append(TimelineItem(event.at, "bot" if event.suspected_bot else kind, title, " · ".join(parts),
                                      bot=event.suspected_bot, delivery_id=event.delivery_id))
     for row in evidence_rows:
         timeline.append(TimelineItem(row.at, "knowledge", f"{row.topic} → {row.level.value}",
                                      _evidence_text(row, subjects)))
-    for row in session.scalars(select(Suppression).where(Suppression.email == lead.email)):
-        scope = "all email" if row.scope == "*" else f"campaign {row.scope}"
-        timeline.append(TimelineItem(row.created_at, "suppression", f"Suppressed for {scope}",
-                                     f"{row.reason} via {row.source}" + (f": {row.detail}" if row.detail else "")))
+    for suppression in session.scalars(select(Suppression).where(Suppression.email == lead.email)):
+        scope = "all email" if suppression.scope == "*" else f"campaign {suppression.scope}"
+        timeline.append(TimelineItem(suppression.created_at, "suppression", f"Suppressed for {scope}",
+                                     f"{suppression.reason} via {suppression.source}"
+                                     + (f": {suppression.detail}" if suppression.detail else "")))
     for handoff in handoffs:
         timeline.append(TimelineItem(handoff.created_at, "handoff", f"Handed to sales ({handoff.reason.replace('_', ' ')})",
                                      (handoff.reason_detail or "") + f" · now {handoff.state.value}"))
     timeline.sort(key=lambda item: item.at, reverse=True)
+    more = len(deliveries) >= limit or len(events) >= limit or len(evidence_rows) >= limit
+    if more:
+        # Older than the oldest entry read of a kind that was cut, another kind may be incomplete.
+        horizon = max(rows[-1] for rows in (
+            [d.sent_at or d.scheduled_for for d, *_ in deliveries] if len(deliveries) >= limit else [],
+            [e.at for e in events] if len(events) >= limit else [],
+            [r.at for r in evidence_rows] if len(evidence_rows) >= limit else [],
+        ) if rows)
+        timeline = [item for item in timeline if item.at >= horizon]
 
     return LeadView(
         lead=lead, score=score, qualification=qualification, knowledge=knowledge, enrollments=enrollments,
@@ -219,6 +230,6 @@ def lead_view(session: Session, svc: Services, lead: Lead) -> LeadView:
         campaigns=campaigns, topics=topics,
         known_count=sum(1 for level in levels.values() if level in (KnowledgeLevel.engaged, KnowledgeLevel.known)),
         qualified_count=sum(1 for _, _, value in qualification if value not in (None, "")),
-        timeline_more=len(deliveries) >= TIMELINE_LIMIT or len(events) >= TIMELINE_LIMIT,
+        timeline_more=more,
         known_slugs={topic for topic, level in levels.items() if level == KnowledgeLevel.known},
     )

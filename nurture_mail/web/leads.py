@@ -5,7 +5,7 @@ Every state change goes through a domain service (``nurture.enrollments``, ``nur
 """
 from __future__ import annotations
 
-from flask import Blueprint, Response, abort, flash, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, flash, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 from flask_login import current_user
 from sqlalchemy import select
@@ -18,7 +18,7 @@ from ..models import Campaign, Delivery, Enrollment, EnrollmentState, Lead, Lead
 from ..nurture import enrollments
 from ..nurture.knowledge import declare_known
 from . import errors
-from .leadlist import LeadFilters, facets, list_leads
+from .leadlist import PAGE_SIZE, LeadFilters, facets, list_leads
 from .leadpage import lead_view
 
 bp = Blueprint("leads", __name__, url_prefix="/leads", template_folder="templates")
@@ -43,11 +43,11 @@ def _lead_or_404(session, lead_id: int) -> Lead:
     return lead
 
 
-def _back(lead_id: int, anchor: str = "") -> Response:
+def _back(lead_id: int, anchor: str = "") -> ResponseReturnValue:
     return redirect(url_for(".show", lead_id=lead_id) + (f"#{anchor}" if anchor else ""), code=303)
 
 
-def _why(error: InvalidInput) -> str:
+def _why(error: InvalidInput | NotFound) -> str:
     return getattr(error, "reason", None) or getattr(error, "message", None) or str(error)
 
 
@@ -57,9 +57,10 @@ def index() -> ResponseReturnValue:
     filters = LeadFilters.parse(request.args)
     svc = services()
     cursor = request.args.get("cursor") or None
+    size = current_app.config.get("LEADS_PAGE_SIZE", PAGE_SIZE)
     with svc.db.session() as session:
         try:
-            page = list_leads(session, filters if not filters.errors else LeadFilters(), cursor)
+            page = list_leads(session, filters if not filters.errors else LeadFilters(), cursor, size)
         except InvalidInput as error:
             filters.errors["cursor"] = _why(error)
             page = list_leads(session, LeadFilters())
@@ -107,6 +108,7 @@ def bulk() -> ResponseReturnValue:
             try:
                 with session.begin_nested():
                     if action == "enroll":
+                        assert campaign is not None  # refused above without one
                         enrollments.enroll(session, lead, campaign, now, by=_actor(), source="ui",
                                            default_timezone=svc.config.default_timezone)
                         done += 1
@@ -135,8 +137,9 @@ def show(lead_id: int) -> ResponseReturnValue:
     svc = services()
     with svc.db.session() as session:
         lead = _lead_or_404(session, lead_id)
-        view = lead_view(session, svc, lead)
-        return render_template("leads/show.html", v=view, lead=lead, now=svc.clock.now())
+        full = request.args.get("history") == "all"
+        view = lead_view(session, svc, lead, full_history=full)
+        return render_template("leads/show.html", v=view, lead=lead, now=svc.clock.now(), full_history=full)
 
 
 @bp.post("/<int:lead_id>/enroll")
@@ -160,7 +163,7 @@ def enroll(lead_id: int) -> ResponseReturnValue:
     return _back(lead_id, "enrollments")
 
 
-def _enrollment_action(lead_id: int, enrollment_id: int, action: str) -> Response:
+def _enrollment_action(lead_id: int, enrollment_id: int, action: str) -> ResponseReturnValue:
     svc = services()
     now = svc.clock.now()
     with svc.db.session() as session:
@@ -168,7 +171,7 @@ def _enrollment_action(lead_id: int, enrollment_id: int, action: str) -> Respons
         enrollment = session.get(Enrollment, enrollment_id)
         if enrollment is None or enrollment.lead_id != lead.id:
             abort(404)
-        name = session.get(Campaign, enrollment.campaign_id).name
+        name = session.get_one(Campaign, enrollment.campaign_id).name
         try:
             with session.begin_nested():
                 if action == "pause":
@@ -292,8 +295,8 @@ def message(lead_id: int, delivery_id: int) -> ResponseReturnValue:
         delivery = session.get(Delivery, delivery_id)
         if delivery is None or delivery.lead_id != lead.id:
             abort(404)
-        step = session.get(Step, delivery.step_id)
-        campaign = session.get(Campaign, step.campaign_id)
+        step = session.get_one(Step, delivery.step_id)
+        campaign = session.get_one(Campaign, step.campaign_id)
         email = None
         problem = None
         if lead.erased_at is not None:

@@ -36,9 +36,9 @@ def report_cell(value: object, kind: str) -> str:
     if value is None:
         return "–"
     if kind == "int":
-        return f"{int(value):,}"
+        return f"{int(value):,}"  # type: ignore[call-overload]  # a count from a report row
     if kind == "money":
-        return f"${float(value):,.2f}"
+        return f"${float(value):,.2f}"  # type: ignore[arg-type]  # an amount from a report row
     return format_cell(value, kind)
 
 

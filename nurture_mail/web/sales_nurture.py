@@ -66,7 +66,7 @@ def form() -> ResponseReturnValue:
                     session.rollback()
                     flash(f"{error.field}: {error.message}" if error.field else error.message, "error")
                 else:
-                    campaign = session.get(Campaign, enrollment.campaign_id)
+                    campaign = session.get_one(Campaign, enrollment.campaign_id)
                     flash(f"{lead.email} is in nurture ({campaign.name})"
                           f"{', knowing ' + ', '.join(chosen) if chosen else ''}: steps teaching what it knows "
                           "are skipped.", "success")

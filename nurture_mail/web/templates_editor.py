@@ -2,6 +2,7 @@
 errors with their line numbers, saving, and "send a test to me" through the normal composer."""
 from __future__ import annotations
 
+import logging
 from types import SimpleNamespace
 from typing import Any
 
@@ -18,6 +19,8 @@ from ..mail.drafts import DraftRender, DraftStep, render_draft, save_draft, send
 from ..models import Campaign, Lead, Step
 from . import errors
 from .security import PREVIEW_CSP, page_security_headers
+
+log = logging.getLogger(__name__)
 
 bp = Blueprint("templates_editor", __name__, url_prefix="/campaigns", template_folder="templates")
 errors.install(bp)
@@ -89,7 +92,8 @@ def edit(slug: str, key: str) -> ResponseReturnValue:
             try:
                 result = send_test_email(svc.config, draft_step, html, text, campaign_view, lead,
                                          to=current_user.email, now=now)
-            except Exception as exc:  # the relay refused or is down: say so, nothing was recorded
+            except Exception as exc:  # the relay refused or is down: logged and shown, nothing recorded
+                log.exception("test email of %s/%s to %s failed", slug, key, current_user.email)
                 flash(f"The test email could not be sent: {exc}", "error")
             else:
                 if result.ok:

@@ -173,3 +173,28 @@ def test_hand_to_nurture(api: ApiPlatform) -> None:
     bad = api.call("POST", f"/api/v1/leads/{lead_id}/hand-to-nurture", role="sales",
                    json={"campaign": "northwind-security", "knows": ["nope"]})
     assert bad.status_code == 422 and bad.get_json()["errors"][0]["field"] == "knows"
+
+
+def test_an_api_exit_cancels_the_enrollments_queued_deliveries(api: ApiPlatform) -> None:
+    from nurture_mail.models import Delivery, DeliveryStatus
+    from nurture_mail.nurture.tick import run_tick
+
+    lead_id = api.add_lead("queued@example.com", consent=True)
+    created = api.call("POST", "/api/v1/enrollments", json={"lead_id": lead_id, "campaign": "northwind-security"})
+    eid = created.get_json()["id"]
+    with api.svc.db.session() as session:
+        due = session.get(Enrollment, eid).next_send_at
+    run_tick(api.svc, due, enqueue=False)
+    with api.svc.db.session() as session:
+        assert list(session.scalars(select(Delivery.status).where(Delivery.lead_id == lead_id))) == [
+            DeliveryStatus.queued]
+
+    exited = api.call("POST", f"/api/v1/enrollments/{eid}/exit", json={"reason": "asked us to stop"})
+    assert exited.status_code == 200 and exited.get_json()["state"] == "exited"
+    with api.svc.db.session() as session:
+        assert list(session.scalars(select(Delivery.status).where(Delivery.lead_id == lead_id))) == [
+            DeliveryStatus.cancelled]
+    again = api.call("POST", f"/api/v1/enrollments/{eid}/exit", json={})
+    assert again.status_code == 409 and again.headers["Content-Type"] == "application/problem+json"
+    assert again.get_json()["errors"] == [{"field": "state", "message": "the enrollment has already ended (exited)"}]
+    assert api.call("POST", "/api/v1/enrollments/999999/exit", json={}).status_code == 404

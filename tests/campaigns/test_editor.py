@@ -68,6 +68,12 @@ def test_an_edit_changes_only_its_line_and_keeps_every_comment() -> None:
     assert list(yaml.safe_load(new)) == list(yaml.safe_load(text))  # key order
 
 
+def test_a_file_without_optional_keys_stays_without_them(valid_yaml: str) -> None:
+    bare = "\n".join(line for line in valid_yaml.splitlines()
+                     if not line.startswith(("send_window:", "cadence:", "max_touches:", "handoff:"))) + "\n"
+    assert apply(bare) == bare
+
+
 def test_new_rows_reorder_and_removal(valid_yaml: str) -> None:
     form = form_of(valid_yaml)
     form.update({"topics[3].slug": "onboarding", "topics[3].name": "Onboarding", "topics[3].stage": "decision",
@@ -121,12 +127,17 @@ def test_a_prerequisite_cycle_is_reported_on_the_steps(valid_yaml, templates_dir
 
 def test_slug_and_topic_stage_are_checked_against_the_other_files(valid_yaml, templates_dir, campaigns_dir) -> None:
     (campaigns_dir / "other.yaml").write_text(valid_yaml)
-    result = editor.validate_text(valid_yaml.replace("stage: decision, description", "stage: awareness, description"),
-                                  source="campaigns/new.yaml", templates_dir=templates_dir,
-                                  campaigns_dir=campaigns_dir)
-    messages = {p.path: p.message for p in result.problems}
-    assert "also defined in" in messages["slug"]
-    assert "topic 'pricing' is 'decision'" in messages["topics[2].stage"]
+
+    def problems(text: str) -> dict[str, str]:
+        result = editor.validate_text(text, source="campaigns/new.yaml", templates_dir=templates_dir,
+                                      campaigns_dir=campaigns_dir)
+        assert not result.ok
+        return {p.path: p.message for p in result.problems}
+
+    assert "also defined in" in problems(valid_yaml)["slug"]
+    restaged = valid_yaml.replace("slug: acme-onboarding", "slug: acme-two").replace(
+        "stage: decision, description", "stage: awareness, description")
+    assert "topic 'pricing' is 'decision'" in problems(restaged)["topics[2].stage"]
 
 
 def test_save_writes_starter_templates_and_syncs(session_factory, templates_dir, campaigns_dir) -> None:

@@ -14,27 +14,6 @@ from nurture_mail.extensions import redis_url_of
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def cli(tmp_path, redis, smtp_server):
-    env = dict(
-        os.environ,
-        INSTANCE_PATH=str(tmp_path / "instance"),
-        REDIS_URL=redis_url_of(redis),
-        SMTP_URL=f"smtp://127.0.0.1:{smtp_server.port}",
-        SECRET_KEY="cli-secret",
-    )
-    env.pop("DATABASE_URL", None)
-
-    def run(*args: str, ok: bool = True, **extra_env: str) -> subprocess.CompletedProcess:
-        result = subprocess.run([sys.executable, "-m", "nurture_mail", *args], env={**env, **extra_env}, cwd=str(ROOT),
-                                capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-        if ok:
-            assert result.returncode == 0, result.stderr
-        return result
-
-    return run
-
-
 def test_init_import_enroll_preview_tick_worker(cli, smtp_server, tmp_path):
     out = cli("init").stdout
     assert "database ready" in out and "1 created" in out

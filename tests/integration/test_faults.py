@@ -22,13 +22,12 @@ from pathlib import Path
 import pytest
 from redis import Redis
 from sqlalchemy import create_engine, text
+from support.platform import Platform
 
 from nurture_mail import create_app
 from nurture_mail.clock import SystemClock
 from nurture_mail.config import Config
 from nurture_mail.models import DeliveryStatus
-
-from .conftest import Platform
 
 ROOT = Path(__file__).resolve().parents[2]
 #: This suite's own port range on a shared machine (never the shared 6379).
@@ -201,6 +200,7 @@ def test_redis_killed_mid_batch_and_back_empty_loses_nothing_duplicates_nothing(
     answered = time.monotonic()
     _wait_for(lambda: smtp_server.store.count() > stalled_at, 60, "sending did not resume", logs)
     resumed_after = time.monotonic() - answered
+    print(f"sending resumed {resumed_after:.1f} s after Redis answered")
     _wait_for(lambda: len(_received(smtp_server)) == leads, 120, "not every lead got its email", logs)
     time.sleep(2)  # anything sent twice would arrive now
 
@@ -212,6 +212,8 @@ def test_redis_killed_mid_batch_and_back_empty_loses_nothing_duplicates_nothing(
               "deliveries not all recorded sent", logs)
     log_text = logs.read_text(errors="replace")
     assert "send batch stopped" in log_text  # a worker did lose Redis mid-batch, and said so
+    # The jobs Redis lost were enqueued again from the ledger, not after SEND_LEASE_SECONDS.
+    assert "had lost their send job in Redis" in log_text
 
 
 def test_postgresql_backends_terminated_mid_batch_lose_no_sent_record(
@@ -257,3 +259,79 @@ def test_postgresql_backends_terminated_mid_batch_lose_no_sent_record(
     platform.tick()
     time.sleep(3)
     assert smtp_server.store.count() == leads
+
+
+class StallingServer:
+    """An SMTP server that stops answering at a chosen point: after its banner, or inside DATA."""
+
+    def __init__(self, stall: str) -> None:
+        self.stall = stall
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen()
+        self.port = self.listener.getsockname()[1]
+        self.connections: list[socket.socket] = []
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            self.connections.append(conn)
+            threading.Thread(target=self._talk, args=(conn,), daemon=True).start()
+
+    def _talk(self, conn: socket.socket) -> None:
+        try:
+            conn.sendall(b"220 stall.test ESMTP\r\n")
+            if self.stall == "banner":
+                return  # never another byte
+            buffer = b""
+            while True:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    return
+                buffer += chunk
+                while b"\r\n" in buffer:
+                    line, buffer = buffer.split(b"\r\n", 1)
+                    verb = line[:4].upper()
+                    if verb in (b"EHLO", b"HELO"):
+                        conn.sendall(b"250 stall.test\r\n")
+                    elif verb in (b"MAIL", b"RCPT"):
+                        conn.sendall(b"250 OK\r\n")
+                    elif verb == b"DATA":
+                        conn.sendall(b"354 go ahead\r\n")
+                        return  # reads nothing more and never answers the final dot
+        except OSError:
+            return
+
+    def close(self) -> None:
+        self.listener.close()
+        for conn in self.connections:
+            conn.close()
+
+
+@pytest.mark.parametrize("stall", ["banner", "data"])
+def test_a_relay_that_stalls_is_bounded_by_smtp_timeout(make_app, database_url, clock, stall):
+    server = StallingServer(stall)
+    try:
+        app = make_app(database_url, smtp_port=server.port, smtp_timeout=1)
+        platform = Platform(app, None, clock)
+        platform.sync()
+        for i in range(5):
+            platform.add_lead(f"s{i}@stall.example", first_name="S")
+            platform.enroll(f"s{i}@stall.example")
+        platform.tick()
+        started = time.monotonic()
+        platform.work()
+        elapsed = time.monotonic() - started
+    finally:
+        server.close()
+    # One timeout for the batch, not one per email: the relay is unreachable, the rest waits.
+    assert elapsed < 8, elapsed
+    deliveries = platform.deliveries()
+    assert {d.status for d in deliveries} == {DeliveryStatus.queued}
+    assert all("no reply within 1 s" in (d.last_error or "") or "connection" in (d.last_error or "")
+               for d in deliveries), [d.last_error for d in deliveries]

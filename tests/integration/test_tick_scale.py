@@ -5,10 +5,9 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, text, update
+from support.platform import Platform
 
 from nurture_mail.models import Delivery, Enrollment, EnrollmentState, Lead, LeadStatus
-
-from .conftest import Platform
 
 
 @pytest.fixture
@@ -60,3 +59,20 @@ def test_the_due_selection_is_read_in_index_order_without_a_sort(crowd):
             " FOR UPDATE SKIP LOCKED")))
     assert "ix_enrollment_due" in plan
     assert "Sort" not in plan, plan
+
+
+def test_a_bulk_load_refreshes_the_planner_statistics_on_postgresql(make_app, database_url):
+    from nurture_mail.nurture.sql import ANALYZE_AFTER_ROWS, analyze_after_bulk
+
+    database = make_app(database_url).extensions["nurture"].db
+    assert analyze_after_bulk(database, ["lead", "enrollment"], ANALYZE_AFTER_ROWS - 1) is False
+    ran = analyze_after_bulk(database, ["lead", "enrollment"], ANALYZE_AFTER_ROWS)
+    if database.engine.dialect.name != "postgresql":
+        assert ran is False
+        return
+    assert ran is True
+    with database.engine.connect() as connection:
+        analyzed = dict(connection.execute(text(
+            "SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables"
+            " WHERE schemaname = current_schema() AND relname IN ('lead', 'enrollment')")).all())
+    assert analyzed == {"lead": True, "enrollment": True}

@@ -24,9 +24,14 @@ class Received:
 
 
 class RecordingHandler:
-    """Accepts everything and keeps it, unless told to answer the next messages otherwise."""
+    """Accepts everything and keeps it, unless told to answer the next messages otherwise.
+
+    ``pipelining``: offer PIPELINING (RFC 2920) in the EHLO reply (aiosmtpd does not by itself;
+    it reads commands in order from its buffer, so a pipelined client is served correctly).
+    """
 
     def __init__(self) -> None:
+        self.pipelining = False
         self.received: list[Received] = []
         self._rcpt_replies: deque[str] = deque()
         self._data_replies: deque[str] = deque()
@@ -55,6 +60,13 @@ class RecordingHandler:
     def answer_data(self, reply: str, times: int = 1) -> None:
         """The next ``times`` messages are refused with ``reply`` at the end of DATA."""
         self._data_replies.extend([reply] * times)
+
+    async def handle_EHLO(self, server: Any, session: Any, envelope: Any, hostname: str,
+                          responses: list[str]) -> list[str]:
+        session.host_name = hostname
+        if self.pipelining:
+            return [*responses[:-1], "250-PIPELINING", responses[-1]]
+        return responses
 
     # deque.popleft is atomic: the test thread arms replies while the server thread pops them.
     async def handle_MAIL(self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]) -> str:
@@ -142,14 +154,17 @@ def relay_server() -> Iterator[RelayServer]:
     server.stop()
 
 
-@pytest.fixture
-def relay(relay_server: RelayServer) -> Iterator[RelayServer]:
-    """The session's server, running, emptied and answering normally."""
+@pytest.fixture(params=["plain", "pipelining"])
+def relay(relay_server: RelayServer, request) -> Iterator[RelayServer]:
+    """The session's server, running, emptied and answering normally; every test that uses it
+    runs twice: without PIPELINING (MAIL, RCPT, DATA each wait for their reply) and with it."""
     if not relay_server.running:  # a test stopped it and could not start it again
         relay_server.start()
     relay_server.handler.reset()
+    relay_server.handler.pipelining = request.param == "pipelining"
     yield relay_server
     relay_server.handler.reset()
+    relay_server.handler.pipelining = False
 
 
 @pytest.fixture

@@ -326,3 +326,106 @@ def test_close_is_idempotent_and_the_transport_reopens(relay: RelayServer) -> No
     transport.close()
     assert len(relay.received) == 2
     assert relay.received[0].peer != relay.received[1].peer
+
+
+# -- PIPELINING, exactly (a scripted server on a real socket) ---------------------------------
+
+class ScriptedServer:
+    """Offers PIPELINING and answers nothing of a transaction until MAIL, RCPT and DATA have all
+    arrived: a client that waits for the MAIL reply before sending RCPT gets no reply at all."""
+
+    def __init__(self, replies: bytes, content_reply: bytes = b"250 2.0.0 queued\r\n") -> None:
+        import socket
+        import threading
+
+        self.replies, self.content_reply = replies, content_reply
+        self.lines: list[bytes] = []
+        self.grouped = False
+        self._listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self._listener.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        conn, _ = self._listener.accept()
+        conn.settimeout(5)
+        buffer = b""
+
+        def line() -> bytes:
+            nonlocal buffer
+            while b"\r\n" not in buffer:
+                chunk = conn.recv(65536)
+                if not chunk:
+                    raise ConnectionError("client went away")
+                buffer += chunk
+            head, _, buffer = buffer.partition(b"\r\n")
+            self.lines.append(head)
+            return head
+
+        with conn:
+            conn.sendall(b"220 scripted ESMTP\r\n")
+            line()  # EHLO
+            conn.sendall(b"250-scripted\r\n250-PIPELINING\r\n250 SIZE 10000000\r\n")
+            mail, rcpt, data = line(), line(), line()  # no reply before all three are here
+            self.grouped = mail.startswith(b"MAIL") and rcpt.startswith(b"RCPT") and data == b"DATA"
+            conn.sendall(self.replies)
+            if self.replies.endswith(b"354 go ahead\r\n"):
+                while line() != b".":
+                    pass
+                conn.sendall(self.content_reply)
+            while True:
+                try:
+                    command = line()
+                except (ConnectionError, OSError):
+                    return
+                conn.sendall(b"221 bye\r\n" if command.upper() == b"QUIT" else b"250 2.0.0 ok\r\n")
+                if command.upper() == b"QUIT":
+                    return
+
+    def close(self) -> None:
+        self._thread.join(timeout=5)
+        self._listener.close()
+
+
+def _scripted_transport(server: ScriptedServer) -> SMTPTransport:
+    return SMTPTransport(SMTPSettings.from_url(f"smtp://127.0.0.1:{server.port}", timeout=3))
+
+
+def test_mail_rcpt_and_data_go_in_one_group_and_the_content_after_354() -> None:
+    server = ScriptedServer(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n")
+    data = b"Subject: piped\r\n\r\n.dot first\r\nbody\r\n"
+    with _scripted_transport(server) as transport:
+        transport.send(SENDER, "lead@customer.example", data)
+        assert transport.pipelining
+    server.close()
+    assert server.grouped
+    assert server.lines[1:4] == [f"MAIL FROM:<{SENDER}> SIZE={len(data)}".encode(), b"RCPT TO:<lead@customer.example>",
+                                 b"DATA"]
+    assert server.lines[4:8] == [b"Subject: piped", b"", b"..dot first", b"body"]
+    assert [c.upper() for c in server.lines[8:]] == [b".", b"QUIT"]
+
+
+@pytest.mark.parametrize("replies, stage, code, failure", [
+    (b"250 2.1.0 ok\r\n550 5.1.1 no such user\r\n554 5.5.1 no valid recipients\r\n", "rcpt", 550, PermanentFailure),
+    (b"250 2.1.0 ok\r\n450 4.2.1 try later\r\n503 5.5.1 need RCPT\r\n", "rcpt", 450, TemporaryFailure),
+    (b"553 5.1.8 bad sender\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n", "mail", 553, PermanentFailure),
+    (b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n451 4.3.0 not now\r\n", "data", 451, TemporaryFailure),
+])
+def test_a_refusal_in_the_group_sends_no_content_and_resets(replies, stage, code, failure) -> None:
+    server = ScriptedServer(replies)
+    with _scripted_transport(server) as transport, pytest.raises(failure) as refused:
+        transport.send(SENDER, "lead@customer.example", b"Subject: x\r\n\r\nsecret body\r\n")
+    server.close()
+    assert (refused.value.stage, refused.value.code) == (stage, code)
+    assert server.grouped
+    assert [c.upper() for c in server.lines[4:]] == [b"RSET", b"QUIT"]
+
+
+def test_a_server_answering_354_after_refusing_the_recipient_gets_only_the_final_dot() -> None:
+    server = ScriptedServer(b"250 2.1.0 ok\r\n550 5.1.1 no such user\r\n354 go ahead\r\n",
+                            content_reply=b"554 5.5.1 no valid recipients\r\n")
+    with _scripted_transport(server) as transport, pytest.raises(PermanentFailure) as refused:
+        transport.send(SENDER, "gone@customer.example", b"Subject: x\r\n\r\nsecret body\r\n")
+    server.close()
+    assert (refused.value.stage, refused.value.code, refused.value.reply) == ("rcpt", 550, "5.1.1 no such user")
+    assert [c.upper() for c in server.lines[4:]] == [b".", b"RSET", b"QUIT"]

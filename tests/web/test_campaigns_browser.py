@@ -4,8 +4,10 @@ the capture inbox, pause and resume, and a CSV import watched to the end. Screen
 page go to tests/artifacts/."""
 from __future__ import annotations
 
+import importlib.util
 import re
 import shutil
+import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
@@ -51,7 +53,16 @@ def synced(web_app):
     assert not problems
     with svc.db.session() as session:
         sync_all(session, specs, svc.clock.now())
+        _activity().seed_activity(session, "northwind-security", svc.clock.now())  # numbers on the pages
     return web_app
+
+
+def _activity():
+    spec = importlib.util.spec_from_file_location("campaign_activity", ROOT / "tests" / "campaigns" / "activity.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
 
 
 def shot(page, name: str) -> None:
@@ -110,6 +121,7 @@ def test_campaign_editor_template_editor_and_test_email(page, live_server: str, 
 
     # Edit an existing campaign: the file keeps its comments.
     page.goto(f"{live_server}/campaigns/northwind-security/edit")
+    shot(page, "campaign-editor")
     page.locator("#f-max_touches").fill("15")
     page.get_by_role("button", name="Review changes").click()
     expect(page.locator(".diff-add")).to_contain_text(["+max_touches: 15"])

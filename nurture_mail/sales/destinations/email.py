@@ -132,7 +132,7 @@ def _send(svc: "Services", session, handoff: Handoff, kind: str, rep: SalesRep) 
         dossier = dict(handoff.dossier)
     else:  # later notifications show the story as it is now
         lead = session.get(Lead, handoff.lead_id)
-        dossier = build_dossier(session, svc.config, handoff, lead, now)
+        dossier = build_dossier(session, handoff, lead, now)
     dossier["links"] = dossier_links(svc.config, handoff.id, rep.id, svc.clock)
     extra = _notice(session, handoff, kind)
     subject, html, text = render_notification(svc, kind, dossier, rep, extra)

@@ -11,7 +11,7 @@ from html import unescape
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
-from web.conftest import add_users, browser_sign_in, chromium, sign_in  # noqa: F401  (chromium: the fixture)
+from support.tracking import BROWSER, parse_html, pixel_url, visible_links
 
 from nurture_mail import create_app
 from nurture_mail.config import Config
@@ -19,7 +19,7 @@ from nurture_mail.mail.capture import CaptureStore
 from nurture_mail.models import Event
 from nurture_mail.tracking.ingest import drain_events
 
-from .conftest import BROWSER, parse_html, pixel_url, visible_links
+from .conftest import add_users, browser_sign_in, sign_in
 
 
 def test_reading_an_email_in_the_inbox_records_no_open_and_no_click(platform, tmp_path):
@@ -71,7 +71,7 @@ def test_reading_an_email_in_the_inbox_records_no_open_and_no_click(platform, tm
         assert session.scalar(select(func.count()).select_from(Event)) == 2
 
 
-def test_a_real_browser_showing_the_preview_requests_no_tracking_url(platform, tmp_path, chromium):  # noqa: F811
+def test_a_real_browser_showing_the_preview_requests_no_tracking_url(platform, tmp_path, chromium):
     """Chromium opens the message page: every request it makes is recorded; none is a tracking URL."""
     import threading
 
