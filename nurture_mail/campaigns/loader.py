@@ -469,21 +469,21 @@ def check_across_files(specs: list[CampaignSpec]) -> tuple[list[CampaignSpec], l
     stages: dict[str, tuple[str, str]] = {}
     good: list[CampaignSpec] = []
     for spec in specs:
-        bad = False
         others = [source for source in sources[spec.slug] if source != spec.source]
         if others:
             problems.append(Problem(spec.source, "slug", f"campaign '{spec.slug}' is also defined in "
                                     f"{', '.join(others)}; neither file is synced"))
-            bad = True
+        clash = False
         for i, topic in enumerate(spec.topics):
             other = stages.get(topic.slug)
             if other and other[0] != topic.stage:
                 problems.append(Problem(spec.source, f"topics[{i}].stage",
                                         f"topic '{topic.slug}' is '{other[0]}' in {other[1]}, here '{topic.stage}'"))
-                bad = True
-        if not bad:
+                clash = True
+        if not clash:  # its stages stand, even when its slug is taken twice
             for topic in spec.topics:
                 stages.setdefault(topic.slug, (topic.stage, spec.source))
+        if not others and not clash:
             good.append(spec)
     return good, problems
 
