@@ -470,6 +470,7 @@ def test_import_rows_uses_the_configured_hygiene_file(bed, tmp_path, monkeypatch
 
 
 def test_resume_queues_a_failed_import_after_commit_and_refuses_a_done_one(bed, messy, monkeypatch):
+    _prepare(bed)
     real_chunk = _crash_on(monkeypatch, {3})
     import_id = bed.create(messy)
     with pytest.raises(RuntimeError, match="disk full"):
