@@ -58,7 +58,7 @@ def enqueue_after_commit(session: Session, queue: Queue, path: str, *args: Any,
     if pending is None:
         pending = session.info[_KEY] = []
         event.listen(session, "after_commit", _enqueue_pending)
-        event.listen(session, "after_rollback", _drop_pending)
+        event.listen(session, "after_soft_rollback", _drop_pending)
     pending.append(PendingJob(queue, path, args, dict(options),
                               (track[0], tuple(track[1])) if track else None))
 
@@ -86,5 +86,8 @@ def _enqueue_pending(session: Session) -> None:
             log.exception("could not enqueue %s%r after commit", job.path, job.args)
 
 
-def _drop_pending(session: Session) -> None:
-    session.info[_KEY] = []
+def _drop_pending(session: Session, previous_transaction: Any) -> None:
+    """The outermost transaction rolled back: its jobs go. A savepoint rolled back (a caught
+    conflict, ``begin_nested``) leaves the transaction, and the jobs, in place."""
+    if previous_transaction.parent is None:
+        session.info[_KEY] = []

@@ -28,11 +28,14 @@ def upgrade(database: Database, revision: str = "head") -> None:
 
 def schema_problem(database: Database) -> str | None:
     """Why the database cannot be used yet (not initialised, or migrations pending); None when ready."""
-    from alembic.runtime.migration import MigrationContext
     from alembic.script import ScriptDirectory
+    from sqlalchemy import inspect, text
 
+    # Read directly (not through alembic's MigrationContext, which logs at INFO on every command).
     with database.engine.connect() as connection:
-        current = set(MigrationContext.configure(connection).get_current_heads())
+        current = set()
+        if inspect(connection).has_table("alembic_version"):
+            current = {row[0] for row in connection.execute(text("SELECT version_num FROM alembic_version"))}
     if not current:
         return "the database is not initialised: run `python -m nurture_mail init` first"
     heads = set(ScriptDirectory.from_config(alembic_config(database)).get_heads())

@@ -400,12 +400,12 @@ def resume_demo_clock(database_url: str, speed: float, real_now: datetime) -> tu
     database = Database(database_url)
     try:
         with database.Session() as session:
-            latest = [session.scalar(select(func.max(column))) for column in
-                      (Delivery.sent_at, Delivery.scheduled_for, Enrollment.enrolled_at, Event.at)]
+            found = [session.scalar(select(func.max(column))) for column in
+                     (Delivery.sent_at, Delivery.scheduled_for, Enrollment.enrolled_at, Event.at)]
     finally:
         database.dispose()
-    latest = [as_utc(value) for value in latest if value is not None]
-    start = max(when for when in latest if when is not None) if latest else None
+    latest: list[datetime] = [as_utc(value) for value in found if value is not None]
+    start = max(latest) if latest else None
     if start is None or start <= real_now or speed <= 1:
         return real_now.isoformat(), f"demo clock starts now (x{speed:g})"
     # ScaledClock: demo_now = epoch + (real - epoch) * speed; solve demo_now(real_now) = start.

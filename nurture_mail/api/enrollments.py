@@ -40,8 +40,6 @@ def create_enrollment(data: dict[str, Any]):
     now = svc.clock.now()
     with svc.db.session() as session:
         lead = lead_by_ref(session, data.get("lead_id"), data.get("email"))
-        if lead.erased_at is not None:
-            raise ApiProblem(409, "this lead was erased and cannot be enrolled", field="lead_id")
         try:
             campaign = enrollments.find_campaign(session, data["campaign"])
         except NotFound as error:

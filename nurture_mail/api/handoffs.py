@@ -166,8 +166,6 @@ def hand_to_nurture(data: dict[str, Any], lead_id: int):
     svc = services()
     with svc.db.session() as session:
         lead = lead_or_404(session, lead_id)
-        if lead.erased_at is not None:
-            raise ApiProblem(409, "this lead was erased", field="lead_id")
         try:
             enrollment = actions.hand_to_nurture(session, svc, lead, data["campaign"], data["knows"],
                                                  current_api_user().email, svc.clock.now())

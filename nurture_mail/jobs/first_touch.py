@@ -4,7 +4,7 @@ from __future__ import annotations
 import logging
 
 from .. import services
-from ..nurture.first_touch import run_first_touch, take_pending
+from ..nurture.first_touch import run_first_touch, scheduling_lock, take_pending
 
 log = logging.getLogger(__name__)
 
@@ -18,7 +18,8 @@ def first_touch() -> dict:
         if not ids:
             break
         enrollments += len(ids)
-        q, e = run_first_touch(svc, ids, svc.clock.now())
+        with scheduling_lock(svc):
+            q, e = run_first_touch(svc, ids, svc.clock.now())
         queued, enqueued = queued + q, enqueued + e
     if enrollments:
         log.info("first touch: %d enrollment(s), %d email(s) queued, %d enqueued", enrollments, queued, enqueued)

@@ -7,6 +7,7 @@ from dataclasses import asdict
 
 from .. import services
 from ..clock import parse_instant
+from ..nurture.first_touch import scheduling_lock
 from ..nurture.tick import run_tick
 
 log = logging.getLogger(__name__)
@@ -17,7 +18,8 @@ def scheduler_tick(now: str | None = None) -> dict:
     svc = services()
     instant = parse_instant(now) if now else svc.clock.now()
     started = time.monotonic()
-    report = run_tick(svc, instant)
+    with scheduling_lock(svc):
+        report = run_tick(svc, instant)
     # One line per tick that did something; an idle tick only at DEBUG (the demo ticks every 2 s).
     busy = report.due or report.enqueued_deliveries or report.recovered_sent or report.recovered_requeued
     log.log(logging.INFO if busy else logging.DEBUG, "tick at %s (%.2f s): %s", f"{instant:%Y-%m-%d %H:%M:%S}",

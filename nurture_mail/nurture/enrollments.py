@@ -103,8 +103,6 @@ def resume(session: Session, enrollment: Enrollment, now: datetime, *, by: str, 
         raise EnrollmentError(f"only a paused enrollment can be resumed (this one is {enrollment.state.value})",
                               "state")
     lead = enrollment.lead
-    if lead.erased_at is not None:
-        raise EnrollmentError("this lead was erased", "lead_id")
     campaign = session.get_one(Campaign, enrollment.campaign_id)
     try:
         return _enroll(session, lead, campaign, now, declared_by=by, source=source,

@@ -1,9 +1,10 @@
 """Instant first touch: an enrollment whose send window is open is sent its first step at once.
 
 Enrolling (API, CLI, web, import, external event, recycle) only writes the enrollment, due now.
-Once that transaction commits, one job per transaction (``jobs/first_touch.py``) runs the
-tick's own choice for exactly those enrollments and enqueues their send job, so the first email
-leaves within seconds instead of at the next tick. The guarantees are the tick's: the
+Once that transaction commits, its id is pushed to a Redis list and a job (``jobs/first_touch.py``)
+is enqueued unless one is waiting already; the job runs the tick's own choice for exactly the
+enrollments waiting and enqueues their send job, so the first email leaves within seconds
+instead of at the next tick. The guarantees are the tick's: the
 enrollment is read with ``SKIP LOCKED`` and its delivery is unique per (enrollment, step), so a
 tick running at the same moment queues it once, and the claim lets only one send job send it.
 If Redis is down at the commit, nothing is lost: the enrollment is due and the tick takes it.
@@ -12,8 +13,11 @@ Outside the send window the enrollment is due at the window's opening, which the
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 
+from redis.exceptions import RedisError
 from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
@@ -78,6 +82,34 @@ def take_pending(svc: Services) -> list[int]:
         pipe.delete(PENDING)
         raw, _ = pipe.execute()
     return sorted({int(x) for x in raw})
+
+
+@contextmanager
+def scheduling_lock(svc: Services) -> Iterator[None]:
+    """On SQLite, one scheduler pass at a time: the tick and a first touch take turns.
+
+    PostgreSQL needs no such lock: each pass reads its enrollments ``FOR UPDATE SKIP LOCKED``.
+    SQLite has no row locks, and its driver starts a transaction only at the first write, so a
+    pass could read an enrollment as due and then, in its next query, the delivery another pass
+    just committed for it, and take the enrollment for finished. A Redis lock serializes the
+    passes; without Redis (it is down) the pass goes ahead, as it did before there was a lock.
+    """
+    if not svc.db.is_sqlite:
+        yield
+        return
+    lock = svc.redis.lock("nurture:scheduling-pass", timeout=600, blocking_timeout=300)
+    try:
+        acquired = lock.acquire()
+    except RedisError:
+        acquired = False
+    try:
+        yield
+    finally:
+        if acquired:
+            try:
+                lock.release()
+            except RedisError:  # expired or Redis gone: the next pass takes it anyway
+                pass
 
 
 def run_first_touch(svc: Services, enrollment_ids: list[int], now: datetime) -> tuple[int, int]:

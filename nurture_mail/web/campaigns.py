@@ -155,11 +155,15 @@ def _render_editor(file: editor.CampaignFile, text: str, *, new: bool, problems=
             exc.problems
     values = editor.form_values(doc)
     fields = editor.field_names(values)
+    field_errors = editor.field_errors(problems, fields)
+    # Steps open in the form: those with a problem, or all of a short campaign; others fold.
+    with_errors = {editor.index_of(name)[0] for name in field_errors if name.startswith("steps[")}
+    open_steps = set(range(len(values["steps"]))) if len(values["steps"]) <= 2 else with_errors
     with services().db.session() as session:
         known_topics = sorted(session.scalars(select(Topic.slug)))
     return render_template(
         "campaigns/edit.html", file=file, values=values, new=new, stages=STAGES,
-        errors=editor.field_errors(problems, fields), problem_count=len(problems),
+        errors=field_errors, problem_count=len(problems), open_steps=open_steps, error_steps=with_errors,
         topic_slugs=sorted({*known_topics, *(t["slug"] for t in values["topics"] if t["slug"])}),
         base_hash=request.form.get("base_hash") or file.hash, text=text,
     ), status

@@ -49,6 +49,12 @@ def nice_ceiling(value: float) -> float:
     return 10 * exponent
 
 
+def chart_top(peak: float, ticks: int = 4) -> float:
+    """The top of a chart's axis: ``ticks`` equal steps of a round size (1, 2, 2.5, 5 × 10^k, at
+    least 1), so every grid line has a whole, readable label."""
+    return max(1.0, nice_ceiling(peak / ticks)) * ticks
+
+
 def percent(value: float | None, digits: int = 1) -> str:
     """0.1234 → "12.3%"; None → "—"."""
     if value is None:
@@ -82,3 +88,4 @@ def init_app(app: Flask) -> None:
     app.add_template_filter(slug)
     app.add_template_filter(number)
     app.add_template_global(nice_ceiling)
+    app.add_template_global(chart_top)

@@ -7,7 +7,7 @@ The page's Content-Security-Policy (inherited by the srcdoc frame) forbids scrip
 The inbox is a reader, not a prospect: the preview records no open and no click. Every URL
 that carries one of our tracking tokens (signature checked) is rewritten before it is shown:
 the open pixel becomes an inline transparent GIF, a tracked link goes straight to the URL
-signed into it, the hidden honeypot link goes nowhere (``tracking_free``).
+signed into it (in the text part too), the hidden honeypot link goes nowhere (``tracking_free``).
 """
 from __future__ import annotations
 
@@ -68,7 +68,7 @@ _TRACKED = re.compile(r"""https?://[^\s"'<>/]+(?:/[^\s"'<>]*?)?/(?P<kind>[oc])/(
 _INLINE_PIXEL = "data:image/gif;base64,R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7"
 
 
-def tracking_free(html: str, tokens: Tokens) -> str:
+def tracking_free(html: str, tokens: Tokens, *, is_html: bool = True) -> str:
     """The email's HTML with every tracking URL of ours neutralised (see the module docstring).
 
     Only URLs whose token verifies are touched: anything else (another site's ``/c/…``) is left
@@ -87,7 +87,9 @@ def tracking_free(html: str, tokens: Tokens) -> str:
         except TokenError:
             return match.group()
         # The honeypot (no URL) leads nowhere; a link, to where the click would have redirected.
-        return escape(target.url, quote=True) if target.url else "about:blank"
+        if not target.url:
+            return "about:blank"
+        return escape(target.url, quote=True) if is_html else target.url
 
     return _TRACKED.sub(replace, html)
 
@@ -132,13 +134,17 @@ def index() -> str:
 def message(key: str) -> str:
     captured = _get_or_404(key)
     html = captured.html
+    tokens = Tokens.from_config(services().config)
     if html is not None:
-        html = with_link_target(tracking_free(html, Tokens.from_config(services().config)))
+        html = with_link_target(tracking_free(html, tokens))
+    text = captured.text
+    if text is not None:  # copied from the text part, a link is not a click either
+        text = tracking_free(text, tokens, is_html=False)
     return render_template(
         "inbox/message.html",
         message=captured,
         html_srcdoc=html,
-        text=captured.text,
+        text=text,
     )
 
 

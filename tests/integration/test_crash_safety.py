@@ -16,11 +16,11 @@ import threading
 from datetime import timedelta
 from pathlib import Path
 
+from support.platform import Platform
+
 from nurture_mail.clock import SystemClock
 from nurture_mail.extensions import redis_url_of
 from nurture_mail.models import DeliveryStatus
-
-from .conftest import Platform
 
 ROOT = Path(__file__).resolve().parents[2]
 LEADS = 300

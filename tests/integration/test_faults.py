@@ -22,13 +22,12 @@ from pathlib import Path
 import pytest
 from redis import Redis
 from sqlalchemy import create_engine, text
+from support.platform import Platform
 
 from nurture_mail import create_app
 from nurture_mail.clock import SystemClock
 from nurture_mail.config import Config
 from nurture_mail.models import DeliveryStatus
-
-from .conftest import Platform
 
 ROOT = Path(__file__).resolve().parents[2]
 #: This suite's own port range on a shared machine (never the shared 6379).

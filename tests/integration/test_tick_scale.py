@@ -5,10 +5,9 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import func, select, text, update
+from support.platform import Platform
 
 from nurture_mail.models import Delivery, Enrollment, EnrollmentState, Lead, LeadStatus
-
-from .conftest import Platform
 
 
 @pytest.fixture

@@ -6,7 +6,6 @@ fail every send to the lead ("line break in header value"); they are stopped at 
 from __future__ import annotations
 
 import pytest
-from integration.conftest import platform  # noqa: F401  (the fixture, reused)
 
 from nurture_mail.leads.errors import LeadControlError
 from nurture_mail.leads.fields import convert
@@ -67,7 +66,7 @@ def test_an_import_row_with_a_control_character_is_rejected_with_its_reason(bed)
     assert bed.lead("crlf@acme.example") is None and bed.lead("bell@acme.example") is None
 
 
-def test_a_name_stored_before_the_door_was_closed_still_sends(platform):  # noqa: F811
+def test_a_name_stored_before_the_door_was_closed_still_sends(platform):
     """A lead saved with a line break in its name (older data) gets its email, one-line To: name."""
     platform.add_lead("eve@acme.example", first_name="Eve\r\nBcc: x@evil.example", last_name="Lee\x07")
     platform.enroll("eve@acme.example")

@@ -11,13 +11,14 @@ from rq.registry import FailedJobRegistry, FinishedJobRegistry
 from sqlalchemy import func, select
 
 from nurture_mail.leads import imports as imports_module
-from nurture_mail.leads.errors import ImportOptionsError
+from nurture_mail.leads.errors import ImportOptionsError, ImportStateError
 from nurture_mail.leads.importer import import_rows, read_rows
 from nurture_mail.leads.imports import (
     enqueue_import,
     import_file_path,
     import_progress,
     report_csv,
+    resume_import,
     run_import,
 )
 from nurture_mail.models import Enrollment, ImportJob, ImportRowResult, Lead, LeadStatus
@@ -466,3 +467,24 @@ def test_import_rows_uses_the_configured_hygiene_file(bed, tmp_path, monkeypatch
         report = import_rows(session, [(2, {"email": "booth@acme.example"}), (3, {"email": "info@acme.example"})],
                              "demo", bed.clock.now())
     assert [(r.outcome, r.flags) for r in report.rows] == [("flagged", ["role_account"]), ("created", [])]
+
+
+def test_resume_queues_a_failed_import_after_commit_and_refuses_a_done_one(bed, messy, monkeypatch):
+    _prepare(bed)
+    real_chunk = _crash_on(monkeypatch, {3})
+    import_id = bed.create(messy)
+    with pytest.raises(RuntimeError, match="disk full"):
+        run_import(bed.svc, import_id, final_attempt=False)
+    queue = bed.svc.queue
+    with bed.svc.db.session() as session:
+        job = resume_import(bed.svc, session, import_id, bed.clock.now(), by="tests")
+        assert job.status == "failed" and len(queue) == 0  # nothing before the commit
+    [queued] = queue.get_jobs()
+    assert queued.func_name == imports_module.RUN_JOB and queued.args == (import_id,)
+
+    monkeypatch.setattr(imports_module, "import_chunk", real_chunk)
+    run_worker(bed.app, burst=True, logging_level="WARNING")
+    assert bed.outcomes(import_id) == EXPECTED
+    with bed.svc.db.session() as session, pytest.raises(ImportStateError) as done:
+        resume_import(bed.svc, session, import_id, bed.clock.now(), by="tests")
+    assert done.value.field == "status"

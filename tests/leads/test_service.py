@@ -28,7 +28,7 @@ def test_patch_checks_values_like_an_upsert_and_merges_by_key(bed):
     lead_id = bed.add_lead("patch@example.com", first_name="Pat", company="Old Co",
                            qualification={"budget": "approved"}, custom_fields={"booth": "B1", "n": 3})
     assert _refused(bed, lead_id, {"custom_fields": {"a": {"b": 1}}}).field == "custom_fields.a"
-    assert _refused(bed, lead_id, {"custom_fields": {"x": "a\x00b"}}).field == "custom_fields.x"
+    assert _refused(bed, lead_id, {"first_name": "Pat\r\nBcc: x@example.com"}).field == "first_name"
     assert _refused(bed, lead_id, {"company": "x" * 201}).field == "company"
     assert _refused(bed, lead_id, {"employees": "lots"}).field == "employees"
     assert _refused(bed, lead_id, {"email": "x@example.com"}).field == "email"
@@ -38,6 +38,8 @@ def test_patch_checks_values_like_an_upsert_and_merges_by_key(bed):
     assert (lead.company, lead.title, lead.first_name, lead.timezone) == ("New Co", None, "Pat", "Europe/Berlin")
     assert lead.qualification == {"budget": "approved", "urgency": "Q3"}
     assert lead.custom_fields == {"n": 3}
+    # free text that never becomes a header on its own is made one line, not refused
+    assert _patch(bed, lead_id, {"custom_fields": {"x": "a\x00b\nc"}}).custom_fields == {"n": 3, "x": "ab c"}
     assert lead.updated_at == bed.clock.now()
 
 

@@ -5,9 +5,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from integration.conftest import Platform, platform  # noqa: F401  (the fixture, reused)
-from sales.conftest import get_handoff, hand_off, sync_team, team, team_file  # noqa: F401
 from sqlalchemy import select
+from support.platform import Platform
 
 from nurture_mail.auth.accounts import create_user
 from nurture_mail.models import Lead
@@ -20,7 +19,7 @@ ROLE_USERS = {"admin@northwind.example": "admin", "marketer@northwind.example": 
 
 
 @pytest.fixture
-def users(platform, team):  # noqa: F811
+def users(platform, team):
     with platform.svc.db.session() as session:
         for email, role in {**ROLE_USERS, **REP_USERS}.items():
             create_user(session, email, email.split("@")[0].title(), role, platform.clock.now(), password=PASSWORD)
@@ -42,7 +41,7 @@ def csrf_of(html: str) -> str:
     return match.group(1)
 
 
-def lead_id(platform: Platform, email: str) -> int:  # noqa: F811
+def lead_id(platform: Platform, email: str) -> int:
     with platform.svc.db.session() as session:
         return session.scalar(select(Lead.id).where(Lead.email == email))
 

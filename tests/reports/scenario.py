@@ -13,12 +13,11 @@ from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
-from tracking.conftest import BROWSER, honeypot_link, pixel_url, visible_links
+from support.sales import hand_off
+from support.tracking import BROWSER, honeypot_link, pixel_url, visible_links
 
 from nurture_mail.models import Delivery, Step
 from nurture_mail.tracking.ingest import drain_events
-
-from .conftest import hand_off
 
 SCANNER = "curl/8.5.0"
 LEADS = {

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import func, select
+from support.sales import get_handoff
 
 from nurture_mail.models import Step, StepDayCount
 from nurture_mail.reports import run_report
@@ -16,7 +17,6 @@ from nurture_mail.reports.counters import refresh_days, step_counts
 from nurture_mail.sales import actions
 
 from . import scenario
-from .conftest import get_handoff
 
 
 @pytest.fixture

@@ -1,7 +1,9 @@
 """Every page renders for the admin, on an empty and a populated database."""
 from __future__ import annotations
 
-from .conftest import FIT, hand_off, sign_in
+from support.sales import hand_off
+
+from .conftest import FIT, sign_in
 
 
 def test_every_page_renders(users):

@@ -6,11 +6,12 @@ from datetime import UTC, datetime
 
 import pytest
 from sqlalchemy import select
+from support.sales import hand_off
 
 from nurture_mail.jobs.schedule import cron_table
 from nurture_mail.models import Enrollment, Handoff, Knowledge, KnowledgeLevel, Lead, SalesRep
 
-from .conftest import FIT, csrf_of, hand_off, lead_id, sign_in
+from .conftest import FIT, csrf_of, lead_id, sign_in
 
 # (method, path, permission): every view of the sales workspace and the reports.
 ROUTES = [

@@ -7,6 +7,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import select
+from support.sales import get_handoff, hand_off
 
 from nurture_mail.models import (
     Enrollment,
@@ -18,8 +19,6 @@ from nurture_mail.models import (
 )
 from nurture_mail.sales import actions
 from nurture_mail.sales.actions import HandoffActionError
-
-from .conftest import get_handoff, hand_off
 
 CSPM = "CSPM in plain English (no acronyms after this one)"
 BUCKET = "What one open storage bucket really costs"

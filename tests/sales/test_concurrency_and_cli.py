@@ -8,14 +8,13 @@ import pytest
 from click.testing import CliRunner
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
+from support.sales import get_handoff, hand_off
 
 from nurture_mail.cli import common
 from nurture_mail.cli import sales as sales_cli
 from nurture_mail.models import Handoff, HandoffAssignment, HandoffState, Lead
 from nurture_mail.sales.decision import HandoffDecision
 from nurture_mail.sales.handoff import start_handoff
-
-from .conftest import get_handoff, hand_off
 
 
 def test_two_workers_racing_hand_off_once(platform, team, clock):

@@ -11,13 +11,12 @@ from datetime import timedelta
 
 import pytest
 from sqlalchemy import select
-from tracking.conftest import BROWSER, visible_links
+from support.sales import sales_links
+from support.tracking import BROWSER, visible_links
 from werkzeug.serving import make_server
 
 from nurture_mail.jobs.schedule import cron_table
 from nurture_mail.models import EnrollmentState, Handoff, Lead, LeadScore, LeadStatus
-
-from .conftest import sales_links
 
 FIT = dict(first_name="Nora", last_name="Quinn", title="Head of Cloud Security", company="Quinn Freight",
            region="EMEA", industry_naics="511210", employees=800, revenue=50_000_000)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select
+from support.sales import get_handoff, hand_off, rep_email, sync_team
 
 from nurture_mail.models import (
     Enrollment,
@@ -18,8 +19,6 @@ from nurture_mail.models import (
 from nurture_mail.sales.decision import HandoffDecision
 from nurture_mail.sales.handoff import start_handoff
 from nurture_mail.sales.team import sync_sales_team
-
-from .conftest import get_handoff, hand_off, rep_email, sync_team
 
 
 def test_routing_rotates_least_recently_assigned_and_skips_unavailable(platform, team, clock):

@@ -6,11 +6,10 @@ from decimal import Decimal
 from urllib.parse import urlsplit
 
 from sqlalchemy import select
+from support.sales import get_handoff, hand_off, sales_links
 
 from nurture_mail.models import HandoffState, Lead, LeadStatus, SalesRep
 from nurture_mail.sales.links import SalesLinks
-
-from .conftest import get_handoff, hand_off, sales_links
 
 
 def path_of(url: str) -> str:

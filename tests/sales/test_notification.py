@@ -4,12 +4,11 @@ from __future__ import annotations
 from datetime import timedelta
 
 from sqlalchemy import select
-from tracking.conftest import BROWSER, honeypot_link, visible_links
+from support.sales import get_handoff, hand_off, sales_links
+from support.tracking import BROWSER, honeypot_link, visible_links
 
 from nurture_mail.models import Event, EventKind, HandoffAction, Lead, LeadScore
 from nurture_mail.tracking.ingest import drain_events
-
-from .conftest import get_handoff, hand_off, sales_links
 
 QUALIFIED = dict(first_name="Grace", last_name="Hopper", title="VP Engineering", company="Acme Cloud",
                  region="AMER", industry_naics="511210", employees=800, revenue=50_000_000)
@@ -119,12 +118,11 @@ def test_an_smtp_failure_is_retried_by_rq(make_app, database_url, team_file, clo
     """SMTP down at first: the job fails and RQ retries it; the email goes once the server is up."""
     import socket
 
-    from integration.conftest import Platform
     from rq import SimpleWorker
+    from support.platform import Platform
+    from support.sales import sync_team
 
     from nurture_mail.mail.capture import CaptureServer, CaptureStore
-
-    from .conftest import sync_team
 
     with socket.socket() as probe:  # a port nobody listens on, yet
         probe.bind(("127.0.0.1", 0))

@@ -4,12 +4,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
+from support.sales import get_handoff, hand_off, rep_email, sales_links
+
 from nurture_mail.jobs.schedule import cron_table
 from nurture_mail.models import HandoffState
 from nurture_mail.sales import actions
 from nurture_mail.sales.housekeeping import run_housekeeping
-
-from .conftest import get_handoff, hand_off, rep_email, sales_links
 
 FRIDAY_4PM = datetime(2026, 3, 6, 16, 0, tzinfo=UTC)
 

@@ -7,13 +7,12 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
-from integration.conftest import Platform
 from sqlalchemy import select
+from support.platform import Platform
+from support.sales import hand_off, sync_team
 
 from nurture_mail.models import WebhookDelivery
 from nurture_mail.sales.destinations.webhook import verify
-
-from .conftest import hand_off, sync_team
 
 SECRET = "hook-secret"
 

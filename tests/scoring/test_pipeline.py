@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 
 from sqlalchemy import select, update
-from tracking.conftest import BROWSER, visible_links
+from support.tracking import BROWSER, visible_links
 
 from nurture_mail.models import Campaign, Enrollment, EnrollmentState, Event, Handoff, Lead, LeadScore, LeadStatus
 from nurture_mail.scoring import pipeline

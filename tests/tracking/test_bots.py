@@ -2,11 +2,10 @@
 from __future__ import annotations
 
 import pytest
+from support.tracking import BROWSER
 
 from nurture_mail.config import Config
 from nurture_mail.tracking.bots import DEFAULT_SCANNER_AGENTS, BotRules, bot_reason
-
-from .conftest import BROWSER
 
 RULES = BotRules()
 

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 from sqlalchemy import select
+from support.tracking import BROWSER, honeypot_link, pixel_url, visible_links
 from werkzeug.serving import make_server
 
 from nurture_mail.jobs.schedule import cron_table
@@ -24,8 +25,6 @@ from nurture_mail.models import (
     Step,
 )
 from nurture_mail.tracking.ingest import drain_events
-
-from .conftest import BROWSER, honeypot_link, pixel_url, visible_links
 
 REPORT = "https://northwind.example/reports/cloud-risk-2026"
 
@@ -237,7 +236,7 @@ def test_the_drain_runs_from_the_cron_table_in_a_real_worker(platform, clock):
 
 
 def test_proxy_hops_take_the_client_address_from_x_forwarded_for(make_app, database_url, smtp_server, clock):
-    from integration.conftest import Platform
+    from support.platform import Platform
 
     app = make_app(database_url, smtp_port=smtp_server.port, tracking_proxy_hops=1)
     platform = Platform(app, smtp_server, clock)

@@ -9,14 +9,13 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
+from support.tracking import BROWSER, visible_links
 
 from nurture_mail.extensions import redis_url_of
 from nurture_mail.models import Event, KnowledgeEvidence
 from nurture_mail.tracking import ingest
 from nurture_mail.tracking.events import LOCK_KEY, PROCESSING_KEY, QUEUE_KEY, EventBuffer, TrackedHit
 from nurture_mail.tracking.ingest import drain_events
-
-from .conftest import BROWSER, visible_links
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -59,7 +58,7 @@ def test_draining_twice_stores_each_hit_once(platform, clicked):
 
 
 def test_hits_are_moved_in_batches_of_the_configured_size(make_app, database_url, smtp_server, clock):
-    from integration.conftest import Platform
+    from support.platform import Platform
 
     platform = Platform(make_app(database_url, smtp_port=smtp_server.port, event_drain_batch_size=3), smtp_server, clock)
     platform.sync()

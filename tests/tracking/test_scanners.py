@@ -2,34 +2,19 @@
 from __future__ import annotations
 
 from sqlalchemy import select
+from support.tracking import BROWSER, first_email, honeypot_link, stored_events, visible_links
 
-from nurture_mail.models import Event, KnowledgeEvidence, KnowledgeLevel
+from nurture_mail.models import KnowledgeEvidence, KnowledgeLevel
 from nurture_mail.nurture.journal import SentJournal
-from nurture_mail.tracking.ingest import drain_events
 from nurture_mail.tracking.urls import TrackingUrls
 
-from .conftest import BROWSER, honeypot_link, visible_links
 from .test_clicks import evidence, knowledge, link_row
 
 SCANNER = "Mozilla/5.0 (compatible; BingPreview/1.0b) AppleWebKit/537.36 (KHTML, like Gecko)"
 
 
-def _email(platform):
-    lead_id = platform.add_lead("sec@bank.example", first_name="Sec")
-    platform.enroll("sec@bank.example")
-    platform.tick_and_work()
-    [msg] = platform.received()
-    return lead_id, msg
-
-
-def _stored(platform) -> list[Event]:
-    drain_events(platform.svc)
-    with platform.svc.db.session() as s:
-        return list(s.scalars(select(Event).order_by(Event.id)))
-
-
 def test_scanner_patterns_are_flagged_with_their_reason_and_teach_nothing(platform, clock):
-    lead_id, msg = _email(platform)
+    lead_id, msg = first_email(platform)
     links = visible_links(msg.html)
     report, summary = links["Read the 2026 report"], links["The one-page summary"]
     client = platform.app.test_client()
@@ -46,7 +31,7 @@ def test_scanner_patterns_are_flagged_with_their_reason_and_teach_nothing(platfo
     client.get(summary.path, headers={"User-Agent": "python-requests/2.32.3"})
     client.get(summary.path, headers={"User-Agent": ""})
 
-    stored = _stored(platform)
+    stored = stored_events(platform)
     assert [(e.suspected_bot, e.bot_reason) for e in stored] == [
         (True, "2.0 s after delivery (< 10 s)"),
         (True, "honeypot link (hidden from people)"),
@@ -64,34 +49,34 @@ def test_scanner_patterns_are_flagged_with_their_reason_and_teach_nothing(platfo
     # Then the person reads it: that click teaches, with its own event as evidence.
     clock.advance(hours=3)
     client.get(report.path, headers={"User-Agent": BROWSER})
-    human = _stored(platform)[-1]
+    human = stored_events(platform)[-1]
     assert not human.suspected_bot
     assert knowledge(platform, lead_id)["cloud-risk-landscape"] == KnowledgeLevel.engaged
     assert [e.event_id for e in evidence(platform, lead_id, "click")] == [human.id]
 
 
 def test_the_bound_after_delivery_is_the_configured_one(make_app, database_url, smtp_server, clock):
-    from integration.conftest import Platform
+    from support.platform import Platform
 
     platform = Platform(make_app(database_url, smtp_port=smtp_server.port, bot_click_seconds=120), smtp_server, clock)
     platform.sync()
-    _, msg = _email(platform)
+    _, msg = first_email(platform)
     clock.advance(seconds=90)
     platform.app.test_client().get(visible_links(msg.html)["Read the 2026 report"].path,
                                    headers={"User-Agent": BROWSER})
-    [event] = _stored(platform)
+    [event] = stored_events(platform)
     assert event.suspected_bot and event.bot_reason == "90.0 s after delivery (< 120 s)"
 
 
 def test_an_open_seconds_after_delivery_is_a_gateway_prefetch(platform, clock):
     from urllib.parse import urlsplit
 
-    from .conftest import pixel_url
+    from support.tracking import pixel_url
 
-    _, msg = _email(platform)
+    _, msg = first_email(platform)
     clock.advance(seconds=1)
     platform.app.test_client().get(urlsplit(pixel_url(msg.html)).path, headers={"User-Agent": BROWSER})
-    [event] = _stored(platform)
+    [event] = stored_events(platform)
     assert event.kind.value == "open" and event.suspected_bot and "after delivery" in event.bot_reason
 
 
@@ -114,7 +99,7 @@ def test_a_hit_before_the_send_is_recorded_uses_the_sent_journal(platform, clock
     for delivery in (first, second):
         client.get(urls.link(delivery, link).removeprefix(platform.svc.config.base_url),
                    headers={"User-Agent": BROWSER})
-    by_lead = {e.lead_id: e for e in _stored(platform)}
+    by_lead = {e.lead_id: e for e in stored_events(platform)}
     assert by_lead[lead_a].bot_reason == "before the send was recorded"
     assert not by_lead[lead_b].suspected_bot
     with platform.svc.db.session() as s:

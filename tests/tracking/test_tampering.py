@@ -10,13 +10,12 @@ from urllib.parse import quote, urlsplit
 
 import pytest
 from sqlalchemy import select
+from support.tracking import BROWSER, pixel_url, visible_links
 
 from nurture_mail.models import Event
 from nurture_mail.tracking.events import EventBuffer
 from nurture_mail.tracking.ingest import drain_events
 from nurture_mail.tracking.tokens import Tokens
-
-from .conftest import BROWSER, pixel_url, visible_links
 
 ALPHABET = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 REPORT = "https://northwind.example/reports/cloud-risk-2026"

@@ -1,14 +1,12 @@
 """Web tests: an app in embedded-SMTP mode whose inbox reads a real capture server's store."""
 from __future__ import annotations
 
-import os
 import re
 import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from ci import require
 from flask import Flask
 from flask.testing import FlaskClient
 from werkzeug.serving import make_server
@@ -91,33 +89,6 @@ def live_server(web_app: Flask) -> Iterator[str]:
     server.server_close()
 
 
-#: Debian's Chromium (``NURTURE_TEST_CHROMIUM`` names another binary).
-CHROMIUM = Path(os.environ.get("NURTURE_TEST_CHROMIUM", "/usr/bin/chromium"))
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
-
-
-@pytest.fixture(scope="session")
-def chromium():
-    """Debian's Chromium driven by Playwright (never a downloaded browser); skipped if absent."""
-    if not CHROMIUM.exists():
-        require(f"no Chromium at {CHROMIUM}", "apt-get install -y chromium (make browser does it as root)")
-    try:
-        from playwright import sync_api
-    except ImportError:
-        require("playwright is not installed", "pip install -r requirements.txt")
-    with sync_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
-
-
 def browser_sign_in(page, base_url: str, role: str = "admin") -> None:
     """Sign in through the real form in the browser."""
     page.goto(f"{base_url}/signin")
@@ -125,13 +96,3 @@ def browser_sign_in(page, base_url: str, role: str = "admin") -> None:
     page.get_by_label("Password").fill(password_of(role))
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_url(f"{base_url}/")
-
-
-@pytest.fixture
-def page(chromium):
-    """A fresh browser context (cookies, storage) and page per test."""
-    context = chromium.new_context(accept_downloads=True)
-    page = context.new_page()
-    page.set_default_timeout(10_000)
-    yield page
-    context.close()

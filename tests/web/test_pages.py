@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-from integration.conftest import Platform, platform  # noqa: F401  (the fixture, reused)
 from sqlalchemy import select
 
 from nurture_mail.auth.accounts import user_for_token
@@ -19,7 +18,7 @@ def csrf(client, path: str = "/") -> str:
     return re.search(r'name="csrf_token"[^>]*value="([^"]+)"', client.get(path).get_data(as_text=True)).group(1)
 
 
-def test_pages_render_with_their_figures(platform, tmp_path):  # noqa: F811
+def test_pages_render_with_their_figures(platform, tmp_path):
     seed(platform, tmp_path)
     client = sign_in(platform.app.test_client(), "viewer")
     home = client.get("/").get_data(as_text=True)
@@ -43,7 +42,7 @@ def test_pages_render_with_their_figures(platform, tmp_path):  # noqa: F811
     assert "Hand to sales" not in page and "Pause" not in page
 
 
-def test_keyset_pages_cover_every_lead_once(platform, tmp_path):  # noqa: F811
+def test_keyset_pages_cover_every_lead_once(platform, tmp_path):
     seed(platform, tmp_path)
     client = sign_in(platform.app.test_client(), "viewer")
     platform.app.config["LEADS_PAGE_SIZE"] = 2
@@ -56,7 +55,7 @@ def test_keyset_pages_cover_every_lead_once(platform, tmp_path):  # noqa: F811
     assert len(seen) == 5 and len(set(seen)) == 5
 
 
-def test_bulk_pause_then_enroll(platform, tmp_path):  # noqa: F811
+def test_bulk_pause_then_enroll(platform, tmp_path):
     seed(platform, tmp_path)
     client = sign_in(platform.app.test_client(), "marketer")
     with platform.svc.db.session() as session:
@@ -76,7 +75,7 @@ def test_bulk_pause_then_enroll(platform, tmp_path):  # noqa: F811
     assert "1 lead enrolled" in text and "info@rivetworks.example" in text  # the flagged one is refused
 
 
-def test_suppress_by_hand_and_lift_with_a_reason(platform, tmp_path):  # noqa: F811
+def test_suppress_by_hand_and_lift_with_a_reason(platform, tmp_path):
     seed(platform, tmp_path)
     marketer = sign_in(platform.app.test_client(), "marketer")
     token = csrf(marketer, "/suppressions/")
@@ -106,7 +105,7 @@ def test_suppress_by_hand_and_lift_with_a_reason(platform, tmp_path):  # noqa: F
             "priya@tallyhealth.example", "manual", "admin@northwind.example", "re-subscribed")
 
 
-def test_users_and_api_tokens(platform, tmp_path):  # noqa: F811
+def test_users_and_api_tokens(platform, tmp_path):
     seed(platform, tmp_path)
     admin = sign_in(platform.app.test_client(), "admin")
     token = csrf(admin, "/users/")

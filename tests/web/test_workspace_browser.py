@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 
 import pytest
-from integration.conftest import Platform, platform  # noqa: F401  (the fixture, reused)
 from sqlalchemy import select
 
 from nurture_mail.models import Enrollment, EnrollmentState, Knowledge, Lead
@@ -32,7 +31,7 @@ def sqlite_only(request):
         pytest.skip("the browser test runs once, on SQLite (the page queries run on both in test_pages.py)")
 
 
-def test_lead_page_follows_a_human_click_and_enrollment_actions(sqlite_only, platform, page, tmp_path, clock):  # noqa: F811
+def test_lead_page_follows_a_human_click_and_enrollment_actions(sqlite_only, platform, page, tmp_path, clock):
     seed(platform, tmp_path)
     nora = lead_id(platform, NORA)
     with serve(platform.app) as base:
@@ -101,7 +100,7 @@ def test_lead_page_follows_a_human_click_and_enrollment_actions(sqlite_only, pla
                                                                  Knowledge.topic == "pricing")).value == "known"
 
 
-def test_admin_erases_a_lead_after_typing_its_address(sqlite_only, platform, page, tmp_path):  # noqa: F811
+def test_admin_erases_a_lead_after_typing_its_address(sqlite_only, platform, page, tmp_path):
     seed(platform, tmp_path)
     omar = lead_id(platform, "omar@brightlane.example")
     with serve(platform.app) as base:
@@ -122,6 +121,16 @@ def test_admin_erases_a_lead_after_typing_its_address(sqlite_only, platform, pag
         with platform.svc.db.session() as session:
             lead = session.get(Lead, omar)
             assert lead.erased_at is not None and lead.email.startswith("erased-")
+
+        # Hand Liam to sales from his page: nurture stops and the closer is notified.
+        liam = lead_id(platform, "liam@harborbank.example")
+        page.goto(f"{base}/leads/{liam}")
+        page.once("dialog", lambda dialog: dialog.accept())
+        page.get_by_role("button", name="Hand to sales").click()
+        expect(page.get_by_role("alert")).to_contain_text("Ava Chen is notified")
+        expect(page.locator('[data-enrollment="northwind-security"]')).to_contain_text("Exited")
+        with platform.svc.db.session() as session:
+            assert session.get(Lead, liam).status.value == "handed_off"
 
         # Every other page, as the admin, for the record.
         for name, path in (("users", "/users/"), ("suppressions", "/suppressions/"), ("dashboard-admin", "/")):

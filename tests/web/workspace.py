@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from sqlalchemy import select
-from tracking.conftest import BROWSER, visible_links
+from support.tracking import BROWSER, visible_links
 from werkzeug.serving import make_server
 
 from nurture_mail.jobs.schedule import cron_table

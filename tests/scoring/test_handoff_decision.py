@@ -1,13 +1,13 @@
-"""Review findings on the handoff decision, end to end (real SMTP, real drain, both databases):
-a recycled lead needs new evidence (4), a finished nurture still hands off on a hand-raiser click
-(6), a fit-only rule fires with no event (17), and an imported free-text industry scores (7)."""
+"""The handoff decision end to end (real SMTP, real drain, both databases): a recycled lead needs
+new evidence, a finished nurture still hands off on a hand-raiser click, a fit-only rule fires with
+no event, and an imported free-text industry scores."""
 from __future__ import annotations
 
 from datetime import timedelta
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select, update
-from tracking.conftest import BROWSER, pixel_url, visible_links
+from support.tracking import BROWSER, pixel_url, visible_links
 
 from nurture_mail.models import Campaign, Enrollment, EnrollmentState, Handoff, HandoffState, Lead, LeadStatus
 from nurture_mail.nurture.external_events import record_external_event

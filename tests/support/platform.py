@@ -1,4 +1,4 @@
-"""A running platform for integration tests: app, real SMTP server, real Redis, a database."""
+"""A running platform (plugin): app, real SMTP server, real Redis, a database; the ``platform`` fixture."""
 from __future__ import annotations
 
 from dataclasses import dataclass

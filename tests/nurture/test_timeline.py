@@ -2,24 +2,22 @@
 from __future__ import annotations
 
 from click.testing import CliRunner
+from support.tracking import BROWSER, first_email, stored_events, visible_links
 
 from nurture_mail.cli import main
 from nurture_mail.extensions import redis_url_of
 from nurture_mail.nurture.timeline import lead_story
 
-from .conftest import BROWSER, visible_links
-from .test_scanners import _email, _stored
-
 
 def test_timeline_lists_emails_bot_and_human_clicks_and_knowledge_evidence(platform, clock):
-    _, msg = _email(platform)
+    _, msg = first_email(platform)
     report = visible_links(msg.html)["Read the 2026 report"]
     client = platform.app.test_client()
     clock.advance(seconds=2)
     client.get(report.path, headers={"User-Agent": BROWSER})  # a scanner's pre-fetch
     clock.advance(hours=2)
     client.get(report.path, headers={"User-Agent": BROWSER})  # the person
-    _stored(platform)
+    stored_events(platform)
 
     with platform.svc.db.session() as session:
         story = lead_story(session, "sec@bank.example")

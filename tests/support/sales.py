@@ -1,5 +1,5 @@
-"""Sales tests run on the integration platform (app, real SMTP server, Redis, a database),
-with a sales team synced from a real team file and handoffs started through the real code."""
+"""The sales team (plugin): ``team_file`` and ``team`` fixtures, a team synced from a real team
+file, and helpers that start handoffs through the real code and read them back."""
 from __future__ import annotations
 
 import re
@@ -7,13 +7,14 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from integration.conftest import Platform, platform  # noqa: F401  (the fixture, reused)
 from sqlalchemy import select
 
 from nurture_mail.models import Handoff, Lead, SalesRep
 from nurture_mail.sales.decision import HandoffDecision
 from nurture_mail.sales.handoff import start_handoff
 from nurture_mail.sales.team import sync_sales_team
+
+from .platform import Platform
 
 TEAM = """\
 reps:
@@ -36,18 +37,18 @@ def team_file(tmp_path) -> Path:
     return path
 
 
-def sync_team(platform: Platform, path: Path) -> None:  # noqa: F811
+def sync_team(platform: Platform, path: Path) -> None:
     with platform.svc.db.session() as session:
         sync_sales_team(session, path, platform.clock.now())
 
 
 @pytest.fixture
-def team(platform, team_file) -> Path:  # noqa: F811
+def team(platform, team_file) -> Path:
     sync_team(platform, team_file)
     return team_file
 
 
-def hand_off(platform: Platform, email: str, *,  # noqa: F811
+def hand_off(platform: Platform, email: str, *,
              reason: str = "hand_raiser", detail: str = "clicked 'Book a demo'",
              campaign: str | None = "northwind-security", trigger_event_id: int | None = None,
              triggered_at: datetime | None = None) -> int | None:
@@ -63,14 +64,14 @@ def hand_off(platform: Platform, email: str, *,  # noqa: F811
         return handoff.id if handoff else None
 
 
-def get_handoff(platform: Platform, handoff_id: int) -> Handoff:  # noqa: F811
+def get_handoff(platform: Platform, handoff_id: int) -> Handoff:
     with platform.svc.db.session() as session:
         handoff = session.get(Handoff, handoff_id)
         handoff.assignments, handoff.actions  # noqa: B018  (loaded while the session is open)
         return handoff
 
 
-def rep_email(platform: Platform, rep_id: int | None) -> str | None:  # noqa: F811
+def rep_email(platform: Platform, rep_id: int | None) -> str | None:
     with platform.svc.db.session() as session:
         return session.scalar(select(SalesRep.email).where(SalesRep.id == rep_id)) if rep_id else None
 

@@ -1,6 +1,4 @@
-"""Tracking tests run on the integration platform: app, real SMTP server, Redis, a database.
-
-Helpers read what the SMTP server received the way a mail client would: the links of the
+"""Helpers that read what the SMTP server received the way a mail client would: the links of the
 HTML part, the hidden honeypot link and the open pixel.
 """
 from __future__ import annotations
@@ -9,7 +7,10 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from urllib.parse import urlsplit
 
-from integration.conftest import Platform, platform  # noqa: F401  (the fixture, reused)
+from sqlalchemy import select
+
+from nurture_mail.models import Event
+from nurture_mail.tracking.ingest import drain_events
 
 BROWSER = ("Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 "
            "(KHTML, like Gecko) Version/17.4 Safari/605.1.15")
@@ -80,3 +81,19 @@ def honeypot_link(html: str) -> FoundLink:
 def pixel_url(html: str) -> str:
     [pixel] = [src for src in parse_html(html).images if "/o/" in src]
     return pixel
+
+
+def first_email(platform):
+    """A lead enrolled and sent its first email through the real tick and worker: (lead id, message)."""
+    lead_id = platform.add_lead("sec@bank.example", first_name="Sec")
+    platform.enroll("sec@bank.example")
+    platform.tick_and_work()
+    [msg] = platform.received()
+    return lead_id, msg
+
+
+def stored_events(platform) -> list[Event]:
+    """Every event, after draining the tracking buffer into the database."""
+    drain_events(platform.svc)
+    with platform.svc.db.session() as s:
+        return list(s.scalars(select(Event).order_by(Event.id)))

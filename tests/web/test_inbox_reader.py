@@ -11,7 +11,7 @@ from html import unescape
 from urllib.parse import urlsplit
 
 from sqlalchemy import func, select
-from web.conftest import add_users, sign_in
+from support.tracking import BROWSER, parse_html, pixel_url, visible_links
 
 from nurture_mail import create_app
 from nurture_mail.config import Config
@@ -19,7 +19,7 @@ from nurture_mail.mail.capture import CaptureStore
 from nurture_mail.models import Event
 from nurture_mail.tracking.ingest import drain_events
 
-from .conftest import BROWSER, parse_html, pixel_url, visible_links
+from .conftest import add_users, browser_sign_in, sign_in
 
 
 def test_reading_an_email_in_the_inbox_records_no_open_and_no_click(platform, tmp_path):
@@ -43,6 +43,9 @@ def test_reading_an_email_in_the_inbox_records_no_open_and_no_click(platform, tm
     finally:
         inbox_app.extensions["nurture"].close()
     preview = unescape(re.search(r'srcdoc="([^"]*)"', page).group(1))
+    text_part = unescape(re.search(r'<pre class="email-text">(.*?)</pre>', page, re.DOTALL).group(1))
+    assert "http://nurture.test/c/" not in text_part
+    assert "Read the 2026 report:\nhttps://northwind.example/reports/cloud-risk-2026" in text_part
 
     parsed = parse_html(preview)
     urls = parsed.images + [link.href for link in parsed.links]
@@ -66,3 +69,44 @@ def test_reading_an_email_in_the_inbox_records_no_open_and_no_click(platform, tm
     drain_events(platform.svc)
     with platform.svc.db.session() as session:
         assert session.scalar(select(func.count()).select_from(Event)) == 2
+
+
+def test_a_real_browser_showing_the_preview_requests_no_tracking_url(platform, tmp_path, chromium):
+    """Chromium opens the message page: every request it makes is recorded; none is a tracking URL."""
+    import threading
+
+    from werkzeug.serving import make_server
+
+    platform.add_lead("ana@acme.example", first_name="Ana")
+    platform.enroll("ana@acme.example")
+    platform.tick_and_work()
+    [email] = platform.received("ana@acme.example")
+    config = Config.from_env({}, instance_path=tmp_path / "inbox-instance", secret_key="test-secret",
+                             base_url="http://nurture.test")
+    key = CaptureStore(config.capture_dir).add(email.envelope_from, email.rcpt_tos, email.raw, email.received_at)
+    inbox_app = create_app(config, redis=platform.svc.redis)
+    add_users(inbox_app)
+    server = make_server("127.0.0.1", 0, inbox_app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    context = chromium.new_context(viewport={"width": 1100, "height": 1400})
+    try:
+        page = context.new_page()
+        base = f"http://127.0.0.1:{server.server_port}"
+        browser_sign_in(page, base)
+        requested: list[str] = []
+        page.on("request", lambda request: requested.append(request.url))
+        page.goto(f"{base}/inbox/{key}")
+        frame = page.frame_locator("iframe.email-html")
+        frame.get_by_text("Read the 2026 report").wait_for()
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(tmp_path / "inbox-preview.png"), full_page=True)
+        assert requested and not [url for url in requested if "/o/" in url or "/c/" in url], requested
+        href = frame.get_by_text("Read the 2026 report").get_attribute("href")
+        assert href == "https://northwind.example/reports/cloud-risk-2026"
+    finally:
+        context.close()
+        server.shutdown()
+        thread.join(10)
+        server.server_close()
+        inbox_app.extensions["nurture"].close()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from click.testing import CliRunner
 from sqlalchemy import select
+from support.sales import hand_off
 
 from nurture_mail.cli import main
 from nurture_mail.extensions import redis_url_of
 from nurture_mail.models import Lead
 from nurture_mail.scoring.service import rescore_leads
-
-from .conftest import hand_off
 
 
 def run_lead(platform, email: str) -> str:
