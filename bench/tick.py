@@ -105,14 +105,19 @@ def reset(db: Database, enrollments: int, due: int, spread: bool) -> None:
 
 def one_tick(svc: Services) -> tuple[float, float, dict]:
     svc.queue.empty()
+    with svc.db.engine.connect() as conn:
+        wal_before = conn.scalar(text("SELECT pg_current_wal_lsn()"))
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     report = run_tick(svc, NOW)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu_s = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
+    with svc.db.engine.connect() as conn:
+        wal = conn.scalar(text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), :before)"), dict(before=wal_before))
     svc.queue.empty()
-    return wall, cpu_s, dict(due=report.due, queued=report.queued, jobs=len(report.jobs))
+    return wall, cpu_s, dict(due=report.due, queued=report.queued, jobs=len(report.jobs),
+                                     wal_mb=round(float(wal or 0) / 1e6, 1))
 
 
 def main() -> None:
@@ -124,9 +129,14 @@ def main() -> None:
     parser.add_argument("--profile", action="store_true", help="profile one tick of the first --due (cProfile)")
     parser.add_argument("--spread", action="store_true", help="with --profile: profile the spread scenario")
     parser.add_argument("--batch", type=int, help="TICK_BATCH_SIZE (default: the configuration's default)")
+    parser.add_argument("--streams", type=int, help="batches in flight at once (default: the tick's PARALLEL_STREAMS)")
     parser.add_argument("--schema", help="keep the generated schema under this name and reuse it next time")
     args = parser.parse_args()
     print(f"uptime: {os.popen('uptime').read().strip()}")
+    if args.streams:
+        import nurture_mail.nurture.tick as tick_module
+
+        tick_module.PARALLEL_STREAMS = args.streams
     schema = args.schema or f"bench_tick_{uuid.uuid4().hex[:8]}"
     admin = create_engine(args.pg)
     with admin.begin() as conn:
@@ -193,7 +203,7 @@ def main() -> None:
                     walls.append(wall)
                     cpus.append(cpu)
                     print(f"  {due:>7,} due ({'spread' if spread else 'one instant'}): {wall:.3f} s wall,"
-                          f" {cpu:.3f} s CPU, {counts['jobs']} send jobs", flush=True)
+                          f" {cpu:.3f} s CPU, {counts['jobs']} send jobs, {counts['wal_mb']} MB of WAL", flush=True)
                 label = f"{due:,} due of {args.enrollments:,} at {'spread instants' if spread else 'one instant'}"
                 results.append((label, statistics.median(walls), statistics.median(cpus)))
         print(f"\nscheduler tick, PostgreSQL, median of {args.repeat} (uptime: {os.popen('uptime').read().strip()})")
