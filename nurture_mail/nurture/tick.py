@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, Select, bindparam, func, or_, select, tuple_, update
+from sqlalchemy import Row, Select, bindparam, func, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from ..engine.gaps import Decision, choose_next_step
@@ -123,9 +123,18 @@ class _Cursor:
 def _queue_due(svc: Services, now: datetime, enqueue: bool, campaigns: "CampaignCache", cursor: _Cursor,
                report: TickReport) -> None:
     """Batch after batch, each in its own transaction, until no due enrollment is left to claim."""
-    size = min(FIRST_BATCH, svc.config.tick_batch_size)
+    # A whole number of send jobs per batch (each batch enqueues its own): the first batch is
+    # FIRST_BATCH rounded up to a multiple of SEND_BATCH_SIZE, and doubling keeps it one.
+    per_job = svc.config.send_batch_size
+    size = min(-(-FIRST_BATCH // per_job) * per_job, svc.config.tick_batch_size)
     while True:
         with svc.db.session() as session:
+            if svc.db.is_postgresql:
+                # The commit need not wait for its WAL flush: a batch lost in a database crash
+                # leaves its enrollments due (the next tick queues them again), and no email of it
+                # can have gone out, since a worker's claim commits synchronously after it, which
+                # flushes the WAL up to and past this commit.
+                session.execute(text("SET LOCAL synchronous_commit = off"))
             with cursor.lock:
                 batch = _due_enrollments(session, now, size, cursor.after)
                 if batch:
