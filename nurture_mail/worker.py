@@ -129,7 +129,9 @@ def run_worker_pool(count: int, burst: bool = False, name: str | None = None) ->
     preload()
     # The schema checked once here: a pool on a database still to ``init`` stops with that one
     # line, instead of forking workers that fail again and again.
-    make_worker_app().extensions["nurture"].close()  # no connection is left open across fork
+    app = make_worker_app()
+    _inline_templates(app)
+    app.extensions["nurture"].close()  # no connection is left open across fork
     pool = ForkPool(_work, count, name or f"{os.uname().nodename}.{os.getpid()}", burst)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
@@ -141,6 +143,23 @@ def run_worker_pool(count: int, burst: bool = False, name: str | None = None) ->
         log.info("worker pool stopping")
     finally:
         pool.stop()
+
+
+def _inline_templates(app: Flask) -> None:
+    """Inline the CSS of every step's template here, once: the workers forked next find it
+    done (``mail/render.py``), instead of each running premailer (0.15 s of CPU a template)."""
+    from sqlalchemy import select
+
+    from .models import Step
+
+    svc = app.extensions["nurture"]
+    try:
+        with svc.db.Session() as session:
+            pairs = set(session.execute(select(Step.html_template, Step.text_template).distinct()).tuples())
+        for html, text in pairs:
+            svc.renderer.compiled(html, text)
+    except Exception as exc:  # a worker compiles what it needs anyway, and reports it there
+        log.warning("templates not inlined before forking: %s", exc)
 
 
 def _work(name: str, burst: bool) -> None:

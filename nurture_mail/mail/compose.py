@@ -11,7 +11,7 @@ from ..config import Config
 from ..onelinetext import free_text
 from .mime import OutgoingEmail, message_id_for
 from .ratelimit import deliverability_settings
-from .render import Renderer, link_function
+from .render import Renderer, link_function, plain_view
 
 
 class LeadLike(Protocol):
@@ -65,6 +65,7 @@ class DeliveryLike(Protocol):
     def id(self) -> int: ...
 
 
+@plain_view
 @dataclass(frozen=True)
 class LeadView:
     """What templates may read of a lead; missing values are empty strings, never errors."""
@@ -91,6 +92,7 @@ class LeadView:
         )
 
 
+@plain_view
 @dataclass(frozen=True)
 class SenderView:
     name: str

@@ -16,16 +16,47 @@ import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import BaseLoader, ChainableUndefined, Environment, FileSystemLoader, Template
+from jinja2 import BaseLoader, ChainableUndefined, Environment, FileSystemLoader, Template, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from premailer import Premailer
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two checks that a compiled template's files are unchanged (a ``stat`` each).
+FRESHNESS_CHECK = 1.0
+#: Inlined CSS by flattened source, shared by every renderer of the process: a worker pool
+#: inlines before it forks (``worker.py``), so no worker pays premailer (nor imports it).
+_INLINED: dict[str, str] = {}
+_INLINED_MAX = 256
+#: Types whose public ``str`` attributes templates may read without the sandbox's per-access
+#: checks (``plain_view``): the composer's frozen views of a lead and of the sender.
+_PLAIN_VIEWS: set[type] = set()
+_MISSING = object()
+
+
+def plain_view(cls: type) -> type:
+    """Class decorator: a frozen view whose public string attributes are safe to read."""
+    _PLAIN_VIEWS.add(cls)
+    return cls
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with a shortcut for plain views: reading a public ``str``
+    attribute of one is what ``is_safe_attribute`` allows anyway (a string is no callable,
+    no internal attribute, and these types are no mutable container); anything else goes
+    through the sandbox's own checks. Templates read a dozen such values per email."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any | Undefined:
+        if type(obj) in _PLAIN_VIEWS and attribute[:1] != "_":
+            value = getattr(obj, attribute, _MISSING)
+            if type(value) is str:
+                return value
+        return super().getattr(obj, attribute)
 
 TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 #: Tags that build the layout; everything else is personalization and survives flattening.
@@ -64,12 +95,20 @@ class CompiledEmail:
     html: Template
     text: Template
     files: list[tuple[str, float]]
+    checked_at: float = 0.0
 
     def is_current(self) -> bool:
+        """Its files unchanged (checked at most once a second: four ``stat`` calls an email added up)."""
+        now = time.monotonic()
+        if now - self.checked_at < FRESHNESS_CHECK:
+            return True
         try:
-            return all(os.path.getmtime(name) == mtime for name, mtime in self.files)
+            current = all(os.path.getmtime(name) == mtime for name, mtime in self.files)
         except OSError:
             return False
+        if current:
+            self.checked_at = now
+        return current
 
 
 class Renderer:
@@ -77,8 +116,8 @@ class Renderer:
 
     def __init__(self, templates_dir: Path) -> None:
         self.templates_dir = Path(templates_dir)
-        self.sandbox = ImmutableSandboxedEnvironment(autoescape=True, undefined=ChainableUndefined)
-        self.text_sandbox = ImmutableSandboxedEnvironment(
+        self.sandbox: ImmutableSandboxedEnvironment = _Sandbox(autoescape=True, undefined=ChainableUndefined)
+        self.text_sandbox: ImmutableSandboxedEnvironment = _Sandbox(
             autoescape=False, undefined=ChainableUndefined,
             loader=FileSystemLoader(str(self.templates_dir)), keep_trailing_newline=True,
         )
@@ -115,7 +154,7 @@ class Renderer:
     def subject(self, source: str) -> Template:
         template = self._subjects.get(source)
         if template is None:
-            template = ImmutableSandboxedEnvironment(autoescape=False, undefined=ChainableUndefined).from_string(source)
+            template = _Sandbox(autoescape=False, undefined=ChainableUndefined).from_string(source)
             self._subjects[source] = template
         return template
 
@@ -130,6 +169,18 @@ class Renderer:
 
 def inline_css(html: str) -> str:
     """Inline CSS into a template source whose Jinja tags must come out intact."""
+    inlined = _INLINED.get(html)
+    if inlined is None:
+        inlined = _inline_css(html)
+        if len(_INLINED) >= _INLINED_MAX:
+            _INLINED.clear()
+        _INLINED[html] = inlined
+    return inlined
+
+
+def _inline_css(html: str) -> str:
+    from premailer import Premailer  # here: a worker whose templates were inlined never imports it
+
     tags: list[str] = []
 
     def protect(match: re.Match) -> str:

@@ -386,7 +386,6 @@ class SMTPTransport:
             smtp.close()
 
 
-_LEADING_DOT = re.compile(rb"(?m)^\.")
 #: A bare ``local@domain`` (or the null path): ``<…>`` is its quoted form, which
 #: ``smtplib.quoteaddr`` (an RFC 822 parse, a fifth of an email's SMTP CPU) would also give.
 _BARE_ADDRESS = re.compile(r"[^\s<>()\[\]\\,;:\"@]+@[^\s<>()\[\]\\,;:\"@]+\Z|\Z")
@@ -443,7 +442,8 @@ atexit.register(close_kept)
 
 def _dot_stuffed(data: bytes) -> bytes:
     """The content as DATA sends it: leading dots doubled, CRLF at the end, then the final dot."""
-    stuffed = _LEADING_DOT.sub(b"..", data)
+    # bytes.replace, not a multiline regex: the same result at a twentieth of the cost.
+    stuffed = (b"." + data if data[:1] == b"." else data).replace(b"\n.", b"\n..")
     if not stuffed.endswith(b"\r\n"):
         stuffed += b"\r\n"
     return stuffed + b".\r\n"
