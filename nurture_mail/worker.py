@@ -14,6 +14,7 @@ child shares a socket with another.
 from __future__ import annotations
 
 import ast
+import functools
 import logging
 import os
 import re
@@ -131,8 +132,11 @@ def run_worker_pool(count: int, burst: bool = False, name: str | None = None) ->
     # line, instead of forking workers that fail again and again.
     app = make_worker_app()
     _inline_templates(app)
-    app.extensions["nurture"].close()  # no connection is left open across fork
-    pool = ForkPool(_work, count, name or f"{os.uname().nodename}.{os.getpid()}", burst)
+    # Every worker runs in this app, its templates compiled: forked, it has nothing to build.
+    # No connection is left open across fork (the engine makes new ones in each child; Redis
+    # was not touched here).
+    app.extensions["nurture"].close()
+    pool = ForkPool(functools.partial(_work, app), count, name or f"{os.uname().nodename}.{os.getpid()}", burst)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
     try:
@@ -162,10 +166,10 @@ def _inline_templates(app: Flask) -> None:
         log.warning("templates not inlined before forking: %s", exc)
 
 
-def _work(name: str, burst: bool) -> None:
+def _work(app: Flask, name: str, burst: bool) -> None:
     from .runtime import run_worker
 
-    run_worker(make_worker_app(), burst=burst, name=name)
+    run_worker(app, burst=burst, name=name)
 
 
 class ForkPool:

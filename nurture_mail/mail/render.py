@@ -12,6 +12,7 @@ Each email then costs one render of a compiled template.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
@@ -33,6 +34,8 @@ FRESHNESS_CHECK = 1.0
 #: inlines before it forks (``worker.py``), so no worker pays premailer (nor imports it).
 _INLINED: dict[str, str] = {}
 _INLINED_MAX = 256
+#: Bump when ``_inline_css`` changes its output: files cached by an older one are not read.
+INLINE_FORMAT = "1"
 #: Types whose public ``str`` attributes templates may read without the sandbox's per-access
 #: checks (``plain_view``): the composer's frozen views of a lead and of the sender.
 _PLAIN_VIEWS: set[type] = set()
@@ -114,8 +117,10 @@ class CompiledEmail:
 class Renderer:
     """Compiles and caches step templates; renders subjects and bodies for one lead."""
 
-    def __init__(self, templates_dir: Path) -> None:
+    def __init__(self, templates_dir: Path, cache_dir: Path | None = None) -> None:
         self.templates_dir = Path(templates_dir)
+        #: Where inlined sources are kept between processes (None: in memory only).
+        self.cache_dir = cache_dir
         self.sandbox: ImmutableSandboxedEnvironment = _Sandbox(autoescape=True, undefined=ChainableUndefined)
         self.text_sandbox: ImmutableSandboxedEnvironment = _Sandbox(
             autoescape=False, undefined=ChainableUndefined,
@@ -142,7 +147,7 @@ class Renderer:
         loader = _PersonalizationPreservingLoader(FileSystemLoader(str(self.templates_dir)))
         flattener = Environment(loader=loader, autoescape=False, keep_trailing_newline=True)
         flat = flattener.get_template(html_name).render()
-        inlined = inline_css(flat)
+        inlined = inline_css(flat, self.cache_dir)
         self.inline_count += 1
         html = self.sandbox.from_string(inlined)
         # Text bodies need no inlining: they use ordinary inheritance, compiled once here.
@@ -167,14 +172,41 @@ class Renderer:
         return rendered_subject, compiled.html.render(context), compiled.text.render(context)
 
 
-def inline_css(html: str) -> str:
-    """Inline CSS into a template source whose Jinja tags must come out intact."""
+def inline_css(html: str, cache_dir: Path | None = None) -> str:
+    """Inline CSS into a template source whose Jinja tags must come out intact.
+
+    The result is kept in memory for the process and, given ``cache_dir``, in a file named by
+    a hash of the source and of premailer's version: a worker started again, or a second
+    worker, reads it instead of running (and importing) premailer.
+    """
     inlined = _INLINED.get(html)
     if inlined is None:
-        inlined = _inline_css(html)
+        inlined = _read_or_inline(html, cache_dir)
         if len(_INLINED) >= _INLINED_MAX:
             _INLINED.clear()
         _INLINED[html] = inlined
+    return inlined
+
+
+def _read_or_inline(html: str, cache_dir: Path | None) -> str:
+    if cache_dir is None:
+        return _inline_css(html)
+    from importlib.metadata import version
+
+    key = hashlib.sha256(f"{INLINE_FORMAT}|{version('premailer')}|{html}".encode()).hexdigest()
+    path = cache_dir / f"{key}.html"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    inlined = _inline_css(html)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(inlined, encoding="utf-8")
+        os.replace(partial, path)  # whole or absent: another process may read it at once
+    except OSError as exc:  # a read-only instance folder costs premailer at each start, nothing more
+        log.warning("inlined template not cached in %s: %s", cache_dir, exc)
     return inlined
 
 
