@@ -84,7 +84,7 @@ def _work_until_stopped(app: Flask, svc, burst: bool, name: str | None, logging_
         while True:
             queue = Queue(svc.config.queue_name, connection=svc.redis)
             worker_name = name if generation == 0 or name is None else f"{name}.{generation}"
-            worker = SimpleWorker([queue], connection=svc.redis, name=worker_name)
+            worker = (_BurstWorker if burst else SimpleWorker)([queue], connection=svc.redis, name=worker_name)
             try:
                 worked = worker.work(burst=burst, with_scheduler=False, logging_level=_rq_level(logging_level)) or worked
             except REDIS_DOWN as exc:
@@ -102,6 +102,20 @@ def _work_until_stopped(app: Flask, svc, burst: bool, name: str | None, logging_
                 time.sleep(1)  # an RQ worker ending for another reason: do not spin
             generation += 1
             log.info("worker starting again (%s)", f"restart {generation}")
+
+
+class _BurstWorker(SimpleWorker):
+    """A burst worker that ends without waiting a second for RQ's pubsub thread.
+
+    After the unsubscribe, that thread waits up to 60 s for a new subscription (redis-py's
+    ``get_message``), so RQ's ``join(timeout=1)`` always lasts the full second: a second of
+    every burst run. The thread is a daemon; it ends with the process.
+    """
+
+    def unsubscribe(self) -> None:
+        if self.pubsub_thread:
+            self.pubsub.unsubscribe()
+            self.pubsub_thread.stop()
 
 
 def _stop_asked(worker: SimpleWorker) -> bool:

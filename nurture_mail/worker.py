@@ -201,13 +201,12 @@ class ForkPool:
             os._exit(_child(self.target, name, self.burst))
         self.children[pid] = (index, time.monotonic(), failures)
 
-    def watch(self, interval: float = 0.5) -> None:
-        """Until every child is done (burst) or until interrupted: reap and fork again."""
+    def watch(self) -> None:
+        """Until every child is done (burst) or until interrupted: reap and fork again.
+
+        Blocks in ``waitpid`` (a signal handler that raises still interrupts it)."""
         while self.children:
-            pid, status = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                time.sleep(interval)
-                continue
+            pid, status = os.waitpid(-1, 0)
             if pid not in self.children:
                 continue
             index, started, failures = self.children.pop(pid)
