@@ -161,7 +161,7 @@ class Composer:
         if self.extra_headers is not None:
             headers += self.extra_headers(delivery)
         return outgoing_email(
-            self.config, to_addr=lead.email, to_name=LeadView.of(lead).name,
+            self.config, to_addr=lead.email, to_name=context["lead"].name,
             subject=subject, html=html, text=text,
             message_id=message_id_for(delivery.id, self._secret, self.config.sender_domain), date=now,
             # VERP: a bounce sent back to this envelope sender names the delivery (bounces/verp.py).
