@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import functools
+import gc
 import logging
 import os
 import re
@@ -51,7 +52,9 @@ def worker_command(burst: bool, name: str | None, count: str | None) -> None:
             raise click.BadParameter(str(exc), param_hint="--count") from None
         run_worker_pool(workers, burst=burst, name=name)
         return
-    run_worker(make_worker_app(), burst=burst, name=name)
+    app = make_worker_app()
+    gc.freeze()
+    run_worker(app, burst=burst, name=name)
 
 
 def make_worker_app() -> Flask:
@@ -136,6 +139,9 @@ def run_worker_pool(count: int, burst: bool = False, name: str | None = None) ->
     # No connection is left open across fork (the engine makes new ones in each child; Redis
     # was not touched here).
     app.extensions["nurture"].close()
+    # What start-up made lives as long as the process: out of the collector's sight, a full
+    # collection no longer walks it (a tenth of a send's CPU), and children do not copy it.
+    gc.freeze()
     pool = ForkPool(functools.partial(_work, app), count, name or f"{os.uname().nodename}.{os.getpid()}", burst)
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, _interrupt)
