@@ -44,15 +44,19 @@ def worker_command(burst: bool, name: str | None, count: str | None) -> None:
     """Run RQ worker(s) on the nurture queue; they wait out Redis and database restarts."""
     from .runtime import configure_logging, run_worker, worker_count
 
-    configure_logging()
+    workers = None
     if count is not None:
         try:
             workers = worker_count(count)
         except ValueError as exc:
             raise click.BadParameter(str(exc), param_hint="--count") from None
-        run_worker_pool(workers, burst=burst, name=name)
-        return
+    # Checked before logging is set up: a database still to ``init`` gets its one line, not the
+    # INFO lines Alembic logs as it loads.
     app = make_worker_app()
+    configure_logging()
+    if workers is not None:
+        run_worker_pool(workers, burst=burst, name=name, app=app)
+        return
     gc.freeze()
     run_worker(app, burst=burst, name=name)
 
@@ -127,13 +131,13 @@ def preload() -> None:
     from .jobs import send  # noqa: F401
 
 
-def run_worker_pool(count: int, burst: bool = False, name: str | None = None) -> None:
+def run_worker_pool(count: int, burst: bool = False, name: str | None = None, app: Flask | None = None) -> None:
     """``count`` workers forked from this warm process, each forked again if it dies;
     SIGTERM/Ctrl-C stop them all (each finishes or gives back its batch)."""
     preload()
     # The schema checked once here: a pool on a database still to ``init`` stops with that one
     # line, instead of forking workers that fail again and again.
-    app = make_worker_app()
+    app = app or make_worker_app()
     _inline_templates(app)
     # Every worker runs in this app, its templates compiled: forked, it has nothing to build.
     # No connection is left open across fork (the engine makes new ones in each child; Redis
