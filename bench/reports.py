@@ -39,7 +39,7 @@ from nurture_mail.config import Config  # noqa: E402
 from nurture_mail.extensions import Database  # noqa: E402
 from nurture_mail.migrate import upgrade  # noqa: E402
 from nurture_mail.reports.counters import refresh_days  # noqa: E402
-from nurture_mail.reports.summaries import refresh_topics  # noqa: E402
+from nurture_mail.reports.summaries import refresh_engaged_months, refresh_summaries, refresh_topics  # noqa: E402
 from nurture_mail.sales.team import sync_sales_team  # noqa: E402
 
 NOW = datetime(2026, 3, 31, 15, 0, tzinfo=timezone.utc)
@@ -122,9 +122,14 @@ FROM handoff h WHERE h.first_action_at IS NOT NULL AND h.state <> 'rejected';
 """
 
 
+#: Five minutes of activity at 50,000 deliveries a day: ~175 deliveries teaching two topics each,
+#: and as many clicks (a few times the real click rate).
 CHANGES = """
 INSERT INTO knowledge_evidence (lead_id, topic, level, source, at)
-SELECT k.lead_id, k.topic, k.level, 'delivery', :now FROM knowledge k WHERE k.id % 1143 = 0 LIMIT 350
+SELECT k.lead_id, k.topic, k.level, 'delivery', :now FROM knowledge k WHERE k.id % 1143 = 0 LIMIT 350;
+INSERT INTO event (uid, lead_id, delivery_id, kind, at, user_agent, suspected_bot, detail)
+SELECT md5(random()::text || g.i), 1 + (g.i * 7919) % :leads, NULL, 'click', :now, 'Mozilla/5.0', false, '{}'
+FROM generate_series(1, 350) AS g(i)
 """
 
 
@@ -229,17 +234,23 @@ def main() -> None:
             stats = refresh_topics(session, NOW, full=True)
         print(f"topics summary, counted in full: {stats['rows']:,} rows, {stats['groups']:,} groups in "
               f"{(time.perf_counter() - started) * 1000:.0f} ms")
-        with db.engine.begin() as conn:
-            # Five minutes of sending at 50,000 a day (~175 deliveries), each teaching two topics.
-            conn.execute(text(CHANGES), {"now": NOW.replace(tzinfo=None)})
         started = time.perf_counter()
         with db.session() as session:
-            stats = refresh_topics(session, NOW + timedelta(minutes=5))
-        print(f"topics summary, the cron job's refresh after 350 knowledge changes: {stats['groups']:,} groups "
-              f"recounted in {(time.perf_counter() - started) * 1000:.0f} ms")
+            months = refresh_engaged_months(session, NOW, full=True)
+        print(f"monthly summary (engaged leads per month), counted in full: {months} months in "
+              f"{(time.perf_counter() - started) * 1000:.0f} ms")
+        with db.engine.begin() as conn:
+            for statement in CHANGES.split(";\n"):
+                conn.execute(text(statement), {"now": NOW.replace(tzinfo=None), "leads": args.leads})
+        started = time.perf_counter()
+        with db.session() as session:
+            stats = refresh_summaries(session, NOW + timedelta(minutes=5))
+        print(f"the cron job's refresh of both summaries after 350 knowledge changes and 350 clicks: "
+              f"{stats['topic_groups']:,} topic groups recounted, in {(time.perf_counter() - started) * 1000:.0f} ms")
         with db.engine.begin() as conn:
             conn.execute(text("ANALYZE report_step_day"))
             conn.execute(text("ANALYZE report_topic_day"))
+            conn.execute(text("ANALYZE report_engaged_month"))
         timings = measure(client, args.repeat)
         print(f"\n{'page':<40} {'median ms':>10} {'max ms':>8}" + (f" {'live median':>12}" if args.live else ""))
         worst = 0.0

@@ -49,13 +49,13 @@ def send_monthly_summary(month: str | None = None, now: str | None = None) -> di
 
 
 def refresh_report_counters(days: int = 2, now: str | None = None) -> dict:
-    """Rebuild the daily report counters of the last ``days`` days and bring the topics summary up to
-    date (cron: every few minutes)."""
+    """Rebuild the daily report counters of the last ``days`` days and bring the topics and monthly
+    summaries up to date (cron: every few minutes)."""
     from datetime import timedelta
 
     from ..clock import parse_instant
     from ..reports.counters import refresh_days
-    from ..reports.summaries import refresh_topics
+    from ..reports.summaries import refresh_summaries
 
     svc = services()
     at = parse_instant(now) if now else svc.clock.now()
@@ -63,5 +63,5 @@ def refresh_report_counters(days: int = 2, now: str | None = None) -> dict:
     with svc.db.session() as session:
         written = refresh_days(session, wanted, at)
     with svc.db.session() as session:
-        topics = refresh_topics(session, at)
-    return {"days": [d.isoformat() for d in wanted], "rows": written, "topics": topics}
+        summaries = refresh_summaries(session, at)
+    return {"days": [d.isoformat() for d in wanted], "rows": written, **summaries}

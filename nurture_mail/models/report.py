@@ -69,3 +69,15 @@ class ReportWatermark(Base):
     scan_from: Mapped[int] = mapped_column(BigInteger, default=0)
     seen_id: Mapped[int] = mapped_column(BigInteger, default=0)
     refreshed_at: Mapped[datetime]
+
+
+class EngagedLeadMonth(Base):
+    """The leads that engaged (a human click, reply, form, webinar or meeting) in a month: the
+    monthly summary's "under development" reads these (≤ one row per lead and month) instead of
+    every engagement event of the month. Kept by ``reports/summaries.py`` from the events' ids."""
+
+    __tablename__ = "report_engaged_month"
+
+    #: The first day of the month (UTC).
+    month: Mapped[date] = mapped_column(primary_key=True)
+    lead_id: Mapped[int] = mapped_column(ForeignKey("lead.id", ondelete="CASCADE"), primary_key=True)

@@ -1,4 +1,7 @@
-"""The topics report's summary: leads per campaign, enrollment day, topic and knowledge level.
+"""Summaries that keep the topics and monthly reports fast, and their refresh (the report counters
+cron job, every five minutes).
+
+**Topics**: leads per campaign, enrollment day, topic and knowledge level.
 
 Counting it live joins every enrollment of a campaign to its leads' knowledge (100,000 leads ×
 several topics: a few hundred thousand rows per page view). ``report_topic_day`` keeps the
@@ -13,25 +16,44 @@ overlap, so a row whose transaction committed late is not missed; recounting a g
 changes nothing. No index is added to a table the send path or the drain writes. Knowledge
 never goes down and is never deleted (an erasure keeps the levels), and enrollments are never
 deleted, so nothing else can change a group; a deleted campaign takes its rows with it.
+
+**Monthly**: the leads that engaged in each month (``report_engaged_month``), from the events
+above the watermark (events are append-only: an erasure anonymises them, never deletes them;
+the bot flag is set when they are stored). The page adds, live, the events a refresh may not
+have stored yet (ids above ``scan_from``, minutes of them), so its figure is exact, not stale.
 """
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
-from sqlalchemy import Date, delete, func, insert, select, type_coerce
+from sqlalchemy import CompoundSelect, Date, Select, delete, func, insert, literal, select, type_coerce, union_all
 from sqlalchemy.orm import Session
 
-from ..models import Enrollment, Knowledge, KnowledgeEvidence, ReportWatermark, TopicDayCount
+from ..models import (
+    EngagedLeadMonth,
+    Enrollment,
+    Event,
+    EventKind,
+    Knowledge,
+    KnowledgeEvidence,
+    ReportWatermark,
+    TopicDayCount,
+)
+from ..nurture.sql import insert_ignoring_conflicts
 
-__all__ = ["TopicLevels", "live_topic_levels", "refresh_topics", "stored_topic_levels", "topic_levels"]
+__all__ = ["ENGAGEMENT", "EVENTS", "EVIDENCE", "refreshed_at", "TopicLevels", "engaged_leads", "live_topic_levels", "refresh_engaged_months",
+           "refresh_summaries", "refresh_topics", "stored_topic_levels", "topic_levels"]
 
 #: (topic, level value) → leads
 TopicLevels = dict[tuple[str, str], int]
 
 EVIDENCE = "topics.knowledge_evidence"
 ENROLLMENT = "topics.enrollment"
+EVENTS = "monthly.event"
+#: What counts as engaging with nurture (the monthly summary's "under development").
+ENGAGEMENT = (EventKind.click, EventKind.reply, EventKind.form, EventKind.webinar, EventKind.meeting)
 #: Groups recounted per statement (bounded IN lists).
 CHUNK = 200
 
@@ -73,9 +95,10 @@ def stored_topic_levels(session: Session, campaign_id: int, topics: Iterable[str
         .group_by(TopicDayCount.topic, TopicDayCount.level))}
 
 
-def refreshed_at(session: Session) -> datetime | None:
-    """When the summary was last refreshed; None: never (the report counts live)."""
-    return session.scalar(select(ReportWatermark.refreshed_at).where(ReportWatermark.name == EVIDENCE))
+def refreshed_at(session: Session, watermark: str = EVIDENCE) -> datetime | None:
+    """When a summary (by its watermark: ``EVIDENCE`` topics, ``EVENTS`` monthly) was last refreshed;
+    None: never (its report counts live)."""
+    return session.scalar(select(ReportWatermark.refreshed_at).where(ReportWatermark.name == watermark))
 
 
 def topic_levels(session: Session, campaign_id: int, topics: Iterable[str],
@@ -156,3 +179,66 @@ def _insert_all(session: Session) -> tuple[int, int]:
     if rows:
         session.execute(insert(TopicDayCount), rows)
     return len(rows), len({(r["campaign_id"], r["day"]) for r in rows})
+
+
+def _engagement(start: datetime, end: datetime):
+    return (Event.at >= start, Event.at < end, Event.kind.in_(ENGAGEMENT), Event.suspected_bot.is_(False))
+
+
+def _month_start(day: date) -> date:
+    return day.replace(day=1)
+
+
+def _next_month(day: date) -> date:
+    return date(day.year + day.month // 12, day.month % 12 + 1, 1)
+
+
+def _utc(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=UTC)
+
+
+def engaged_leads(session: Session, start: date) -> tuple[Select | CompoundSelect, datetime | None]:
+    """A select of the lead ids that engaged in the month starting ``start`` (a lead may appear twice),
+    and when the summary was refreshed (None: never, the select reads the events alone)."""
+    begin, end = _utc(start), _utc(_next_month(start))
+    mark = session.get(ReportWatermark, EVENTS)
+    if mark is None:
+        return select(Event.lead_id).where(*_engagement(begin, end)), None
+    stored = select(EngagedLeadMonth.lead_id).where(EngagedLeadMonth.month == start)
+    recent = select(Event.lead_id).where(Event.id > mark.scan_from, *_engagement(begin, end))
+    return union_all(stored, recent), mark.refreshed_at
+
+
+def refresh_engaged_months(session: Session, now: datetime, *, full: bool = False) -> int:
+    """Store the (month, lead) pairs of the engagement events above the watermark; returns months touched."""
+    mark = session.get(ReportWatermark, EVENTS)
+    if full:
+        session.execute(delete(EngagedLeadMonth))
+    after = 0 if full or mark is None else mark.scan_from
+    seen = session.scalar(select(func.max(Event.id))) or 0
+    first, last = session.execute(select(func.min(Event.at), func.max(Event.at)).where(
+        Event.id > after, Event.id <= seen, Event.kind.in_(ENGAGEMENT), Event.suspected_bot.is_(False))).one()
+    months = 0
+    if first is not None:
+        month, stop = _month_start(first.date()), _month_start(last.date())
+        while month <= stop:
+            begin, end = _utc(month), _utc(_next_month(month))
+            pairs = select(literal(month, Date), Event.lead_id).distinct().where(
+                Event.id > after, Event.id <= seen, *_engagement(begin, end))
+            session.execute(insert_ignoring_conflicts(session, EngagedLeadMonth, ["month", "lead_id"])
+                            .from_select(["month", "lead_id"], pairs))
+            month, months = _next_month(month), months + 1
+    if full and mark is not None:
+        mark.scan_from = mark.seen_id = seen
+        mark.refreshed_at = now
+    else:
+        _mark(session, EVENTS, seen, now)
+    session.flush()
+    return months
+
+
+def refresh_summaries(session: Session, now: datetime) -> dict[str, int]:
+    """What the report counters cron job runs after the daily counters."""
+    topics = refresh_topics(session, now)
+    return {"topic_groups": topics["groups"], "topic_rows": topics["rows"],
+            "engaged_months": refresh_engaged_months(session, now)}

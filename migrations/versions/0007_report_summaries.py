@@ -1,4 +1,4 @@
-"""reports: per-day topic knowledge summary and the watermarks of summary refreshes
+"""reports: summaries for the topics and monthly reports, and the watermarks of their refreshes
 
 Revision ID: 0007
 Revises: 0006
@@ -27,6 +27,12 @@ def upgrade() -> None:
     sa.ForeignKeyConstraint(['campaign_id'], ['campaign.id'], name=op.f('fk_report_topic_day_campaign_id_campaign'), ondelete='CASCADE'),
     sa.PrimaryKeyConstraint('campaign_id', 'day', 'topic', 'level', name=op.f('pk_report_topic_day'))
     )
+    op.create_table('report_engaged_month',
+    sa.Column('month', sa.Date(), nullable=False),
+    sa.Column('lead_id', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['lead_id'], ['lead.id'], name=op.f('fk_report_engaged_month_lead_id_lead'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('month', 'lead_id', name=op.f('pk_report_engaged_month'))
+    )
     op.create_table('report_watermark',
     sa.Column('name', sa.String(length=40), nullable=False),
     sa.Column('scan_from', sa.BigInteger(), nullable=False),
@@ -38,4 +44,5 @@ def upgrade() -> None:
 
 def downgrade() -> None:
     op.drop_table('report_watermark')
+    op.drop_table('report_engaged_month')
     op.drop_table('report_topic_day')
