@@ -4,6 +4,10 @@ One row per (day, step): what happened that UTC day, up to ``refreshed_at``. Reb
 ``refresh_report_counters`` cron job (today and yesterday every five minutes, so late bounces
 land; ``days=N`` rebuilds further back); the report pages count live only what no row covers
 yet (see ``reports/counters.py``).
+
+The same job keeps the summaries of the topics and monthly reports (``report_topic_day``,
+``report_engaged_month``) up to date from their watermarks (``report_watermark``); see
+``reports/summaries.py``.
 """
 from __future__ import annotations
 
