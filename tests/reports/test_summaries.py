@@ -112,6 +112,17 @@ def test_summaries_give_the_numbers_of_a_recount_after_every_kind_of_change(plat
     refresh(platform)
     assert_summaries_match_a_recount(platform)
 
+    # The send path exposes Tom to the topics of his first email (its own bulk insert of knowledge
+    # and evidence): with the overlap window empty, only that evidence can make the refresh see it.
+    for _ in range(2):
+        platform.clock.advance(minutes=5)
+        refresh(platform)
+    sent_before = len(platform.received(to="tom@vale.example"))
+    platform.tick_and_work()
+    assert len(platform.received(to="tom@vale.example")) == sent_before + 1
+    assert refresh(platform)["topic_groups"] >= 1
+    assert_summaries_match_a_recount(platform)
+
     # A new handoff (Sue: no longer "under development"), and state changes of the others.
     hand_off(platform, "sue@moss.example")
     now = platform.clock.now()
