@@ -146,10 +146,11 @@ def _mark(session: Session, name: str, seen: int, now: datetime) -> ReportWaterm
 
 def refresh_topics(session: Session, now: datetime, *, full: bool = False) -> dict[str, int]:
     """Bring ``report_topic_day`` up to date (idempotent); the first run (or ``full``) counts everything."""
+    # Locked (PostgreSQL): rq cron can enqueue a refresh twice; the second waits for the first.
+    evidence_mark = session.get(ReportWatermark, EVIDENCE, with_for_update=True)
+    enrollment_mark = session.get(ReportWatermark, ENROLLMENT, with_for_update=True)
     evidence_max = session.scalar(select(func.max(KnowledgeEvidence.id))) or 0
     enrollment_max = session.scalar(select(func.max(Enrollment.id))) or 0
-    evidence_mark = session.get(ReportWatermark, EVIDENCE)
-    enrollment_mark = session.get(ReportWatermark, ENROLLMENT)
     if full or evidence_mark is None or enrollment_mark is None:
         session.execute(delete(TopicDayCount))
         written, groups = _insert_all(session)
@@ -211,7 +212,7 @@ def engaged_leads(session: Session, start: date) -> tuple[Select | CompoundSelec
 
 def refresh_engaged_months(session: Session, now: datetime, *, full: bool = False) -> int:
     """Store the (month, lead) pairs of the engagement events above the watermark; returns months touched."""
-    mark = session.get(ReportWatermark, EVENTS)
+    mark = session.get(ReportWatermark, EVENTS, with_for_update=True)
     if full:
         session.execute(delete(EngagedLeadMonth))
     after = 0 if full or mark is None else mark.scan_from
