@@ -22,6 +22,7 @@ from nurture_mail.sales import actions
 from nurture_mail.tracking.ingest import drain_events
 
 from . import scenario
+from .conftest import sign_in
 
 #: The variants compared: default ranges, ranges ending before / on the scenario's days, both months.
 VARIANTS = [(name, {}) for name in REPORTS] + [
@@ -162,7 +163,7 @@ def test_topic_levels_from_the_summary_equal_the_live_count_for_every_end_day(pl
         assert sum(stored.values()) > 0
 
 
-def test_the_pages_say_how_fresh_the_summaries_are(platform, world):
+def test_the_pages_say_how_fresh_the_summaries_are(platform, world, users):
     svc = platform.svc
     with svc.db.session() as session:
         topics = run_report("topics", session, svc.config, platform.clock.now(), {})
@@ -176,3 +177,6 @@ def test_the_pages_say_how_fresh_the_summaries_are(platform, world):
         monthly = run_report("monthly", session, svc.config, platform.clock.now(), {})
     assert any(stamp in n and "refreshes every five minutes" in n for n in topics.notes)
     assert any(stamp in n and "complete up to now" in n for n in monthly.notes)
+    client = sign_in(platform.app.test_client(), "viewer@northwind.example")
+    for name in ("topics", "monthly"):
+        assert stamp in client.get(f"/reports/{name}").get_data(as_text=True), name
