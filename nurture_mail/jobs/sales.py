@@ -48,9 +48,9 @@ def send_monthly_summary(month: str | None = None, now: str | None = None) -> di
     return asdict(send(svc, parse_instant(now) if now else svc.clock.now(), month=month, scheduled=True))
 
 
-def refresh_report_counters(days: int = 2, now: str | None = None) -> dict:
+def refresh_report_counters(days: int = 2, now: str | None = None, full: bool = False) -> dict:
     """Rebuild the daily report counters of the last ``days`` days and bring the topics and monthly
-    summaries up to date (cron: every few minutes)."""
+    summaries up to date (cron: every few minutes; ``full`` recounts the summaries, cron: nightly)."""
     from datetime import timedelta
 
     from ..clock import parse_instant
@@ -63,5 +63,5 @@ def refresh_report_counters(days: int = 2, now: str | None = None) -> dict:
     with svc.db.session() as session:
         written = refresh_days(session, wanted, at)
     with svc.db.session() as session:
-        summaries = refresh_summaries(session, at)
+        summaries = refresh_summaries(session, at, full=full)
     return {"days": [d.isoformat() for d in wanted], "rows": written, **summaries}

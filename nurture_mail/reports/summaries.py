@@ -238,8 +238,10 @@ def refresh_engaged_months(session: Session, now: datetime, *, full: bool = Fals
     return months
 
 
-def refresh_summaries(session: Session, now: datetime) -> dict[str, int]:
-    """What the report counters cron job runs after the daily counters."""
-    topics = refresh_topics(session, now)
+def refresh_summaries(session: Session, now: datetime, *, full: bool = False) -> dict[str, int]:
+    """What the report counters cron job runs after the daily counters; ``full`` (the nightly run)
+    recounts everything, so a row whose transaction committed after two refreshes had passed its
+    id is counted by the next night at the latest."""
+    topics = refresh_topics(session, now, full=full)
     return {"topic_groups": topics["groups"], "topic_rows": topics["rows"],
-            "engaged_months": refresh_engaged_months(session, now)}
+            "engaged_months": refresh_engaged_months(session, now, full=full)}
