@@ -1,0 +1,170 @@
+"""The import's writes at the driver level: a chunk's rows in one statement, no per-row SQLAlchemy work.
+
+SQLAlchemy Core spent more CPU per row on an import than the import itself (parameter dicts
+built, compiled and type-processed per row, and on PostgreSQL a multi-row ``VALUES`` of
+thousands of placeholders that psycopg then parses again). Here rows are tuples, converted
+column by column with SQLAlchemy's own bind processors (so what is stored is what Core would
+store: JSON text, UTC datetimes, enum values; a test compares the two), and sent straight to
+the driver in the session's transaction:
+
+- PostgreSQL: one statement per chunk whatever its size, one array parameter per column
+  (``INSERT … SELECT * FROM unnest(%s::VARCHAR(320)[], …)``, ``UPDATE … FROM unnest(…)``);
+- SQLite: ``executemany`` (the loop runs in C), or a multi-row ``VALUES … RETURNING`` when the
+  generated ids are needed.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import JSON, Table
+from sqlalchemy.orm import Session
+
+__all__ = ["Bulk"]
+
+#: SQLite's default limit of bound parameters per statement (SQLITE_MAX_VARIABLE_NUMBER since 3.32).
+SQLITE_MAX_PARAMETERS = 32766
+
+
+class Bulk:
+    """Batched INSERT / UPDATE of plain tuples on the session's connection (and transaction)."""
+
+    def __init__(self, session: Session) -> None:
+        connection = session.connection()
+        self.dialect = connection.dialect
+        self.postgresql = self.dialect.name == "postgresql"
+        self._dbapi = connection.connection
+        self._mark = "%s" if self.postgresql else "?"
+        self._quote = self.dialect.identifier_preparer.quote
+
+    # -- values ---------------------------------------------------------------------------------
+
+    def _column_values(self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[list[Any]]:
+        """The rows as columns of driver values, through each column type's bind processor.
+
+        Hashable values (datetimes, enums, booleans, None) are processed once per distinct value;
+        JSON documents once per row.
+        """
+        result: list[list[Any]] = []
+        for name, values in zip(columns, zip(*rows), strict=True):
+            column_type = table.c[name].type
+            processor = column_type.bind_processor(self.dialect)
+            if processor is None:
+                result.append(list(values))
+            elif isinstance(column_type, JSON):
+                result.append([processor(v) for v in values])
+            else:
+                result.append(_memoized(processor, values))
+        return result
+
+    def _sql_type(self, table: Table, name: str) -> str:
+        return table.c[name].type.compile(dialect=self.dialect)
+
+    # -- statements -----------------------------------------------------------------------------
+
+    def insert(self, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]], *,
+               on_conflict_do_nothing: Sequence[str] = (), returning: Sequence[str] = ()) -> list[tuple[Any, ...]]:
+        """Insert ``rows`` (tuples in the order of ``columns``); the ``returning`` columns of each row inserted.
+
+        With ``on_conflict_do_nothing`` (the conflict columns), a row that conflicts is skipped
+        and returns nothing.
+        """
+        if not rows:
+            return []
+        values = self._column_values(table, columns, rows)
+        into = f"INSERT INTO {self._quote(table.name)} ({', '.join(self._quote(c) for c in columns)}) "
+        tail = ""
+        if on_conflict_do_nothing:
+            tail += f" ON CONFLICT ({', '.join(self._quote(c) for c in on_conflict_do_nothing)}) DO NOTHING"
+        if returning:
+            tail += f" RETURNING {', '.join(self._quote(c) for c in returning)}"
+        cursor = self._dbapi.cursor()
+        try:
+            if self.postgresql:
+                arrays = ", ".join(f"%s::{self._sql_type(table, c)}[]" for c in columns)
+                cursor.execute(f"{into}SELECT * FROM unnest({arrays}){tail}", values)
+                return [tuple(r) for r in cursor.fetchall()] if returning else []
+            tuples = list(zip(*values))
+            if not returning:
+                cursor.executemany(into + "VALUES (" + ", ".join("?" * len(columns)) + ")" + tail, tuples)
+                return []
+            found: list[tuple[Any, ...]] = []
+            size = max(1, SQLITE_MAX_PARAMETERS // len(columns))
+            one = "(" + ", ".join("?" * len(columns)) + ")"
+            for start in range(0, len(tuples), size):
+                batch = tuples[start:start + size]
+                cursor.execute(into + "VALUES " + ", ".join([one] * len(batch)) + tail,
+                               [v for row in batch for v in row])
+                found.extend(tuple(r) for r in cursor.fetchall())
+            return found
+        finally:
+            cursor.close()
+
+    def update(self, table: Table, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
+        """``UPDATE table SET columns… WHERE key = ?`` for each row ``(key, *values)``, in one go."""
+        if not rows:
+            return
+        names = [key, *columns]
+        values = self._column_values(table, names, rows)
+        target = self._quote(table.name)
+        cursor = self._dbapi.cursor()
+        try:
+            if self.postgresql:
+                aliases = [f"v{i}" for i in range(len(names))]
+                arrays = ", ".join(f"%s::{self._sql_type(table, c)}[]" for c in names)
+                sets = ", ".join(f"{self._quote(c)} = u.{a}" for c, a in zip(columns, aliases[1:], strict=True))
+                cursor.execute(f"UPDATE {target} SET {sets} FROM unnest({arrays}) AS u({', '.join(aliases)}) "
+                               f"WHERE {target}.{self._quote(key)} = u.v0", values)
+                return
+            sets = ", ".join(f"{self._quote(c)} = ?" for c in columns)
+            ordered = list(zip(*values[1:], values[0]))
+            cursor.executemany(f"UPDATE {target} SET {sets} WHERE {self._quote(key)} = ?", ordered)
+        finally:
+            cursor.close()
+
+    def update_where_in(self, table: Table, key: str, ids: Iterable[int], values: dict[str, Any],
+                        only_if: tuple[str, Sequence[Any]] | None = None) -> None:
+        """``UPDATE table SET values WHERE key IN ids [AND column IN allowed]``: one statement."""
+        ids = list(ids)
+        if not ids:
+            return
+        names = list(values)
+        converted = [column[0] for column in self._column_values(table, names, [tuple(values.values())])]
+        target = self._quote(table.name)
+        sets = ", ".join(f"{self._quote(c)} = {self._mark}" for c in names)
+        params: list[Any] = list(converted)
+        condition = ""
+        if only_if is not None:
+            column, allowed = only_if
+            allowed_values = self._column_values(table, [column], [(a,) for a in allowed])[0]
+            if self.postgresql:
+                condition = f" AND {self._quote(column)} = ANY(%s)"
+                params.append(allowed_values)
+            else:
+                condition = f" AND {self._quote(column)} IN ({', '.join('?' * len(allowed_values))})"
+                params.extend(allowed_values)
+        cursor = self._dbapi.cursor()
+        try:
+            if self.postgresql:
+                cursor.execute(f"UPDATE {target} SET {sets} WHERE {self._quote(key)} = ANY(%s){condition}",
+                               [*params[:len(names)], ids, *params[len(names):]])
+                return
+            size = SQLITE_MAX_PARAMETERS - len(params)
+            for start in range(0, len(ids), size):
+                part = ids[start:start + size]
+                cursor.execute(f"UPDATE {target} SET {sets} WHERE {self._quote(key)} IN "
+                               f"({', '.join('?' * len(part))}){condition}",
+                               [*params[:len(names)], *part, *params[len(names):]])
+        finally:
+            cursor.close()
+
+
+def _memoized(processor: Callable[[Any], Any], values: Iterable[Any]) -> list[Any]:
+    memo: dict[Any, Any] = {}
+    out = []
+    for value in values:
+        try:
+            out.append(memo[value])
+        except KeyError:
+            out.append(memo.setdefault(value, processor(value)))
+    return out
