@@ -107,7 +107,7 @@ def import_chunk(session: Session, rows: list[tuple[int, dict[str, str]]], ctx: 
     existing = {row["email"]: dict(row) for row in session.execute(
         select(*_LEAD_COLUMNS).where(_email_among(session, emails))).mappings()} if emails else {}
     scopes = _suppression_scopes(session, emails) if emails else {}
-    plan = _plan_changes(chunk.groups, existing, scopes, ctx)
+    plan = _plan_changes(session, chunk.groups, existing, scopes, ctx)
     ids = {email: row["id"] for email, row in existing.items()}
     bulk = Bulk(session)
     _insert_new_leads(session, bulk, chunk.groups, plan, ids, ctx)
@@ -159,6 +159,8 @@ class _Plan:
     #: email -> the lead's row as this chunk leaves it (what enrolment decides on), and whether it existed
     state_of: dict[str, dict[str, Any]] = _field(default_factory=dict)
     existed: set[str] = _field(default_factory=set)
+    #: new leads that will be enrolled: inserted as ``nurturing`` already (no UPDATE of fresh rows)
+    born_nurturing: set[str] = _field(default_factory=set)
 
 
 def _group_rows(rows: list[tuple[int, dict[str, str]]], ctx: ImportContext) -> _Chunk:
@@ -190,14 +192,20 @@ def _group_rows(rows: list[tuple[int, dict[str, str]]], ctx: ImportContext) -> _
     return chunk
 
 
-def _plan_changes(groups: dict[str, _Group], existing: dict[str, dict[str, Any]], scopes: dict[str, set[str]],
-                  ctx: ImportContext) -> _Plan:
+def _plan_changes(session: Session, groups: dict[str, _Group], existing: dict[str, dict[str, Any]],
+                  scopes: dict[str, set[str]], ctx: ImportContext) -> _Plan:
     plan = _Plan()
+    slug = _campaign(session, ctx)[0] if ctx.campaign_id is not None else None
     for email, group in groups.items():
         flags = ctx.hygiene.check(email, suppressed=ALL_EMAIL in scopes.get(email, ()))
         current = existing.get(email)
         if current is None:
             row = new_lead_row(email, group.values, flags, ctx.source, ctx.now)
+            if slug is not None and _blocker(row, flags, scopes.get(email), slug) is None:
+                # It will be enrolled (a lead nobody else can see yet has no enrollment): stored as
+                # nurturing at once, as the status UPDATE after enrolling would leave it.
+                row["status"] = LeadStatus.nurturing
+                plan.born_nurturing.add(email)
             plan.inserts.append(row)
             plan.status_of[email] = "created"
             plan.flags_of[email] = flags
@@ -236,6 +244,7 @@ def _insert_new_leads(session: Session, bulk: Bulk, groups: dict[str, _Group], p
     for row in session.execute(select(*_LEAD_COLUMNS).where(Lead.email.in_(raced))).mappings():
         email = row["email"]
         ids[email] = row["id"]
+        plan.born_nurturing.discard(email)  # not ours: enrolment decides on the stored lead
         # Computed from the stored row, with the flags this chunk found (flags_of still holds them).
         _plan_update(plan, email, dict(row), groups[email], plan.flags_of[email], ctx)
 
@@ -293,6 +302,17 @@ class _LeadState:
     consent: bool
 
 
+def _blocker(row: dict[str, Any], flags: list[str], scopes: set[str] | None, slug: str) -> str | None:
+    """Why the lead of ``row`` (flags and suppression scopes given) must not be enrolled in ``slug``."""
+    blocker = enrollment_blocker(_LeadState(row["erased_at"], flags, row["status"], row["consent"]))
+    if blocker is None and scopes:
+        suppressed = scopes & {ALL_EMAIL, slug}
+        if suppressed:
+            what = "all email" if ALL_EMAIL in suppressed else f"campaign {slug}"
+            blocker = f"suppressed for {what}"
+    return blocker
+
+
 def _enroll_clean(session: Session, bulk: Bulk, ctx: ImportContext, groups: dict[str, _Group],
                   ids: dict[str, int], plan: _Plan, scopes: dict[str, set[str]]) -> tuple[dict[str, str], set[str]]:
     """Enroll the clean leads of the chunk in the import's campaign: (email -> why not, emails enrolled).
@@ -331,12 +351,7 @@ def _enroll_clean(session: Session, bulk: Bulk, ctx: ImportContext, groups: dict
         if enrollment is not None and enrollment.state == EnrollmentState.active:
             notes[email] = f"already enrolled in {slug}"
             continue
-        blocker = enrollment_blocker(_LeadState(row["erased_at"], flags_of[email], row["status"], row["consent"]))
-        if blocker is None:
-            suppressed = scopes.get(email, set()) & {ALL_EMAIL, slug}
-            if suppressed:
-                what = "all email" if ALL_EMAIL in suppressed else f"campaign {slug}"
-                blocker = f"suppressed for {what}"
+        blocker = None if email in plan.born_nurturing else _blocker(row, flags_of[email], scopes.get(email), slug)
         if blocker is not None:
             notes[email] = f"not enrolled: {blocker}"
             continue
@@ -375,7 +390,9 @@ def _enroll_clean(session: Session, bulk: Bulk, ctx: ImportContext, groups: dict
         done.update(lead_id for _id, _first_send, lead_id in again)
         due_enrollments.extend(enrollment_id for enrollment_id, _first_send, lead_id in again if lead_id in due)
     if done:
-        bulk.update_where_in(Lead.__table__, "id", sorted(done), {"status": LeadStatus.nurturing, "updated_at": ctx.now},
+        born = {ids[email] for email in plan.born_nurturing if email in ids}
+        bulk.update_where_in(Lead.__table__, "id", sorted(done - born),
+                             {"status": LeadStatus.nurturing, "updated_at": ctx.now},
                              only_if=("status", [LeadStatus.new, LeadStatus.recycled]))
         if due_enrollments:  # their send window is open: the first email goes once this chunk commits
             schedule_first_touch(session, sorted(due_enrollments))

@@ -81,7 +81,7 @@ class Bulk:
         cursor = self._dbapi.cursor()
         try:
             if self.postgresql:
-                arrays = ", ".join(f"%s::{self._sql_type(table, c)}[]" for c in columns)
+                arrays = ", ".join(f"%b::{self._sql_type(table, c)}[]" for c in columns)
                 cursor.execute(f"{into}SELECT * FROM unnest({arrays}){tail}", values)
                 return [tuple(r) for r in cursor.fetchall()] if returning else []
             tuples = list(zip(*values))
@@ -111,7 +111,7 @@ class Bulk:
         try:
             if self.postgresql:
                 aliases = [f"v{i}" for i in range(len(names))]
-                arrays = ", ".join(f"%s::{self._sql_type(table, c)}[]" for c in names)
+                arrays = ", ".join(f"%b::{self._sql_type(table, c)}[]" for c in names)
                 sets = ", ".join(f"{self._quote(c)} = u.{a}" for c, a in zip(columns, aliases[1:], strict=True))
                 cursor.execute(f"UPDATE {target} SET {sets} FROM unnest({arrays}) AS u({', '.join(aliases)}) "
                                f"WHERE {target}.{self._quote(key)} = u.v0", values)
@@ -138,7 +138,7 @@ class Bulk:
             column, allowed = only_if
             allowed_values = self._column_values(table, [column], [(a,) for a in allowed])[0]
             if self.postgresql:
-                condition = f" AND {self._quote(column)} = ANY(%s)"
+                condition = f" AND {self._quote(column)} = ANY(%b)"
                 params.append(allowed_values)
             else:
                 condition = f" AND {self._quote(column)} IN ({', '.join('?' * len(allowed_values))})"
@@ -146,7 +146,7 @@ class Bulk:
         cursor = self._dbapi.cursor()
         try:
             if self.postgresql:
-                cursor.execute(f"UPDATE {target} SET {sets} WHERE {self._quote(key)} = ANY(%s){condition}",
+                cursor.execute(f"UPDATE {target} SET {sets} WHERE {self._quote(key)} = ANY(%b){condition}",
                                [*params[:len(names)], ids, *params[len(names):]])
                 return
             size = SQLITE_MAX_PARAMETERS - len(params)
