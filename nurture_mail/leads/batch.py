@@ -19,8 +19,7 @@ from dataclasses import field as _field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import String, any_, literal, select
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..addresses import InvalidEmail
@@ -104,36 +103,23 @@ def import_chunk(session: Session, rows: list[tuple[int, dict[str, str]]], ctx: 
     """
     chunk = _group_rows(rows, ctx)
     emails = list(chunk.groups)
+    bulk = Bulk(session)
+    table = Lead.__table__
+    # The few addresses we have (raw, one array parameter), then their whole rows through SQLAlchemy.
+    known = [email for (email,) in bulk.select_in(table, ["email"], "email", emails)]
     existing = {row["email"]: dict(row) for row in session.execute(
-        select(*_LEAD_COLUMNS).where(_email_among(session, emails))).mappings()} if emails else {}
-    scopes = _suppression_scopes(session, emails) if emails else {}
+        select(*_LEAD_COLUMNS).where(Lead.email.in_(known))).mappings()} if known else {}
+    scopes: dict[str, set[str]] = {}
+    for email, scope in bulk.select_in(Suppression.__table__, ["email", "scope"], "email", emails):
+        scopes.setdefault(email, set()).add(scope)
     plan = _plan_changes(session, chunk.groups, existing, scopes, ctx)
     ids = {email: row["id"] for email, row in existing.items()}
-    bulk = Bulk(session)
     _insert_new_leads(session, bulk, chunk.groups, plan, ids, ctx)
-    _update_leads(bulk, plan.updates)
+    bulk.update_changed(table, "id", plan.updates)
     enroll_notes, enrolled = _enroll_clean(session, bulk, ctx, chunk.groups, ids, plan, scopes)
     for email, group in chunk.groups.items():
         _report_rows(chunk, group, ids.get(email), plan, enroll_notes.get(email, ""), email in enrolled, ctx)
     return [chunk.results[n] for n in chunk.order]
-
-
-def _email_among(session: Session, emails: list[str]):
-    """``lead.email IN (…)``; on PostgreSQL ``= ANY(:array)``, one parameter instead of 2,000."""
-    if session.get_bind().dialect.name == "postgresql":
-        return Lead.email == any_(literal(emails, postgresql.ARRAY(String)))
-    return Lead.email.in_(emails)
-
-
-def _suppression_scopes(session: Session, emails: list[str]) -> dict[str, set[str]]:
-    """{email: scopes} of the chunk's (already normalized) addresses that are suppressed anywhere."""
-    column = Suppression.email
-    condition = column == any_(literal(emails, postgresql.ARRAY(String))) \
-        if session.get_bind().dialect.name == "postgresql" else column.in_(emails)
-    found: dict[str, set[str]] = {}
-    for email, scope in session.execute(select(Suppression.email, Suppression.scope).where(condition)):
-        found.setdefault(email, set()).add(scope)
-    return found
 
 
 @dataclass
@@ -274,15 +260,6 @@ def _report_rows(chunk: _Chunk, group: _Group, lead_id: int | None, plan: _Plan,
             chunk.results[number] = RowResult(number, email, status, reason, field_name, lead_id, enrolled=enrolled)
     if earlier is None:
         ctx.first_seen[email] = (group.first, lead_id)
-
-
-def _update_leads(bulk: Bulk, updates: list[dict[str, Any]]) -> None:
-    """One batched UPDATE … WHERE id = ? per set of changed columns."""
-    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for item in updates:
-        shapes.setdefault(tuple(sorted(k for k in item if k != "id")), []).append(item)
-    for columns, items in shapes.items():
-        bulk.update(Lead.__table__, "id", columns, [(item["id"], *(item[c] for c in columns)) for item in items])
 
 
 def _campaign(session: Session, ctx: ImportContext) -> tuple[str, SendWindow]:

@@ -100,6 +100,70 @@ class Bulk:
         finally:
             cursor.close()
 
+    def select_in(self, table: Table, columns: Sequence[str], key: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
+        """``SELECT columns FROM table WHERE key IN values``, raw driver values (for text and integer columns).
+
+        On PostgreSQL ``= ANY(%b)``: the values go as one binary array, not thousands of parameters.
+        """
+        if not values:
+            return []
+        names = ", ".join(self._quote(c) for c in columns)
+        head = f"SELECT {names} FROM {self._quote(table.name)} WHERE {self._quote(key)}"
+        cursor = self._dbapi.cursor()
+        try:
+            if self.postgresql:
+                cursor.execute(f"{head} = ANY(%b::{self._sql_type(table, key)}[])", [list(values)])
+                return [tuple(r) for r in cursor.fetchall()]
+            found: list[tuple[Any, ...]] = []
+            for start in range(0, len(values), SQLITE_MAX_PARAMETERS):
+                part = list(values[start:start + SQLITE_MAX_PARAMETERS])
+                cursor.execute(f"{head} IN ({', '.join('?' * len(part))})", part)
+                found.extend(tuple(r) for r in cursor.fetchall())
+            return found
+        finally:
+            cursor.close()
+
+    def update_changed(self, table: Table, key: str, rows: Sequence[dict[str, Any]]) -> None:
+        """Each row ``{key: …, column: new value, …}`` changes only its own columns, in one statement.
+
+        Rows may change different columns: each column is sent with a flag per row saying whether
+        that row sets it (``SET c = CASE WHEN <flag> THEN <value> ELSE c END``), so a column a row
+        does not change is never written from a stale read.
+        """
+        if not rows:
+            return
+        columns = sorted({c for row in rows for c in row if c != key})
+        width = len(columns)
+        flat = [(row[key], *(c in row for c in columns), *(row.get(c) for c in columns)) for row in rows]
+        names = [key, *columns]
+        keys_and_values = [tuple(r[0:1] + r[1 + width:]) for r in flat]
+        values = self._column_values(table, names, keys_and_values)
+        flags = [list(column) for column in zip(*(r[1:1 + width] for r in flat), strict=True)]
+        target = self._quote(table.name)
+        cursor = self._dbapi.cursor()
+        try:
+            if self.postgresql:
+                arrays = [f"%b::{self._sql_type(table, key)}[]",
+                          *(f"%b::{self._sql_type(table, c)}[]" for c in columns), *("%b::boolean[]" for _ in columns)]
+                aliases = ["k", *(f"v{i}" for i in range(width)), *(f"f{i}" for i in range(width))]
+                sets = ", ".join(f"{self._quote(c)} = CASE WHEN u.f{i} THEN u.v{i} ELSE {target}.{self._quote(c)} END"
+                                 for i, c in enumerate(columns))
+                cursor.execute(f"UPDATE {target} SET {sets} FROM unnest({', '.join(arrays)}) AS u({', '.join(aliases)}) "
+                               f"WHERE {target}.{self._quote(key)} = u.k", [*values, *flags])
+                return
+            sets = ", ".join(f"{self._quote(c)} = CASE WHEN ? THEN ? ELSE {self._quote(c)} END" for c in columns)
+            params = []
+            for index, row_key in enumerate(values[0]):
+                one: list[Any] = []
+                for i in range(width):
+                    one.append(flags[i][index])
+                    one.append(values[1 + i][index])
+                one.append(row_key)
+                params.append(one)
+            cursor.executemany(f"UPDATE {target} SET {sets} WHERE {self._quote(key)} = ?", params)
+        finally:
+            cursor.close()
+
     def update(self, table: Table, key: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
         """``UPDATE table SET columns… WHERE key = ?`` for each row ``(key, *values)``, in one go."""
         if not rows:

@@ -83,3 +83,24 @@ def test_inserted_and_updated_rows_are_the_ones_core_writes(bed):
         core_rows = _raw(session, "enrollment", f"lead_id IN ({', '.join(str(ids[f'core{n}@acme.example']) for n in range(4))})")
         fast_rows = _raw(session, "enrollment", f"lead_id IN ({', '.join(str(ids[f'fast{n}@acme.example']) for n in range(4))})")
         assert [r[1:] for r in core_rows] == [r[1:] for r in fast_rows]
+
+
+def test_rows_changing_different_columns_change_only_their_own(bed):
+    with bed.svc.db.session() as session:
+        rows = [_lead(f"{p}{n}@acme.example", n) for p in ("core", "fast") for n in range(3)]
+        session.execute(insert(Lead.__table__), rows)
+        ids = {e: i for i, e in session.execute(select(Lead.id, Lead.email))}
+        later = NOW + timedelta(hours=2)
+        changes = [{"first_name": "Ann", "updated_at": later},
+                   {"employees": 12, "custom_fields": {"x": 1}, "consent": True, "updated_at": later},
+                   {"hygiene": ["suppressed"], "timezone": None, "updated_at": later}]
+        table = Lead.__table__
+        for n, change in enumerate(changes):
+            session.execute(update(table).where(table.c.id == ids[f"core{n}@acme.example"]).values(**change))
+        Bulk(session).update_changed(table, "id", [{"id": ids[f"fast{n}@acme.example"], **change}
+                                                   for n, change in enumerate(changes)])
+        core = [r[1:] for r in _raw(session, "lead", "substr(email, 1, 4) = 'core'")]
+        fast = [r[1:] for r in _raw(session, "lead", "substr(email, 1, 4) = 'fast'")]
+        assert core == fast
+        assert Bulk(session).select_in(table, ["email"], "email", ["fast1@acme.example", "nobody@acme.example"]) == \
+            [("fast1@acme.example",)]
