@@ -29,7 +29,6 @@ from ..models import ALL_EMAIL, Campaign, Enrollment, EnrollmentState, Lead, Lea
 from ..nurture.enroll import enrollment_blocker
 from ..nurture.first_touch import schedule_first_touch
 from ..nurture.plans import plan_of
-from ..nurture.sql import among
 from .bulk import Bulk
 from .csvfile import ROW_ERROR
 from .fields import LeadValues, convert
@@ -312,9 +311,10 @@ def _enroll_clean(session: Session, bulk: Bulk, ctx: ImportContext, groups: dict
         return {}, set()
     slug, window = _campaign(session, ctx)
     known = [lead_id for email, lead_id in wanted.items() if email in plan.existed]
-    current = {row.lead_id: row for row in session.execute(
-        select(Enrollment.id, Enrollment.lead_id, Enrollment.state)
-        .where(Enrollment.campaign_id == ctx.campaign_id, among(session, Enrollment.lead_id, known)))} if known else {}
+    # (id, state) of the campaign's enrollments of the leads that existed before (a new lead has none).
+    current = {lead_id: (enrollment_id, state) for enrollment_id, lead_id, campaign_id, state in bulk.select_in(
+        Enrollment.__table__, ["id", "lead_id", "campaign_id", "state"], "lead_id", known)
+        if campaign_id == ctx.campaign_id}
     notes: dict[str, str] = {}
     new: list[tuple[Any, ...]] = []
     again: list[tuple[Any, ...]] = []
@@ -325,7 +325,7 @@ def _enroll_clean(session: Session, bulk: Bulk, ctx: ImportContext, groups: dict
         ctx.enrolled.add(lead_id)
         row = plan.state_of[email]
         enrollment = current.get(lead_id)
-        if enrollment is not None and enrollment.state == EnrollmentState.active:
+        if enrollment is not None and enrollment[1] == EnrollmentState.active.value:
             notes[email] = f"already enrolled in {slug}"
             continue
         blocker = None if email in plan.born_nurturing else _blocker(row, flags_of[email], scopes.get(email), slug)
@@ -342,7 +342,7 @@ def _enroll_clean(session: Session, bulk: Bulk, ctx: ImportContext, groups: dict
         if enrollment is None:
             new.append((lead_id, first_send))
         else:
-            again.append((enrollment.id, first_send, lead_id))
+            again.append((enrollment[0], first_send, lead_id))
     done: set[int] = set()
     due_enrollments: list[int] = []
     if new:

@@ -107,13 +107,19 @@ class Bulk:
         """
         if not values:
             return []
-        names = ", ".join(self._quote(c) for c in columns)
-        head = f"SELECT {names} FROM {self._quote(table.name)} WHERE {self._quote(key)}"
         cursor = self._dbapi.cursor()
         try:
             if self.postgresql:
-                cursor.execute(f"{head} = ANY(%b::{self._sql_type(table, key)}[])", [list(values)])
+                # A join on the unnested array, not ``= ANY(array)``: with statistics that still say
+                # "small table" (mid-import) the planner scans the table and compares every row
+                # with every element; a join probes the index once per value.
+                target = self._quote(table.name)
+                cursor.execute(f"SELECT {', '.join(f'{target}.{self._quote(c)}' for c in columns)} FROM "
+                               f"unnest(%b::{self._sql_type(table, key)}[]) AS wanted(k) "
+                               f"JOIN {target} ON {target}.{self._quote(key)} = wanted.k", [list(values)])
                 return [tuple(r) for r in cursor.fetchall()]
+            head = f"SELECT {', '.join(self._quote(c) for c in columns)} FROM {self._quote(table.name)} " \
+                   f"WHERE {self._quote(key)}"
             found: list[tuple[Any, ...]] = []
             for start in range(0, len(values), SQLITE_MAX_PARAMETERS):
                 part = list(values[start:start + SQLITE_MAX_PARAMETERS])
