@@ -52,7 +52,9 @@ class Bulk:
             if processor is None:
                 result.append(list(values))
             elif isinstance(column_type, JSON):
-                result.append([processor(v) for v in values])
+                empty: dict[type, Any] = {dict: processor({}), list: processor([])}  # most are {} or []
+                result.append([processor(v) if v or v is None else empty.get(type(v)) or processor(v)
+                               for v in values])
             else:
                 result.append(_memoized(processor, values))
         return result

@@ -91,6 +91,11 @@ def _text(value: Any, name: str) -> str:
 
 
 def parse_int(text: str, name: str) -> int:
+    if text.isascii() and text.isdigit() and len(text) < 19:  # the common case: plain digits
+        number = int(text)
+        if number > INT_FIELDS[name]:
+            raise LeadValueError(f"too large ({text!r})", name)
+        return number
     value = text.strip().replace("\u00a0", " ")
     if value.endswith(".0"):
         value = value[:-2]
@@ -140,6 +145,12 @@ def convert_one(name: str, value: Any) -> Any:
     raise LeadValueError("unknown field", name)
 
 
+@lru_cache(maxsize=1024)
+def _custom_key(target: str) -> str:
+    """``custom:Booth Notes`` -> the key it is kept under (one line), once per column."""
+    return free_text(target[len(CUSTOM_PREFIX):])
+
+
 def convert(cells: Mapping[str, Any], *, strict: bool = False) -> LeadValues:
     """Values of ``{target: value}`` (email excluded: it is the key); empty values are skipped.
 
@@ -168,7 +179,7 @@ def convert(cells: Mapping[str, Any], *, strict: bool = False) -> LeadValues:
                 raw is False or (isinstance(raw, str) and raw.strip().casefold() in _NOT_KNOWN)):
             continue  # "no" / false: nothing known (a True is recorded as "yes")
         if target[:7] == CUSTOM_PREFIX:
-            values.custom[free_text(target[7:])] = free_text(raw).strip()[:MAX_NOTE]
+            values.custom[_custom_key(target)] = free_text(raw).strip()[:MAX_NOTE]
             continue
         limit = TEXT_FIELDS.get(target)
         if limit is not None and type(raw) is str and len(raw) <= limit and CONTROL.search(raw) is None:

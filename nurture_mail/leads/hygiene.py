@@ -22,6 +22,7 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,21 @@ def role_local_part(local: str, role_accounts: frozenset[str]) -> bool:
     base = local.split("+", 1)[0].lower()
     if base in role_accounts:  # the common cases: a whole listed word, or a plain name
         return True
+    first = _FIRST_TOKEN.match(base)
+    if first is not None and first.group() and first.group() not in _first_tokens(role_accounts):
+        return False  # no entry starts with this address's first token (most names)
     tokens = [t for t in _TOKEN_SEPARATORS.split(base) if t]
     return any("-".join(tokens[:n]) in role_accounts for n in range(1, len(tokens) + 1))
+
+
+#: The first token of a local part that does not start with a separator.
+_FIRST_TOKEN = re.compile(r"[^._+-]*")
+
+
+@lru_cache(maxsize=64)
+def _first_tokens(role_accounts: frozenset[str]) -> frozenset[str]:
+    """The first token of every entry (``no-reply`` -> ``no``): a local part starting otherwise is no role."""
+    return frozenset(entry.split("-", 1)[0] for entry in role_accounts)
 
 
 def _pattern_regex(patterns: Iterable[str]) -> re.Pattern[str] | None:
@@ -92,6 +106,8 @@ class Hygiene:
     deny: dict[str, tuple[frozenset[str], re.Pattern[str] | None]] = field(default_factory=dict)
     source: str = "built-in defaults"
     _dns_cache: dict[str, tuple[bool, str]] = field(default_factory=dict, repr=False, compare=False)
+    #: domain -> its deny-list flags (a file repeats its domains; bounded, see ``check``)
+    _deny_cache: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_rules(cls, rules: Any, source: str = "built-in defaults") -> "Hygiene":
@@ -157,14 +173,22 @@ class Hygiene:
         if role_local_part(local, self.role_accounts):
             flags.append("role_account")
         if self.deny:
-            parts = domain.split(".")
-            suffixes = {".".join(parts[i:]) for i in range(len(parts) - 1)}  # the domain and its parents
-            for name, (exact, globs) in self.deny.items():
-                if not exact.isdisjoint(suffixes) or (globs is not None and globs.match(domain)):
-                    flags.append(f"deny:{name}")
+            denied = self._deny_cache.get(domain)
+            if denied is None:
+                denied = self._denied(domain)
+                if len(self._deny_cache) < 100_000:
+                    self._deny_cache[domain] = denied
+            flags.extend(denied)
         if suppressed:
             flags.append("suppressed")
         return flags
+
+    def _denied(self, domain: str) -> list[str]:
+        """The deny lists ``domain`` is on: exactly, as a subdomain of a listed domain, or by a pattern."""
+        parts = domain.split(".")
+        suffixes = {".".join(parts[i:]) for i in range(len(parts) - 1)}  # the domain and its parents
+        return [f"deny:{name}" for name, (exact, globs) in self.deny.items()
+                if not exact.isdisjoint(suffixes) or (globs is not None and globs.match(domain))]
 
 
 def validate_hygiene_file(path: Path | str) -> Hygiene:
