@@ -15,6 +15,7 @@ the driver in the session's transaction:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import JSON, Table
@@ -59,6 +60,27 @@ class Bulk:
                 result.append(_memoized(processor, values))
         return result
 
+    def _pg_arrays(self, table: Table, columns: Sequence[str], values: list[list[Any]]) -> tuple[str, list[Any]]:
+        """One array parameter per column: the SQL of each and the parameters.
+
+        A column of text, whole numbers and (naive) timestamps goes as one string the server
+        splits (``string_to_array``): joining in C is ~10× cheaper than psycopg's array dumper,
+        which handles every element in Python. Any other column, or one whose text holds the
+        separator or the null mark, goes as a binary array.
+        """
+        sql: list[str] = []
+        params: list[Any] = []
+        for name, column in zip(columns, values, strict=True):
+            sql_type = self._sql_type(table, name)
+            text = _joined(column)
+            if text is None:
+                sql.append(f"%b::{sql_type}[]")
+                params.append(column)
+            else:
+                sql.append(f"string_to_array(%s, {_SEPARATOR_SQL}, {_NULL_SQL})::{sql_type}[]")
+                params.append(text)
+        return ", ".join(sql), params
+
     def _sql_type(self, table: Table, name: str) -> str:
         return table.c[name].type.compile(dialect=self.dialect)
 
@@ -83,8 +105,8 @@ class Bulk:
         cursor = self._dbapi.cursor()
         try:
             if self.postgresql:
-                arrays = ", ".join(f"%b::{self._sql_type(table, c)}[]" for c in columns)
-                cursor.execute(f"{into}SELECT * FROM unnest({arrays}){tail}", values)
+                arrays, params = self._pg_arrays(table, columns, values)
+                cursor.execute(f"{into}SELECT * FROM unnest({arrays}){tail}", params)
                 return [tuple(r) for r in cursor.fetchall()] if returning else []
             tuples = list(zip(*values))
             if not returning:
@@ -229,6 +251,25 @@ class Bulk:
                                [*params[:len(names)], *part, *params[len(names):]])
         finally:
             cursor.close()
+
+
+#: Control characters no stored text holds (``onelinetext``: one-line fields refuse them, free text
+#: drops them, JSON escapes them); ``_joined`` checks anyway and falls back to a binary array.
+_SEPARATOR, _NULL = "\x1f", "\x1e"
+_SEPARATOR_SQL, _NULL_SQL = "chr(31)", "chr(30)"
+_JOINABLE = frozenset({str, int, datetime, type(None)})
+
+
+def _joined(values: list[Any]) -> str | None:
+    """``values`` as one separated string (None as the null mark), or None when that would not round-trip."""
+    if not values or not all(type(v) in _JOINABLE for v in values) or _NULL in values:
+        return None
+    if any(type(v) is datetime and v.tzinfo is not None for v in values):
+        return None
+    text = _SEPARATOR.join([_NULL if v is None else v if type(v) is str else str(v) for v in values])
+    if not text or text.count(_SEPARATOR) != len(values) - 1:
+        return None  # an empty string alone (string_to_array gives no element), or a separator inside
+    return text
 
 
 def _memoized(processor: Callable[[Any], Any], values: Iterable[Any]) -> list[Any]:

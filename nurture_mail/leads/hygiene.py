@@ -26,7 +26,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..addresses import normalize_email
+from ..addresses import InvalidEmail, normalize_email
 from ..exceptions import Problem, RuleFileError
 from ..yamlfile import YamlFileError, read_yaml
 
@@ -106,6 +106,8 @@ class Hygiene:
     deny: dict[str, tuple[frozenset[str], re.Pattern[str] | None]] = field(default_factory=dict)
     source: str = "built-in defaults"
     _dns_cache: dict[str, tuple[bool, str]] = field(default_factory=dict, repr=False, compare=False)
+    #: address as written -> why its syntax is refused (no DNS involved; bounded, see ``normalize_email``)
+    _invalid: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
     #: domain -> its deny-list flags (a file repeats its domains; bounded, see ``check``)
     _deny_cache: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
@@ -158,8 +160,20 @@ class Hygiene:
         return cls.load(config.hygiene_path)
 
     def normalize_email(self, raw: str | None, check_deliverability: bool = False) -> str:
-        """``normalize_email``, with DNS answers kept for the life of this object (one import)."""
-        return normalize_email(raw, check_deliverability, dns_cache=self._dns_cache)
+        """``normalize_email``, with DNS answers kept for the life of this object (one import).
+
+        Why a syntactically bad address is refused is kept too: a purchased list repeats the same
+        broken addresses (``maria.lopez@``), and email-validator's full parse of each costs more
+        than the rest of its row.
+        """
+        if not check_deliverability and raw in self._invalid:
+            raise InvalidEmail(self._invalid[raw])
+        try:
+            return normalize_email(raw, check_deliverability, dns_cache=self._dns_cache)
+        except InvalidEmail as exc:
+            if not check_deliverability and raw is not None and len(self._invalid) < 100_000:
+                self._invalid[raw] = str(exc)
+            raise
 
     def check(self, email: str, *, suppressed: bool = False) -> list[str]:
         """The flags of a normalized address, in a stable order; ``suppressed`` as the caller knows it.

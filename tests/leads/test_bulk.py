@@ -104,3 +104,24 @@ def test_rows_changing_different_columns_change_only_their_own(bed):
         assert core == fast
         assert Bulk(session).select_in(table, ["email"], "email", ["fast1@acme.example", "nobody@acme.example"]) == \
             [("fast1@acme.example",)]
+
+
+def test_text_that_would_not_survive_the_joined_transport_is_stored_as_given(bed):
+    """On PostgreSQL text columns travel as one separated string; what cannot is sent as an array."""
+    awkward = ["", "\x1e", "a\x1fb", "\\N", "NULL", " spaced ", "ünï"]
+    with bed.svc.db.session() as session:
+        for n, text_ in enumerate(awkward):
+            row = {**_lead(f"odd{n}@acme.example", n), "title": text_, "first_name": "" if n % 2 else None}
+            Bulk(session).insert(Lead.__table__, LEAD_COLUMNS, [tuple(row[c] for c in LEAD_COLUMNS)])
+        # In one statement: the title column (it holds the null mark) goes as an array, first_name joined.
+        rows = [{**_lead(f"all{n}@acme.example", n), "title": t, "first_name": "" if n % 2 else None}
+                for n, t in enumerate(awkward)]
+        Bulk(session).insert(Lead.__table__, LEAD_COLUMNS, [tuple(r[c] for c in LEAD_COLUMNS) for r in rows])
+        together = session.execute(select(Lead.title, Lead.first_name).where(Lead.email.like("all%"))
+                                   .order_by(Lead.id)).all()
+        assert [tuple(r) for r in together] == [(t, "" if n % 2 else None) for n, t in enumerate(awkward)]
+        stored = dict(session.execute(select(Lead.email, Lead.title).where(Lead.email.like("odd%"))).all())
+        firsts = dict(session.execute(select(Lead.email, Lead.first_name).where(Lead.email.like("odd%"))).all())
+    assert [stored[f"odd{n}@acme.example"] for n in range(len(awkward))] == awkward
+    assert [firsts[f"odd{n}@acme.example"] for n in range(len(awkward))] == ["" if n % 2 else None
+                                                                            for n in range(len(awkward))]
