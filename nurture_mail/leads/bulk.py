@@ -262,11 +262,17 @@ _JOINABLE = frozenset({str, int, datetime, type(None)})
 
 def _joined(values: list[Any]) -> str | None:
     """``values`` as one separated string (None as the null mark), or None when that would not round-trip."""
-    if not values or not all(type(v) in _JOINABLE for v in values) or _NULL in values:
+    types = set(map(type, values))
+    if not values or not types <= _JOINABLE or _NULL in values:
         return None
-    if any(type(v) is datetime and v.tzinfo is not None for v in values):
+    if datetime in types and any(type(v) is datetime and v.tzinfo is not None for v in values):
         return None
-    text = _SEPARATOR.join([_NULL if v is None else v if type(v) is str else str(v) for v in values])
+    if types == {str}:
+        text = _SEPARATOR.join(values)
+    elif types <= {str, type(None)}:
+        text = _SEPARATOR.join([_NULL if v is None else v for v in values])
+    else:
+        text = _SEPARATOR.join([_NULL if v is None else v if type(v) is str else str(v) for v in values])
     if not text or text.count(_SEPARATOR) != len(values) - 1:
         return None  # an empty string alone (string_to_array gives no element), or a separator inside
     return text

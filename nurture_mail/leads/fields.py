@@ -38,6 +38,7 @@ MAX_NOTE = 2000
 _INT = re.compile(r"^\d+$|^\d{1,3}(?:([,. _'\u00a0\u202f])\d{3})(?:\1\d{3})*$")
 _TRUE = {"1", "true", "yes", "y", "opt-in", "opted in", "on"}
 _FALSE = {"0", "false", "no", "n", "opt-out", "opted out", "off"}
+_QUALIFICATION = frozenset(QUALIFICATION_ATTRIBUTES)
 #: A qualification value saying "no" is not something known about the lead: it is left out.
 _NOT_KNOWN = {"false", "no", "n", "none", "n/a", "na", "-", "unknown"}
 
@@ -175,10 +176,10 @@ def convert(cells: Mapping[str, Any], *, strict: bool = False) -> LeadValues:
             values.custom[COUNTRY] = text
             country_region = sales_region(text)
             continue
-        if target in QUALIFICATION_ATTRIBUTES and (
-                raw is False or (isinstance(raw, str) and raw.strip().casefold() in _NOT_KNOWN)):
+        qualification = target in _QUALIFICATION
+        if qualification and (raw is False or (isinstance(raw, str) and raw.strip().casefold() in _NOT_KNOWN)):
             continue  # "no" / false: nothing known (a True is recorded as "yes")
-        if target[:7] == CUSTOM_PREFIX:
+        if target.startswith(CUSTOM_PREFIX):
             values.custom[_custom_key(target)] = free_text(raw).strip()[:MAX_NOTE]
             continue
         limit = TEXT_FIELDS.get(target)
@@ -197,7 +198,7 @@ def convert(cells: Mapping[str, Any], *, strict: bool = False) -> LeadValues:
                 raise
             values.problems.append((exc.field, f"{exc.message}, ignored"))
             continue
-        if target in QUALIFICATION_ATTRIBUTES:
+        if qualification:
             values.qualification[target] = value
         else:
             values.columns[target] = value
