@@ -2,16 +2,18 @@
 """Report pages benchmark (not a test): every report page under 500 ms of server time on
 PostgreSQL with 100,000 leads, 1,000,000 events and 50,000 deliveries a day.
 
-Builds a private schema (dropped afterwards) with bulk SQL (``generate_series``): the shipped
-campaigns and sales team, 100,000 leads each enrolled, 50,000 deliveries a day for 28 days
-(1.4 million: each lead gets each of the 14 steps once), 1,000,000 events on them (opens, clicks, unsubscribes, bounces, complaints; a
-tenth flagged as bots), 500,000 knowledge rows, skips, 6,000 handoffs with their outcomes.
-Then it refreshes the daily counters (what the cron job does, timed) and requests every report
-page and its CSV through the app (signed in, the real views), several times each, timing the
-server side. ``--live`` also times the pages with the counters table empty (everything counted
-from the raw tables) to show what the counters buy.
+Builds a private schema (dropped afterwards unless ``--keep``) with bulk SQL (``generate_series``):
+the shipped campaigns and sales team, 100,000 leads each enrolled, 50,000 deliveries a day for 28
+days (1.4 million: each lead gets each of the 14 steps once), 1,000,000 events on them (opens,
+clicks, unsubscribes, bounces, complaints; a tenth flagged as bots), 400,000 knowledge rows,
+skips, 6,000 handoffs with their outcomes. Then it refreshes the daily counters and counts the
+topics and monthly summaries (what the cron job does, timed), adds five minutes of activity and
+times the cron job's incremental refresh, and requests every report page and its CSV, and their
+widest date-range variants, through the app (signed in, the real views), several times each,
+timing the server side. ``--keep`` keeps the schema; ``--schema NAME`` reuses a kept one (no
+generation). ``--live`` also times the pages before any counter or summary exists.
 
-    .venv/bin/python bench/reports.py [--pg postgresql+psycopg://postgres@127.0.0.1:5432/test]
+    flock /work/wt/bench.lock .venv/bin/python bench/reports.py [--pg URL] [--keep | --schema bench_reports_…]
 """
 from __future__ import annotations
 
@@ -39,11 +41,15 @@ from nurture_mail.config import Config  # noqa: E402
 from nurture_mail.extensions import Database  # noqa: E402
 from nurture_mail.migrate import upgrade  # noqa: E402
 from nurture_mail.reports.counters import refresh_days  # noqa: E402
+from nurture_mail.reports.summaries import refresh_engaged_months, refresh_summaries, refresh_topics  # noqa: E402
 from nurture_mail.sales.team import sync_sales_team  # noqa: E402
 
 NOW = datetime(2026, 3, 31, 15, 0, tzinfo=timezone.utc)
 DAYS = 28  # 28 × 50,000 = 1.4 million: every lead × each of the 14 steps once
 PAGES = [f"/reports/{name}" for name in ("campaigns", "steps", "topics", "closure", "reps", "forecast", "monthly")]
+#: The date-range variants the pages offer, at their widest useful setting.
+VARIANTS = ["/reports/topics?to=2026-03-15", "/reports/closure?from=2025-04-01", "/reports/reps?from=2025-04-01",
+            "/reports/forecast?from=2021-04-01", "/reports/monthly?month=2026-02", "/reports/steps?from=2026-01-01"]
 
 GENERATE = """
 -- 100,000 leads with varied sources and profiles.
@@ -110,10 +116,48 @@ SELECT l.id, :campaign, 'score', 'engagement and fit over the thresholds',
        CASE WHEN l.id % 6 = 3 THEN 10000 + (l.id % 50) * 1000 END,
        CASE WHEN l.id % 6 IN (3, 4, 5) THEN :now - ((l.id % 90) || ' days')::interval + interval '20 days' END
 FROM lead l WHERE l.id % 17 = 0 LIMIT :handoffs;
+UPDATE enrollment SET ended_at = LEAST(enrolled_at + interval '20 days', :now - interval '1 hour')
+WHERE state IN ('completed', 'exited');
 INSERT INTO handoff_action (handoff_id, action, actor, via, detail, at)
 SELECT h.id, 'accept', 'bench@sales.example', 'web', '{}', h.first_action_at
 FROM handoff h WHERE h.first_action_at IS NOT NULL AND h.state <> 'rejected';
 """
+
+
+#: Five minutes of activity at 50,000 deliveries a day: ~175 deliveries teaching two topics each,
+#: and as many clicks (a few times the real click rate).
+CHANGES = """
+INSERT INTO knowledge_evidence (lead_id, topic, level, source, at)
+SELECT k.lead_id, k.topic, k.level, 'delivery', :now FROM knowledge k WHERE k.id % 1143 = 0 LIMIT 350;
+INSERT INTO event (uid, lead_id, delivery_id, kind, at, user_agent, suspected_bot, detail)
+SELECT md5(random()::text || g.i), 1 + (g.i * 7919) % :leads, NULL, 'click', :now, 'Mozilla/5.0', false, '{}'
+FROM generate_series(1, 350) AS g(i)
+"""
+
+
+def generate(db: Database, config: Config, args: argparse.Namespace) -> None:
+    """Fill the schema with the shipped campaigns, the sales team and the bulk data; VACUUM ANALYZE."""
+    with db.session() as session:
+        specs, problems = CampaignLoader(config.templates_dir).load_dir(config.campaigns_dir)
+        assert not problems, problems
+        sync_all(session, specs, NOW)
+        sync_sales_team(session, config.sales_team_path, NOW)
+        create_user(session, "bench@northwind.example", "Bench", "admin", NOW, password="bench-password-1")
+        campaign = session.execute(text("SELECT id FROM campaign WHERE slug = 'northwind-security'")).scalar()
+        steps = session.execute(text("SELECT count(*) FROM step WHERE campaign_id = :c"), {"c": campaign}).scalar()
+    started = time.perf_counter()
+    with db.engine.begin() as conn:
+        for statement in [s for s in GENERATE.split(";\n") if s.strip()]:
+            conn.execute(text(statement), dict(now=NOW.replace(tzinfo=None), leads=args.leads, campaign=campaign,
+                                               per_day=args.per_day, deliveries=args.per_day * DAYS, steps=steps,
+                                               events=args.events, handoffs=6000))
+        counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in
+                  ("lead", "enrollment", "delivery", "event", "knowledge", "step_skip", "handoff")}
+    with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+        # What autovacuum does on a live database; only this schema's tables (search_path).
+        conn.execute(text("VACUUM ANALYZE lead, enrollment, delivery, event, knowledge, step_skip, handoff, "
+                          "handoff_action, step, topic"))
+    print(f"generated in {time.perf_counter() - started:.1f} s: " + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
 
 
 def timed_get(client, path: str) -> tuple[float, int]:
@@ -131,8 +175,9 @@ def sign_in(client, email: str, password: str) -> None:
 
 def measure(client, repeat: int) -> dict[str, list[float]]:
     results: dict[str, list[float]] = {}
-    for page in PAGES:
-        for path in (page, page + ".csv"):
+    for page in PAGES + VARIANTS:
+        base, _, query = page.partition("?")
+        for path in (page, base + ".csv" + ("?" + query if query else "")):
             timings = []
             for _ in range(repeat):
                 ms, status = timed_get(client, path)
@@ -151,73 +196,79 @@ def main() -> None:
     parser.add_argument("--per-day", type=int, default=50_000)
     parser.add_argument("--repeat", type=int, default=5)
     parser.add_argument("--live", action="store_true", help="also time the pages without the daily counters")
-    parser.add_argument("--keep", action="store_true", help="keep the schema (prints its URL) for profiling")
+    parser.add_argument("--keep", action="store_true", help="keep the schema (prints its name) for profiling")
+    parser.add_argument("--schema", help="reuse this kept schema (built by an earlier --keep run): no generation")
     parser.add_argument("--redis-db", type=int, default=int(os.environ.get("NURTURE_TEST_REDIS_DB", "8")))
     args = parser.parse_args()
-    schema = f"bench_reports_{uuid.uuid4().hex[:8]}"
+    reuse = bool(args.schema)
+    schema = args.schema or f"bench_reports_{uuid.uuid4().hex[:8]}"
+    if reuse and args.live:
+        parser.error("--live times the pages before any counter exists: a fresh schema only (no --schema)")
+    if not re.fullmatch(r"bench_reports_\w+", schema):
+        parser.error("--schema: a schema made by this bench (bench_reports_…)")
     admin = create_engine(args.pg)
-    with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    if not reuse:
+        with admin.begin() as conn:
+            conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     url = f"{args.pg}{'&' if '?' in args.pg else '?'}options=-csearch_path%3D{schema}"
     try:
         db = Database(url)
         upgrade(db)
         config = Config.from_env({}, database_url=url, secret_key="bench", instance_path=Path(tempfile.mkdtemp()),
                                  redis_url=f"redis://127.0.0.1:6379/{args.redis_db}")
-        specs, problems = CampaignLoader(config.templates_dir).load_dir(config.campaigns_dir)
-        assert not problems, problems
-        with db.session() as session:
-            sync_all(session, specs, NOW)
-            sync_sales_team(session, config.sales_team_path, NOW)
-            create_user(session, "bench@northwind.example", "Bench", "admin", NOW, password="bench-password-1")
-            campaign = session.execute(text("SELECT id FROM campaign WHERE slug = 'northwind-security'")).scalar()
-            steps = session.execute(text("SELECT count(*) FROM step WHERE campaign_id = :c"), {"c": campaign}).scalar()
-        deliveries = args.per_day * DAYS
-        started = time.perf_counter()
-        with db.engine.begin() as conn:
-            for statement in [s for s in GENERATE.split(";\n") if s.strip()]:
-                conn.execute(text(statement), dict(now=NOW.replace(tzinfo=None), leads=args.leads, campaign=campaign,
-                                                   per_day=args.per_day, deliveries=deliveries, steps=steps,
-                                                   events=args.events, handoffs=6000))
-            counts = {t: conn.execute(text(f"SELECT count(*) FROM {t}")).scalar() for t in
-                      ("lead", "enrollment", "delivery", "event", "knowledge", "step_skip", "handoff")}
-        with db.engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
-            # What autovacuum does on a live database; only this schema's tables (search_path).
-            conn.execute(text("VACUUM ANALYZE lead, enrollment, delivery, event, knowledge, step_skip, handoff, "
-                              "handoff_action, step, topic"))
-        print(f"generated in {time.perf_counter() - started:.1f} s: "
-              + ", ".join(f"{n:,} {t}" for t, n in counts.items()))
+        if not reuse:
+            generate(db, config, args)
         app = create_app(config, clock=FrozenClock(NOW))
         client = app.test_client()
         sign_in(client, "bench@northwind.example", "bench-password-1")
         if args.live:
             live = measure(client, max(args.repeat // 2, 2))
-        started = time.perf_counter()
-        with db.session() as session:
-            written = refresh_days(session, [NOW.date() - timedelta(days=d) for d in range(1, DAYS + 2)], NOW)
-        refresh_all = time.perf_counter() - started
+        if not reuse:
+            started = time.perf_counter()
+            with db.session() as session:
+                written = refresh_days(session, [NOW.date() - timedelta(days=d) for d in range(1, DAYS + 2)], NOW)
+            print(f"daily counters: {written:,} rows for {DAYS + 1} days in {time.perf_counter() - started:.1f} s")
         started = time.perf_counter()
         with db.session() as session:
             refresh_days(session, [NOW.date(), NOW.date() - timedelta(days=1)], NOW)
-        refresh_cron = time.perf_counter() - started
+        print(f"the cron job's refresh of the daily counters (today and yesterday): "
+              f"{(time.perf_counter() - started) * 1000:.0f} ms")
+        started = time.perf_counter()
+        with db.session() as session:
+            stats = refresh_topics(session, NOW, full=True)
+        print(f"topics summary, counted in full: {stats['rows']:,} rows, {stats['groups']:,} groups in "
+              f"{(time.perf_counter() - started) * 1000:.0f} ms")
+        started = time.perf_counter()
+        with db.session() as session:
+            months = refresh_engaged_months(session, NOW, full=True)
+        print(f"monthly summary (engaged leads per month), counted in full: {months} months in "
+              f"{(time.perf_counter() - started) * 1000:.0f} ms")
+        with db.engine.begin() as conn:
+            for statement in CHANGES.split(";\n"):
+                conn.execute(text(statement), {"now": NOW.replace(tzinfo=None), "leads": args.leads})
+        started = time.perf_counter()
+        with db.session() as session:
+            stats = refresh_summaries(session, NOW + timedelta(minutes=5))
+        print(f"the cron job's refresh of both summaries after 350 knowledge changes and 350 clicks: "
+              f"{stats['topic_groups']:,} topic groups recounted, in {(time.perf_counter() - started) * 1000:.0f} ms")
         with db.engine.begin() as conn:
             conn.execute(text("ANALYZE report_step_day"))
-        print(f"daily counters: {written:,} rows for {DAYS + 1} days in {refresh_all:.1f} s; "
-              f"the cron job's refresh (today and yesterday) {refresh_cron * 1000:.0f} ms")
+            conn.execute(text("ANALYZE report_topic_day"))
+            conn.execute(text("ANALYZE report_engaged_month"))
         timings = measure(client, args.repeat)
-        print(f"\n{'page':<26} {'median ms':>10} {'max ms':>8}" + (f" {'live median':>12}" if args.live else ""))
+        print(f"\n{'page':<40} {'median ms':>10} {'max ms':>8}" + (f" {'live median':>12}" if args.live else ""))
         worst = 0.0
         for path, values in timings.items():
             worst = max(worst, statistics.median(values))
             extra = f" {statistics.median(live[path]):>12.0f}" if args.live else ""
-            print(f"{path:<26} {statistics.median(values):>10.0f} {max(values):>8.0f}{extra}")
+            print(f"{path:<40} {statistics.median(values):>10.0f} {max(values):>8.0f}{extra}")
         print(f"\nslowest median: {worst:.0f} ms ({'under' if worst < 500 else 'OVER'} the 500 ms budget)")
         print(f"uptime: {os.popen('uptime').read().strip()}")
         app.extensions["nurture"].close()
         db.dispose()
     finally:
         if args.keep:
-            print(f"kept: {url}")
+            print(f"kept: schema {schema} (reuse it with --schema {schema})")
         else:
             with admin.begin() as conn:
                 conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))

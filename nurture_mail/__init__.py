@@ -1,24 +1,25 @@
 """nurture_mail: content-gap-aware email nurture campaigns."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from flask import Flask, current_app
-from flask_wtf.csrf import CSRFProtect
 
 from .clock import Clock
 from .config import Config
 from .extensions import Services
 
-__all__ = ["create_app", "services", "Config"]
+if TYPE_CHECKING:
+    from flask_wtf.csrf import CSRFProtect
+
+__all__ = ["create_app", "create_worker_app", "services", "Config"]
 
 
 def create_app(config: Config | None = None, clock: Clock | None = None, **services_kwargs: Any) -> Flask:
     """The application factory: nothing heavy happens before it is called."""
-    config = config or Config.from_env()
-    app = Flask(__name__, instance_path=str(config.instance_path), instance_relative_config=True)
-    app.config.update(SECRET_KEY=config.secret_key, NURTURE=config)
-    app.extensions["nurture"] = Services(config, clock=clock, **services_kwargs)
+    app = create_worker_app(config, clock, **services_kwargs)
+
+    from flask_wtf.csrf import CSRFProtect
 
     from . import api, auth, bounces, tracking, web
 
@@ -29,6 +30,20 @@ def create_app(config: Config | None = None, clock: Clock | None = None, **servi
     bounces.init_app(app)
     api.init_app(app)
     _exempt_from_csrf(app, csrf)
+    return app
+
+
+def create_worker_app(config: Config | None = None, clock: Clock | None = None, **services_kwargs: Any) -> Flask:
+    """The app a worker runs jobs in: config and services, no blueprints, API or CSRF.
+
+    Jobs reach their services through ``current_app`` and never serve a request, so a worker
+    does not import the web app, the API and their forms and schemas (about a second of CPU
+    per process, docs/benchmarks.md); a job needing more imports it when it runs.
+    """
+    config = config or Config.from_env()
+    app = Flask(__name__, instance_path=str(config.instance_path), instance_relative_config=True)
+    app.config.update(SECRET_KEY=config.secret_key, NURTURE=config)
+    app.extensions["nurture"] = Services(config, clock=clock, **services_kwargs)
     return app
 
 

@@ -151,7 +151,7 @@ class Services:
     def renderer(self):
         from .mail.render import Renderer
 
-        return Renderer(self.config.templates_dir)
+        return Renderer(self.config.templates_dir, cache_dir=self.config.instance_path / "inlined-templates")
 
     def close(self) -> None:
         if "db" in self.__dict__:

@@ -17,15 +17,12 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 from rq import Queue, SimpleWorker
-from rq.cron import CronScheduler
 from sqlalchemy import select
 
 from .clock import SystemClock, as_utc
 from .config import Config
 from .embedded_redis import die_with_parent
 from .extensions import redis_url_of
-from .jobs.schedule import cron_table
-from .tracking.ingest import start_drain_thread
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +53,8 @@ def run_worker(app: Flask, burst: bool = False, name: str | None = None, logging
     batch then stops and records what it sent, see ``nurture/send.py``) or a loss RQ gives up
     on ends that RQ worker, and a new one is started here as soon as Redis answers again.
     """
+    from .tracking.ingest import start_drain_thread  # here: a worker's start imports the send path only
+
     svc = app.extensions["nurture"]
     # A long-running worker also drains tracking hits as they arrive (a thread asleep in Redis
     # until a click): clicks teach, score and hand off within a second, not at the next cron run.
@@ -85,7 +84,7 @@ def _work_until_stopped(app: Flask, svc, burst: bool, name: str | None, logging_
         while True:
             queue = Queue(svc.config.queue_name, connection=svc.redis)
             worker_name = name if generation == 0 or name is None else f"{name}.{generation}"
-            worker = SimpleWorker([queue], connection=svc.redis, name=worker_name)
+            worker = (_BurstWorker if burst else SimpleWorker)([queue], connection=svc.redis, name=worker_name)
             try:
                 worked = worker.work(burst=burst, with_scheduler=False, logging_level=_rq_level(logging_level)) or worked
             except REDIS_DOWN as exc:
@@ -103,6 +102,20 @@ def _work_until_stopped(app: Flask, svc, burst: bool, name: str | None, logging_
                 time.sleep(1)  # an RQ worker ending for another reason: do not spin
             generation += 1
             log.info("worker starting again (%s)", f"restart {generation}")
+
+
+class _BurstWorker(SimpleWorker):
+    """A burst worker that ends without waiting a second for RQ's pubsub thread.
+
+    After the unsubscribe, that thread waits up to 60 s for a new subscription (redis-py's
+    ``get_message``), so RQ's ``join(timeout=1)`` always lasts the full second: a second of
+    every burst run. The thread is a daemon; it ends with the process.
+    """
+
+    def unsubscribe(self) -> None:
+        if self.pubsub_thread:
+            self.pubsub.unsubscribe()
+            self.pubsub_thread.stop()
 
 
 def _stop_asked(worker: SimpleWorker) -> bool:
@@ -148,8 +161,10 @@ def run_cron(app: Flask) -> None:
     enqueues a scheduler tick at once (Redis may have come back empty: the tick re-enqueues
     from the ledger the send jobs that were lost) and carries on with the same schedule.
     """
+    from rq.cron import CronScheduler
     from rq.exceptions import StopRequested
 
+    from .jobs.schedule import cron_table
     from .resilience import REDIS_DOWN, wait_for_redis
 
     svc = app.extensions["nurture"]
@@ -295,27 +310,10 @@ def worker_count(value: str | int | None) -> int:
 
 
 def run_worker_pool(count: int, burst: bool = False, name: str | None = None) -> None:
-    """``count`` worker processes, each started again if it dies; SIGTERM/Ctrl-C stop them all."""
-    supervisor = Supervisor(Config.from_env().child_environ())
-    base = name or f"{os.uname().nodename}.{os.getpid()}"
-    for index in range(count):
-        supervisor.add(f"worker {index + 1}", ["worker", "--name", f"{base}.{index + 1}"]
-                       + (["--burst"] if burst else []))
-    log.info("worker pool: %d workers (pids %s)", count, ", ".join(map(str, supervisor.pids())))
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, _interrupt)
-    try:
-        if burst:
-            for child in supervisor.children.values():
-                child[1].wait()
-            return
-        supervisor.start()
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        log.info("worker pool stopping")
-    finally:
-        supervisor.stop()
+    """``count`` worker processes forked from one warm process (``worker.py``)."""
+    from .worker import run_worker_pool as pool
+
+    pool(count, burst=burst, name=name)
 
 
 DEMO_CAMPAIGN = "northwind-security"
@@ -492,8 +490,9 @@ def run_platform(demo: bool = False, host: str | None = None, port: int | None =
 
         count = worker_count(workers)
         supervisor = Supervisor(child_env(app))
-        for index in range(count):
-            supervisor.add(f"worker {index + 1}", ["worker", "--name", f"run.{os.getpid()}.{index + 1}"])
+        # One pool process that forks its workers warm (worker.py), rather than a fresh
+        # interpreter per worker: the send path's imports are paid once.
+        supervisor.add("worker pool", ["worker", "--count", str(count), "--name", f"run.{os.getpid()}"])
         supervisor.add("cron", ["cron"])
         supervisor.start()
         url = urlsplit(config.base_url)

@@ -1,4 +1,4 @@
-"""Runtime commands: migrate, scheduler tick, worker, cron, and ``run`` (everything at once)."""
+"""Runtime commands: migrate, scheduler tick, worker (``worker.py``), cron, and ``run`` (everything at once)."""
 from __future__ import annotations
 
 from urllib.parse import urlsplit
@@ -10,6 +10,7 @@ from ..clock import parse_instant
 from ..migrate import upgrade
 from ..nurture.tick import run_tick
 from ..rulefiles import rule_file_problems
+from ..worker import worker_command  # noqa: F401  (registered by cli/__init__.py)
 from .campaigns import sync_from_files
 from .common import make_app, with_app
 
@@ -51,27 +52,6 @@ def tick_command(now_text: str | None, no_enqueue: bool) -> None:
     now = parse_instant(now_text) if now_text else svc.clock.now()
     report = run_tick(svc, now, enqueue=not no_enqueue)
     click.echo(f"tick at {now:%Y-%m-%d %H:%M:%S} UTC: {report.summary()}")
-
-
-@click.command("worker")
-@click.option("--burst", is_flag=True, help="Stop when the queue is empty.")
-@click.option("--name", help="Worker name (default: host and pid).")
-@click.option("--count", default=None,
-              help="Run a pool of this many worker processes ('auto': one per core), each started again if it "
-                   "dies. Without it, one worker in this process.")
-def worker_command(burst: bool, name: str | None, count: str | None) -> None:
-    """Run RQ worker(s) on the nurture queue; they wait out Redis and database restarts."""
-    from ..runtime import configure_logging, run_worker, run_worker_pool, worker_count
-
-    configure_logging()
-    if count is not None:
-        try:
-            workers = worker_count(count)
-        except ValueError as exc:
-            raise click.BadParameter(str(exc), param_hint="--count") from None
-        run_worker_pool(workers, burst=burst, name=name)
-        return
-    run_worker(make_app(), burst=burst, name=name)
 
 
 @click.command("cron")

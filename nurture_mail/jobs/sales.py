@@ -48,16 +48,20 @@ def send_monthly_summary(month: str | None = None, now: str | None = None) -> di
     return asdict(send(svc, parse_instant(now) if now else svc.clock.now(), month=month, scheduled=True))
 
 
-def refresh_report_counters(days: int = 2, now: str | None = None) -> dict:
-    """Rebuild the daily report counters of the last ``days`` days (cron: every few minutes)."""
+def refresh_report_counters(days: int = 2, now: str | None = None, full: bool = False) -> dict:
+    """Rebuild the daily report counters of the last ``days`` days and bring the topics and monthly
+    summaries up to date (cron: every few minutes; ``full`` recounts the summaries, cron: nightly)."""
     from datetime import timedelta
 
     from ..clock import parse_instant
     from ..reports.counters import refresh_days
+    from ..reports.summaries import refresh_summaries
 
     svc = services()
     at = parse_instant(now) if now else svc.clock.now()
     wanted = [at.date() - timedelta(days=i) for i in range(days)]
     with svc.db.session() as session:
         written = refresh_days(session, wanted, at)
-    return {"days": [d.isoformat() for d in wanted], "rows": written}
+    with svc.db.session() as session:
+        summaries = refresh_summaries(session, at, full=full)
+    return {"days": [d.isoformat() for d in wanted], "rows": written, **summaries}

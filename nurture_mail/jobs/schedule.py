@@ -26,6 +26,10 @@ def cron_table(config: Config) -> list[dict[str, Any]]:
         # Reports: the daily counters of today and yesterday; the monthly summary on the 1st, 07:00 UTC.
         dict(func=refresh_report_counters, queue_name=config.queue_name, interval=300,
              job_timeout=600, result_ttl=600, name="nurture-reports-counters"),
+        # ... and a full recount of the summaries nightly (a transaction held open across two
+        # refreshes is missed by the incremental ones; reports/summaries.py).
+        dict(func=refresh_report_counters, queue_name=config.queue_name, cron="30 3 * * *",
+             kwargs={"full": True}, job_timeout=1800, result_ttl=86400, name="nurture-reports-full-recount"),
         dict(func=send_monthly_summary, queue_name=config.queue_name, cron="0 7 1 * *",
              job_timeout=1800, result_ttl=86400 * 40, name="nurture-reports-monthly-summary"),
     ]

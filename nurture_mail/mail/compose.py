@@ -11,7 +11,7 @@ from ..config import Config
 from ..onelinetext import free_text
 from .mime import OutgoingEmail, message_id_for
 from .ratelimit import deliverability_settings
-from .render import Renderer, link_function
+from .render import Renderer, link_function, plain_view
 
 
 class LeadLike(Protocol):
@@ -65,6 +65,7 @@ class DeliveryLike(Protocol):
     def id(self) -> int: ...
 
 
+@plain_view
 @dataclass(frozen=True)
 class LeadView:
     """What templates may read of a lead; missing values are empty strings, never errors."""
@@ -91,6 +92,7 @@ class LeadView:
         )
 
 
+@plain_view
 @dataclass(frozen=True)
 class SenderView:
     name: str
@@ -159,7 +161,7 @@ class Composer:
         if self.extra_headers is not None:
             headers += self.extra_headers(delivery)
         return outgoing_email(
-            self.config, to_addr=lead.email, to_name=LeadView.of(lead).name,
+            self.config, to_addr=lead.email, to_name=context["lead"].name,
             subject=subject, html=html, text=text,
             message_id=message_id_for(delivery.id, self._secret, self.config.sender_domain), date=now,
             # VERP: a bounce sent back to this envelope sender names the delivery (bounces/verp.py).

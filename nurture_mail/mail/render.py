@@ -12,20 +12,54 @@ Each email then costs one render of a compiled template.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import re
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jinja2 import BaseLoader, ChainableUndefined, Environment, FileSystemLoader, Template
+from jinja2 import BaseLoader, ChainableUndefined, Environment, FileSystemLoader, Template, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from premailer import Premailer
 
 log = logging.getLogger(__name__)
+
+#: Seconds between two checks that a compiled template's files are unchanged (a ``stat`` each).
+FRESHNESS_CHECK = 1.0
+#: Inlined CSS by flattened source, shared by every renderer of the process: a worker pool
+#: inlines before it forks (``worker.py``), so no worker pays premailer (nor imports it).
+_INLINED: dict[str, str] = {}
+_INLINED_MAX = 256
+#: Bump when ``_inline_css`` changes its output: files cached by an older one are not read.
+INLINE_FORMAT = "1"
+#: Types whose public ``str`` attributes templates may read without the sandbox's per-access
+#: checks (``plain_view``): the composer's frozen views of a lead and of the sender.
+_PLAIN_VIEWS: set[type] = set()
+_MISSING = object()
+
+
+def plain_view(cls: type) -> type:
+    """Class decorator: a frozen view whose public string attributes are safe to read."""
+    _PLAIN_VIEWS.add(cls)
+    return cls
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The immutable sandbox, with a shortcut for plain views: reading a public ``str``
+    attribute of one is what ``is_safe_attribute`` allows anyway (a string is no callable,
+    no internal attribute, and these types are no mutable container); anything else goes
+    through the sandbox's own checks. Templates read a dozen such values per email."""
+
+    def getattr(self, obj: Any, attribute: str) -> Any | Undefined:
+        if type(obj) in _PLAIN_VIEWS and attribute[:1] != "_":
+            value = getattr(obj, attribute, _MISSING)
+            if type(value) is str:
+                return value
+        return super().getattr(obj, attribute)
 
 TAG = re.compile(r"\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", re.S)
 #: Tags that build the layout; everything else is personalization and survives flattening.
@@ -64,21 +98,31 @@ class CompiledEmail:
     html: Template
     text: Template
     files: list[tuple[str, float]]
+    checked_at: float = 0.0
 
     def is_current(self) -> bool:
+        """Its files unchanged (checked at most once a second: four ``stat`` calls an email added up)."""
+        now = time.monotonic()
+        if now - self.checked_at < FRESHNESS_CHECK:
+            return True
         try:
-            return all(os.path.getmtime(name) == mtime for name, mtime in self.files)
+            current = all(os.path.getmtime(name) == mtime for name, mtime in self.files)
         except OSError:
             return False
+        if current:
+            self.checked_at = now
+        return current
 
 
 class Renderer:
     """Compiles and caches step templates; renders subjects and bodies for one lead."""
 
-    def __init__(self, templates_dir: Path) -> None:
+    def __init__(self, templates_dir: Path, cache_dir: Path | None = None) -> None:
         self.templates_dir = Path(templates_dir)
-        self.sandbox = ImmutableSandboxedEnvironment(autoescape=True, undefined=ChainableUndefined)
-        self.text_sandbox = ImmutableSandboxedEnvironment(
+        #: Where inlined sources are kept between processes (None: in memory only).
+        self.cache_dir = cache_dir
+        self.sandbox: ImmutableSandboxedEnvironment = _Sandbox(autoescape=True, undefined=ChainableUndefined)
+        self.text_sandbox: ImmutableSandboxedEnvironment = _Sandbox(
             autoescape=False, undefined=ChainableUndefined,
             loader=FileSystemLoader(str(self.templates_dir)), keep_trailing_newline=True,
         )
@@ -103,7 +147,7 @@ class Renderer:
         loader = _PersonalizationPreservingLoader(FileSystemLoader(str(self.templates_dir)))
         flattener = Environment(loader=loader, autoescape=False, keep_trailing_newline=True)
         flat = flattener.get_template(html_name).render()
-        inlined = inline_css(flat)
+        inlined = inline_css(flat, self.cache_dir)
         self.inline_count += 1
         html = self.sandbox.from_string(inlined)
         # Text bodies need no inlining: they use ordinary inheritance, compiled once here.
@@ -115,7 +159,7 @@ class Renderer:
     def subject(self, source: str) -> Template:
         template = self._subjects.get(source)
         if template is None:
-            template = ImmutableSandboxedEnvironment(autoescape=False, undefined=ChainableUndefined).from_string(source)
+            template = _Sandbox(autoescape=False, undefined=ChainableUndefined).from_string(source)
             self._subjects[source] = template
         return template
 
@@ -128,8 +172,47 @@ class Renderer:
         return rendered_subject, compiled.html.render(context), compiled.text.render(context)
 
 
-def inline_css(html: str) -> str:
-    """Inline CSS into a template source whose Jinja tags must come out intact."""
+def inline_css(html: str, cache_dir: Path | None = None) -> str:
+    """Inline CSS into a template source whose Jinja tags must come out intact.
+
+    The result is kept in memory for the process and, given ``cache_dir``, in a file named by
+    a hash of the source and of premailer's version: a worker started again, or a second
+    worker, reads it instead of running (and importing) premailer.
+    """
+    inlined = _INLINED.get(html)
+    if inlined is None:
+        inlined = _read_or_inline(html, cache_dir)
+        if len(_INLINED) >= _INLINED_MAX:
+            _INLINED.clear()
+        _INLINED[html] = inlined
+    return inlined
+
+
+def _read_or_inline(html: str, cache_dir: Path | None) -> str:
+    if cache_dir is None:
+        return _inline_css(html)
+    from importlib.metadata import version
+
+    key = hashlib.sha256(f"{INLINE_FORMAT}|{version('premailer')}|{html}".encode()).hexdigest()
+    path = cache_dir / f"{key}.html"
+    try:
+        return path.read_text(encoding="utf-8")
+    except OSError:
+        pass
+    inlined = _inline_css(html)
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{os.getpid()}.tmp")
+        partial.write_text(inlined, encoding="utf-8")
+        os.replace(partial, path)  # whole or absent: another process may read it at once
+    except OSError as exc:  # a read-only instance folder costs premailer at each start, nothing more
+        log.warning("inlined template not cached in %s: %s", cache_dir, exc)
+    return inlined
+
+
+def _inline_css(html: str) -> str:
+    from premailer import Premailer  # here: a worker whose templates were inlined never imports it
+
     tags: list[str] = []
 
     def protect(match: re.Match) -> str:

@@ -8,7 +8,7 @@ from .handoff import Handoff, HandoffAction, HandoffAssignment, HandoffState, We
 from .imports import ImportJob, ImportRowResult
 from .knowledge import LEVEL_RANK, Knowledge, KnowledgeEvidence, KnowledgeLevel
 from .lead import NO_SEND_STATUSES, QUALIFICATION_ATTRIBUTES, Lead, LeadStatus
-from .report import StepDayCount
+from .report import EngagedLeadMonth, ReportWatermark, StepDayCount, TopicDayCount
 from .sales import SalesRep, Territory
 from .score import LeadScore
 from .suppression import ALL_EMAIL, Suppression, SuppressionRemoval
@@ -20,5 +20,5 @@ __all__ = [
     "EventKind", "Knowledge", "KnowledgeEvidence", "KnowledgeLevel", "LEVEL_RANK", "Lead",
     "LeadStatus", "NO_SEND_STATUSES", "QUALIFICATION_ATTRIBUTES", "ALL_EMAIL", "Suppression", "SuppressionRemoval",
     "Handoff", "HandoffAction", "HandoffAssignment", "HandoffState", "WebhookDelivery", "ImportJob",
-    "ImportRowResult", "StepDayCount", "SalesRep", "Territory", "LeadScore", "ApiToken", "Role", "User",
+    "ImportRowResult", "EngagedLeadMonth", "ReportWatermark", "StepDayCount", "TopicDayCount", "SalesRep", "Territory", "LeadScore", "ApiToken", "Role", "User",
 ]

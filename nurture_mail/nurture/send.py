@@ -42,7 +42,14 @@ from ..mail.compose import Composer
 from ..mail.dkim import DkimSigner
 from ..mail.outbox import signed_message
 from ..mail.ratelimit import DomainWindow, SendRateLimiter, deliverability_settings
-from ..mail.transport import PermanentFailure, SMTPSettings, SMTPTransport, TemporaryFailure
+from ..mail.transport import (
+    PermanentFailure,
+    SMTPSettings,
+    SMTPTransport,
+    TemporaryFailure,
+    keep_transport,
+    kept_transport,
+)
 from ..models import (
     ALL_EMAIL,
     NO_SEND_STATUSES,
@@ -261,9 +268,11 @@ def send_batch(svc: Services, delivery_ids: list[int], composer: Composer | None
     started = time.monotonic()
     composer = composer or default_composer(svc)
     journal = SentJournal(svc.redis)
-    transport = SMTPTransport(SMTPSettings.from_url(svc.config.effective_smtp_url, timeout=svc.config.smtp_timeout))
+    # The session of the previous batch, if still good: no connect, greeting and EHLO per batch.
+    transport = kept_transport(SMTPSettings.from_url(svc.config.effective_smtp_url, timeout=svc.config.smtp_timeout))
     batch = _Batch(svc, journal)
     stopped: str | None = None
+    finished = False
     writer = None
     try:
         items, checks = retry_db(lambda: _load(svc, claimed), "loading a send batch")
@@ -273,12 +282,16 @@ def send_batch(svc: Services, delivery_ids: list[int], composer: Composer | None
             checks.defer_over_domain_limits(limiter, items, svc.clock.now())
         writer = journal.writer()
         stopped = _send_all(svc, composer, signer, checks, limiter, transport, writer, batch)
+        finished = not stopped
     except _Stop as stop:
         stopped = stop.reason
     except RedisError as exc:  # the rate limiter's or the journal's Redis went away before sending
         stopped = f"Redis unavailable: {exc}"[:1000]
     finally:
-        transport.close()
+        if finished:
+            keep_transport(transport)
+        else:
+            transport.close()
         if writer is not None:
             try:
                 writer.confirm()

@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections import defaultdict
 from decimal import Decimal
 
-from sqlalchemy import select
+from sqlalchemy import case, func, literal, select
 from sqlalchemy.orm import Session
 
 from ..models import STAGE_ORDER, Handoff, HandoffState, Knowledge, KnowledgeLevel, Lead, Topic
 from .common import Chart, Column, DateRange, ReportResult, Series, Table, rate
-from .profile import SIZE_ORDER, UNKNOWN, industry_of, role_of, size_of
+from .profile import SIZE_BANDS, SIZE_ORDER, UNKNOWN, industry_of, role_of
 
 COLUMNS = [
     Column("dimension", "By", "text"),
@@ -29,59 +29,68 @@ STAGES = ["awareness", "consideration", "decision"]
 NO_STAGE = "(nothing learned)"
 
 
-def stage_reached(session: Session, span: DateRange) -> dict[int, str]:
-    """The furthest funnel stage of a topic each lead handed off in ``span`` engaged with or knows.
+def _stage_rank(span: DateRange):
+    """Per lead handed off in ``span``: the rank of the furthest funnel stage of a topic it engaged
+    with or knows. One join from the range's handoffs (``created_at`` index) to their knowledge
+    (``lead_id`` index), grouped in the database."""
+    rank = case(*((Topic.stage == stage, STAGE_ORDER[stage]) for stage in STAGE_ORDER), else_=-1)
+    leads = select(Handoff.lead_id).where(Handoff.created_at >= span.start_at, Handoff.created_at < span.end_at)
+    return (select(Knowledge.lead_id.label("lead_id"), func.max(rank).label("stage_rank"))
+            .join(Topic, Topic.slug == Knowledge.topic)
+            .where(Knowledge.lead_id.in_(leads), Knowledge.level.in_([KnowledgeLevel.engaged, KnowledgeLevel.known]))
+            .group_by(Knowledge.lead_id).subquery())
 
-    One join from the range's handoffs (``created_at`` index) to their knowledge (``lead_id``
-    index), rather than lists of ids."""
-    reached: dict[int, int] = {}
-    for lead_id, stage in session.execute(
-        select(Knowledge.lead_id, Topic.stage).distinct()
-        .join(Topic, Topic.slug == Knowledge.topic)
-        .join(Handoff, Handoff.lead_id == Knowledge.lead_id)
-        .where(Handoff.created_at >= span.start_at, Handoff.created_at < span.end_at,
-               Knowledge.level.in_([KnowledgeLevel.engaged, KnowledgeLevel.known]))
-    ):
-        rank = STAGE_ORDER.get(stage, -1)
-        if rank > reached.get(lead_id, -1):
-            reached[lead_id] = rank
-    return {lead_id: STAGES[rank] for lead_id, rank in reached.items()}
+
+def _size_band():
+    """``profile.size_of`` in SQL, so the handoffs group by band rather than by head count."""
+    whens = [(Lead.employees.between(low, high) if high is not None else Lead.employees >= low, label)
+             for low, high, label in SIZE_BANDS]
+    return case(*whens, else_=literal(UNKNOWN))
 
 
 def build(session: Session, span: DateRange, ctx, params: dict[str, str]) -> ReportResult:
-    handoffs = session.execute(
-        select(Handoff.state, Handoff.deal_value, Lead.id,
-               Lead.lead_source, Lead.industry_naics, Lead.industry_sic, Lead.employees, Lead.title)
-        .join(Lead, Lead.id == Handoff.lead_id)
+    stage = _stage_rank(span)
+    size = _size_band().label("size")
+    # Handoffs grouped by everything a row of the table depends on: a few hundred groups, not one
+    # row per handoff; industry and role are mapped in Python (``profile``), once per group.
+    grouped = session.execute(
+        select(Lead.lead_source, Lead.industry_naics, Lead.industry_sic, size, Lead.title, stage.c.stage_rank,
+               Handoff.state, func.count(), func.sum(Handoff.deal_value))
+        .join(Lead, Lead.id == Handoff.lead_id).outerjoin(stage, stage.c.lead_id == Handoff.lead_id)
         .where(Handoff.created_at >= span.start_at, Handoff.created_at < span.end_at)
+        .group_by(Lead.lead_source, Lead.industry_naics, Lead.industry_sic, size, Lead.title, stage.c.stage_rank,
+                  Handoff.state)
     ).all()
-    stages = stage_reached(session, span)
     groups: dict[tuple[str, str], dict] = defaultdict(lambda: {"handed_off": 0, "accepted": 0, "rejected": 0,
                                                                "open": 0, "won": 0, "lost": 0,
                                                                "won_value": Decimal(0)})
-    for h in handoffs:
+    total = won = 0
+    for source, naics, sic, band, title, rank, state, count, value in grouped:
+        state = HandoffState(state)
+        total += count
+        won += count if state == HandoffState.won else 0
         keys = {
-            "lead source": (h.lead_source or "").strip() or UNKNOWN,
-            "industry": industry_of(h.industry_naics, h.industry_sic),
-            "size": size_of(h.employees),
-            "role": role_of(h.title),
-            "stage reached": stages.get(h.id, NO_STAGE),
+            "lead source": (source or "").strip() or UNKNOWN,
+            "industry": industry_of(naics, sic),
+            "size": band,
+            "role": role_of(title),
+            "stage reached": STAGES[rank] if rank is not None and 0 <= rank < len(STAGES) else NO_STAGE,
         }
         for dimension, group in keys.items():
             counts = groups[(dimension, group)]
-            counts["handed_off"] += 1
+            counts["handed_off"] += count
             # Accepted: the rep took it (still accepted, or since closed as won / lost after taking it).
-            if h.state in (HandoffState.accepted, HandoffState.won, HandoffState.lost):
-                counts["accepted"] += 1
-            if h.state == HandoffState.rejected:
-                counts["rejected"] += 1
-            elif h.state in (HandoffState.notified, HandoffState.accepted):
-                counts["open"] += 1
-            elif h.state == HandoffState.won:
-                counts["won"] += 1
-                counts["won_value"] += h.deal_value or Decimal(0)
-            elif h.state == HandoffState.lost:
-                counts["lost"] += 1
+            if state in (HandoffState.accepted, HandoffState.won, HandoffState.lost):
+                counts["accepted"] += count
+            if state == HandoffState.rejected:
+                counts["rejected"] += count
+            elif state in (HandoffState.notified, HandoffState.accepted):
+                counts["open"] += count
+            elif state == HandoffState.won:
+                counts["won"] += count
+                counts["won_value"] += Decimal(value or 0)
+            elif state == HandoffState.lost:
+                counts["lost"] += count
 
     def order(item: tuple[tuple[str, str], dict]) -> tuple:
         (dimension, group), counts = item
@@ -97,8 +106,6 @@ def build(session: Session, span: DateRange, ctx, params: dict[str, str]) -> Rep
     for (dimension, group), counts in sorted(groups.items(), key=order):
         rows.append({"dimension": dimension, "group": group, **counts,
                      "closure_rate": rate(counts["won"], counts["handed_off"])})
-    total = len(handoffs)
-    won = sum(1 for h in handoffs if h.state == HandoffState.won)
     by_stage = [r for r in rows if r["dimension"] == "stage reached"]
     chart = Chart("hbars", "Closure rate by the stage the lead had reached", [r["group"] for r in by_stage],
                   [Series("Closure rate", [r["closure_rate"] or 0 for r in by_stage], "s2")], unit="pct")

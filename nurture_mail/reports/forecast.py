@@ -15,7 +15,6 @@ The model, stated on the page too:
 """
 from __future__ import annotations
 
-from datetime import timedelta
 from decimal import Decimal
 from statistics import median
 from typing import Any
@@ -23,7 +22,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ..models import Handoff, HandoffAction, HandoffState, Lead, SalesRep
+from ..models import Handoff, HandoffAction, HandoffState, SalesRep
 from .common import Chart, Column, DateRange, ReportResult, Series, Table, rate
 
 DEFAULT_WIN_RATE = 0.2
@@ -45,26 +44,23 @@ REP_COLUMNS = [
 ]
 
 
-def _accepted_at(session: Session, ids: list[int]) -> dict[int, object]:
-    if not ids:
-        return {}
-    return dict(session.execute(
-        select(HandoffAction.handoff_id, func.min(HandoffAction.at))
-        .where(HandoffAction.handoff_id.in_(ids), HandoffAction.action == "accept")
-        .group_by(HandoffAction.handoff_id)
-    ).tuples().all())
+def _accepted_at():
+    """A handoff's first acceptance, per row (the ``handoff_id`` index), rather than a list of ids."""
+    return (select(func.min(HandoffAction.at))
+            .where(HandoffAction.handoff_id == Handoff.id, HandoffAction.action == "accept")
+            .correlate(Handoff).scalar_subquery())
 
 
 def model(session: Session, span: DateRange) -> dict:
     """The history the forecast rests on: win rate, mean deal value, sales cycle."""
     closed = session.execute(
-        select(Handoff.id, Handoff.state, Handoff.deal_value, Handoff.closed_at, Handoff.created_at)
+        select(Handoff.state, Handoff.deal_value, Handoff.closed_at, Handoff.created_at,
+               _accepted_at().label("accepted_at"))
         .where(Handoff.state.in_([HandoffState.won, HandoffState.lost]),
                Handoff.closed_at >= span.start_at, Handoff.closed_at < span.end_at)
     ).all()
     won = [c for c in closed if c.state == HandoffState.won]
-    accepted = _accepted_at(session, [c.id for c in won])
-    cycles = [((c.closed_at - accepted.get(c.id, c.created_at)).total_seconds() / 86400) for c in won]
+    cycles = [((c.closed_at - (c.accepted_at or c.created_at)).total_seconds() / 86400) for c in won]
     values = [c.deal_value or Decimal(0) for c in won]
     return {
         "won": len(won), "lost": len(closed) - len(won),
@@ -79,27 +75,22 @@ def model(session: Session, span: DateRange) -> dict:
 def build(session: Session, span: DateRange, ctx, params: dict[str, str]) -> ReportResult:
     now = ctx.now
     m = model(session, span)
+    # Only what the tables show (per horizon, per rep): no name or company per deal.
     open_deals = session.execute(
-        select(Handoff.id, Handoff.created_at, Lead.email, Lead.first_name, Lead.last_name, Lead.company,
-               SalesRep.name)
-        .join(Lead, Lead.id == Handoff.lead_id).outerjoin(SalesRep, SalesRep.id == Handoff.rep_id)
+        select(Handoff.created_at, _accepted_at(), SalesRep.name).outerjoin(SalesRep, SalesRep.id == Handoff.rep_id)
         .where(Handoff.state == HandoffState.accepted).order_by(Handoff.id)
     ).all()
-    accepted = _accepted_at(session, [d.id for d in open_deals])
     waiting = session.scalar(select(func.count()).select_from(Handoff)
                              .where(Handoff.state == HandoffState.notified)) or 0
+    value = m["deal_value"]
     deals = []
-    for d in open_deals:
-        since = accepted.get(d.id, d.created_at)
+    for created_at, accepted_at, rep in open_deals:
+        since = accepted_at or created_at
         age = max((now - since).total_seconds() / 86400, 0.0)
         remaining = max(m["cycle_days"] - age, 0.0)
         probability = m["win_rate"] * (min(1.0, m["cycle_days"] / age) if age > 0 else 1.0)
-        value = m["deal_value"]
         deals.append({
-            "handoff": d.id, "lead": " ".join(p for p in (d.first_name, d.last_name) if p) or d.email,
-            "company": d.company or "", "rep": d.name or "(unassigned)", "accepted": f"{since:%Y-%m-%d}",
-            "age_days": age, "remaining": remaining, "expected_close": f"{now + timedelta(days=remaining):%Y-%m-%d}",
-            "probability": probability, "value": value,
+            "rep": rep or "(unassigned)", "age_days": age, "remaining": remaining, "value": value,
             "expected_value": (value * Decimal(str(probability))).quantize(Decimal("0.01")),
         })
     pipeline = sum((d["value"] for d in deals), Decimal(0))

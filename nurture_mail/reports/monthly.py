@@ -20,11 +20,11 @@ from sqlalchemy import distinct, exists, func, select
 from sqlalchemy.orm import Session, aliased
 
 from ..exceptions import InvalidInput
-from ..models import Enrollment, Event, EventKind, Handoff, HandoffState
+from ..models import Enrollment, Handoff, HandoffState
 from .common import Chart, Column, DateRange, ReportResult, Series, Table
 from .forecast import model
+from .summaries import EVENTS, engaged_leads, refreshed_at
 
-ENGAGEMENT = (EventKind.click, EventKind.reply, EventKind.form, EventKind.webinar, EventKind.meeting)
 COLUMNS = [
     Column("metric", "", "text"),
     Column("this_month", "This month", "text"),
@@ -104,10 +104,11 @@ def figures(session: Session, month: Month) -> MonthFigures:
             ~exists().where(earlier.lead_id == Enrollment.lead_id, earlier.enrolled_at < start))
     ) or 0
     handed = select(Handoff.lead_id).where(Handoff.created_at >= start, Handoff.created_at < end)
+    # The month's engaged leads: the stored summary plus the newest events (see reports/summaries.py).
+    engaged, _ = engaged_leads(session, month.start)
+    leads = engaged.subquery()
     developing = session.scalar(
-        select(func.count(distinct(Event.lead_id))).where(
-            Event.at >= start, Event.at < end, Event.kind.in_(ENGAGEMENT), Event.suspected_bot.is_(False),
-            Event.lead_id.not_in(handed))
+        select(func.count(distinct(leads.c.lead_id))).where(leads.c.lead_id.not_in(handed))
     ) or 0
     handoffs = session.execute(
         select(Handoff.state, Handoff.deal_value).where(Handoff.created_at >= start, Handoff.created_at < end,
@@ -152,6 +153,11 @@ def build(session: Session, span: DateRange | None, ctx, params: dict[str, str])
              "that month (a click, reply, form, webinar or meeting; bot-flagged events excluded) and were not handed "
              "to sales that month. Handed to sales: handoffs made by a campaign's rule. Worth: the value of those "
              "won, plus the mean won deal of the past year for each one still open."]
+    fresh_at = refreshed_at(session, EVENTS)
+    if fresh_at is not None:
+        notes.append(f"Under development reads a summary of each month's engaged leads that the report counters "
+                     f"job refreshes every five minutes (last at {fresh_at:%d %b %Y %H:%M} UTC) and counts the "
+                     f"events since then live: the figures are complete up to now.")
     table = Table("monthly", f"{month.label()} and {month.previous().label()}", COLUMNS, rows)
     result = ReportResult("monthly", f"Monthly summary: {month.label()}", month.span, [table], chart,
                           summary=[this.sentence()], notes=notes)

@@ -10,6 +10,7 @@ from sqlalchemy.orm import Session
 from ..exceptions import InvalidInput
 from ..models import STAGE_ORDER, Campaign, Enrollment, EnrollmentState, Knowledge, KnowledgeLevel, Step, Topic
 from .common import Chart, Column, DateRange, ReportResult, Series, Table, rate
+from .summaries import topic_levels
 
 COLUMNS = [
     Column("topic", "Topic", "text"),
@@ -47,14 +48,7 @@ def build(session: Session, span: DateRange, ctx, params: dict[str, str]) -> Rep
     taught.sort(key=lambda s: STAGE_ORDER.get(topics[s].stage, 9) if s in topics else 9)
     in_campaign = (Enrollment.campaign_id == cid) & (Enrollment.enrolled_at < span.end_at)
     leads = session.scalar(select(func.count()).select_from(Enrollment).where(in_campaign)) or 0
-    levels: dict[tuple[str, KnowledgeLevel], int] = {}
-    if taught:
-        for topic, level, count in session.execute(
-            select(Knowledge.topic, Knowledge.level, func.count())
-            .join(Enrollment, Enrollment.lead_id == Knowledge.lead_id)
-            .where(in_campaign, Knowledge.topic.in_(taught)).group_by(Knowledge.topic, Knowledge.level)
-        ):
-            levels[(topic, level)] = count
+    levels, fresh_at = topic_levels(session, cid, taught, span.end, span.end_at)
     ended_filter = ((Enrollment.campaign_id == cid)
                     & Enrollment.state.in_([EnrollmentState.completed, EnrollmentState.exited])
                     & (Enrollment.ended_at >= span.start_at) & (Enrollment.ended_at < span.end_at))
@@ -69,9 +63,9 @@ def build(session: Session, span: DateRange, ctx, params: dict[str, str]) -> Rep
         ).tuples().all())
     rows: list[dict[str, Any]] = []
     for topic in taught:
-        known = levels.get((topic, KnowledgeLevel.known), 0)
-        engaged = levels.get((topic, KnowledgeLevel.engaged), 0)
-        exposed = levels.get((topic, KnowledgeLevel.exposed), 0)
+        known = levels.get((topic, KnowledgeLevel.known.value), 0)
+        engaged = levels.get((topic, KnowledgeLevel.engaged.value), 0)
+        exposed = levels.get((topic, KnowledgeLevel.exposed.value), 0)
         unfilled = ended - filled.get(topic, 0)
         rows.append({"topic": topic, "stage": topics[topic].stage.value if topic in topics else "",
                      "leads": leads, "known": known, "engaged": engaged, "exposed": exposed,
@@ -85,4 +79,8 @@ def build(session: Session, span: DateRange, ctx, params: dict[str, str]) -> Rep
              "import; engaged: clicked content on it (bots excluded); exposed only: an email teaching it was "
              "delivered; never reached: none of these. Unfilled at the end: journeys that completed or exited in "
              "the range while the lead had not engaged with the topic nor knew it."]
+    if fresh_at is not None:
+        notes.append(f"Know it, engaged and exposed only are as of {fresh_at:%d %b %Y %H:%M} UTC: a summary the "
+                     f"report counters job refreshes every five minutes. Leads, journeys ended and unfilled topics "
+                     f"are counted live.")
     return ReportResult("topics", f"Topics: {name}", span, [table], chart, notes=notes, options=options)

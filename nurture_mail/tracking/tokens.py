@@ -10,7 +10,9 @@ redirect needs no database read, and it can only ever go to a URL that this emai
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import hmac
 import json
 import re
 from collections.abc import Sequence
@@ -20,6 +22,7 @@ from urllib.parse import urlsplit
 
 from itsdangerous import BadSignature, URLSafeSerializer
 from itsdangerous.encoding import base64_encode
+from itsdangerous.signer import HMACAlgorithm, Signer
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -85,6 +88,7 @@ class Tokens:
         # itsdangerous signs with the *last* key of its list and verifies with all of them.
         ordered = list(reversed(keys))
         self._unsubscribe = URLSafeSerializer(ordered, salt="nurture.unsubscribe")
+        self._unsubscribe_signer = _KeyedSigner(self._unsubscribe.make_signer())
         self._click = _Purpose(ordered, "nurture.click")
         self._open = _Purpose(ordered, "nurture.open")
 
@@ -96,7 +100,7 @@ class Tokens:
     # -- unsubscribe -----------------------------------------------------------------------
 
     def unsubscribe(self, delivery_id: int, lead_id: int) -> str:
-        return self._unsubscribe.dumps([delivery_id, lead_id])
+        return self._unsubscribe_signer.sign(self._unsubscribe.dump_payload([delivery_id, lead_id])).decode("ascii")
 
     def read_unsubscribe(self, token: str) -> tuple[int, int]:
         try:
@@ -109,7 +113,7 @@ class Tokens:
 
     def click(self, delivery_id: int, link_id: int, url: str) -> str:
         """The token of one link of one email; refuses a URL that must never be a redirect."""
-        if not is_safe_target(url):
+        if not _is_safe_link(url):
             raise ValueError(f"link {link_id}: not an absolute http(s) URL: {url[:100]!r}")
         return self._click.dumps([delivery_id, link_id, url])
 
@@ -157,13 +161,40 @@ class _Purpose:
     def __init__(self, keys: list[str], salt: str) -> None:
         self.serializer = URLSafeSerializer(keys, salt=salt, signer_kwargs={"digest_method": hashlib.sha256})
         self.signer = self.serializer.make_signer()
+        self._keyed = _KeyedSigner(self.signer)
 
     def dumps(self, payload: Any) -> str:
         data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        return self.signer.sign(base64_encode(data)).decode("ascii")
+        return self._keyed.sign(base64_encode(data)).decode("ascii")
 
     def loads(self, token: str) -> Any:
         return self.serializer.load_payload(self.signer.unsign(token))
+
+
+class _KeyedSigner:
+    """``signer.sign`` with the key derived once: the same bytes, at half the cost.
+
+    itsdangerous derives the signing key (a hash of salt and secret) on every call; five
+    signatures per email made that a third of link signing. Here the HMAC is keyed once and
+    copied per token, so a token is still HMAC(derived key, value), verified by ``signer``.
+    """
+
+    def __init__(self, signer: Signer) -> None:
+        if not isinstance(signer.algorithm, HMACAlgorithm):
+            raise TypeError("only HMAC signers are supported")
+        self.sep = signer.sep
+        self._mac = hmac.new(signer.derive_key(), digestmod=signer.algorithm.digest_method)
+
+    def sign(self, value: bytes) -> bytes:
+        mac = self._mac.copy()
+        mac.update(value)
+        return value + self.sep + base64_encode(mac.digest())
+
+
+@functools.lru_cache(maxsize=4096)
+def _is_safe_link(url: str) -> bool:
+    """:func:`is_safe_target` for the links of a batch, which repeat from email to email."""
+    return is_safe_target(url)
 
 
 def _is_id(value: object) -> bool:

@@ -161,6 +161,8 @@ def test_a_worker_pool_starts_again_a_worker_that_died(tmp_path, redis):
     env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
     env.update(INSTANCE_PATH=str(tmp_path / "instance"), SECRET_KEY="pool-test", REDIS_URL=redis_url_of(redis),
                DATABASE_URL=f"sqlite:///{tmp_path / 'pool.db'}")
+    subprocess.run([sys.executable, "-m", "nurture_mail", "init"], env=env, cwd=str(ROOT), check=True,
+                   capture_output=True)
     pool = subprocess.Popen([sys.executable, "-m", "nurture_mail", "worker", "--count", "2"], env=env, cwd=str(ROOT),
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:

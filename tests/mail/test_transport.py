@@ -429,3 +429,59 @@ def test_a_server_answering_354_after_refusing_the_recipient_gets_only_the_final
     server.close()
     assert (refused.value.stage, refused.value.code, refused.value.reply) == ("rcpt", 550, "5.1.1 no such user")
     assert [c.upper() for c in server.lines[4:]] == [b".", b"RSET", b"QUIT"]
+
+
+# -- a session kept across batches ------------------------------------------------------------
+
+def test_a_kept_session_serves_the_next_batch_on_the_same_connection(relay: RelayServer) -> None:
+    from nurture_mail.mail.transport import close_kept, keep_transport, kept_transport
+
+    settings = SMTPSettings.from_url(relay.url, timeout=5)
+    first = kept_transport(settings)
+    first.send(SENDER, "lead1@customer.example", message(1))
+    keep_transport(first)
+    second = kept_transport(settings)
+    second.send(SENDER, "lead2@customer.example", message(2))
+    keep_transport(second)
+    close_kept()
+    assert second is first
+    assert [r.rcpt_tos for r in relay.received] == [("lead1@customer.example",), ("lead2@customer.example",)]
+    assert relay.received[0].peer == relay.received[1].peer  # one connection for both batches
+    assert not first.is_open  # close_kept said QUIT
+
+
+def test_a_kept_session_idle_and_dropped_is_found_out_by_noop_and_replaced(relay: RelayServer) -> None:
+    from nurture_mail.mail.transport import close_kept, keep_transport, kept_transport
+
+    settings = SMTPSettings.from_url(relay.url, timeout=5)
+    transport = kept_transport(settings)
+    transport.send(SENDER, "lead1@customer.example", message(1))
+    keep_transport(transport)
+    relay.restart()  # the server forgets the session while the worker waits for its next job
+    transport.last_used -= 60  # idle for a minute
+    again = kept_transport(settings)
+    assert again is transport and not again.is_open  # NOOP failed: dropped before any message
+    again.send(SENDER, "lead2@customer.example", message(2))
+    keep_transport(again)
+    close_kept()
+    assert [r.rcpt_tos[0] for r in relay.received] == ["lead1@customer.example", "lead2@customer.example"]
+    assert relay.received[0].peer != relay.received[1].peer
+
+
+def test_another_relay_gets_its_own_session_and_the_kept_one_is_closed(relay: RelayServer) -> None:
+    from nurture_mail.mail.transport import close_kept, keep_transport, kept_transport
+
+    transport = kept_transport(SMTPSettings.from_url(relay.url, timeout=5))
+    transport.send(SENDER, "lead1@customer.example", message(1))
+    keep_transport(transport)
+    other = kept_transport(SMTPSettings.from_url(relay.url, timeout=7))
+    assert other is not transport and not transport.is_open
+    close_kept()
+
+
+@pytest.mark.parametrize("data", [b"", b".", b".a\r\n.b\r\n..c", b"a\r\n.\r\nb", b"abc\r\n", b"\r\n.\r\n.", b"x\n.y"])
+def test_dot_stuffing_doubles_every_leading_dot_and_ends_with_the_final_dot(data: bytes) -> None:
+    from nurture_mail.mail.transport import _dot_stuffed
+
+    stuffed = re.sub(rb"(?m)^\.", b"..", data)
+    assert _dot_stuffed(data) == stuffed + (b"" if stuffed.endswith(b"\r\n") else b"\r\n") + b".\r\n"

@@ -133,3 +133,24 @@ def test_signing_refuses_a_url_that_must_never_be_a_redirect(url):
 ])
 def test_is_safe_target(url, safe):
     assert is_safe_target(url) is safe
+
+
+def test_tokens_keyed_once_are_the_bytes_itsdangerous_signs():
+    """The signing key is derived once per Tokens (not per signature): the tokens must stay the
+    ones itsdangerous makes, so emails already sent keep verifying and old tokens still verify."""
+    import json
+
+    from itsdangerous.encoding import base64_encode
+
+    tokens = Tokens("new-key", ["old-key"])
+    keys = ["old-key", "new-key"]  # itsdangerous signs with the last
+    assert tokens.unsubscribe(12, 34) == URLSafeSerializer(keys, salt="nurture.unsubscribe").dumps([12, 34])
+    click = URLSafeSerializer(keys, salt="nurture.click", signer_kwargs={"digest_method": hashlib.sha256})
+    payload = base64_encode(json.dumps([5, 6, "https://x.example/a?b=1"], separators=(",", ":")).encode())
+    assert tokens.click(5, 6, "https://x.example/a?b=1") == click.make_signer().sign(payload).decode()
+    assert tokens.read_click(tokens.click(5, 6, "https://x.example/a?b=1")) == ClickTarget(5, 6, "https://x.example/a?b=1")
+    assert tokens.read_unsubscribe(tokens.unsubscribe(12, 34)) == (12, 34)
+    assert tokens.read_open(tokens.open(7)) == 7
+    # A token another key signed does not verify, however cheaply it was made.
+    with pytest.raises(TokenError):
+        Tokens("other-key").read_unsubscribe(tokens.unsubscribe(12, 34))
