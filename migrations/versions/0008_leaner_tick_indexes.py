@@ -8,8 +8,8 @@ leading column of ``uq_enrollment_lead_id_campaign_id``, which serves every look
 (and the foreign key's cascade); ``ix_delivery_sent_at`` served only sent deliveries (reports
 count what was sent per day), so it no longer holds the queued ones.
 
-Revision ID: 0007
-Revises: 0006
+Revision ID: 0008
+Revises: 0007
 Create Date: 2026-12-03
 """
 from __future__ import annotations
@@ -17,8 +17,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision = '0007'
-down_revision = '0006'
+revision = '0008'
+down_revision = '0007'
 branch_labels = None
 depends_on = None
 
