@@ -176,6 +176,8 @@ class _Cursor:
     def __init__(self) -> None:
         self.lock = threading.Lock()
         self.after: tuple[datetime, int] | None = None
+        #: a read came back with fewer rows than it asked for: nothing due lies past ``after``
+        self.exhausted = False
 
 
 def _queue_due(svc: Services, now: datetime, enqueue: bool, campaigns: "CampaignCache", cursor: _Cursor,
@@ -194,9 +196,14 @@ def _queue_due(svc: Services, now: datetime, enqueue: bool, campaigns: "Campaign
                 # flushes the WAL up to and past this commit.
                 session.execute(text("SET LOCAL synchronous_commit = off"))
             with cursor.lock:
+                if cursor.exhausted:
+                    break
                 batch = _due_enrollments(session, now, size, cursor.after)
                 if batch:
                     cursor.after = (batch[-1].next_send_at, batch[-1].id)
+                # A short batch read the due range to its end: no stream reads again (an empty
+                # read was a round trip and a transaction of each stream, at every tick).
+                cursor.exhausted = len(batch) < size
             if not batch:
                 break
             size = min(size * 2, svc.config.tick_batch_size)
