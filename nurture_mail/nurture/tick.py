@@ -31,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from ..engine.gaps import Decision, choose_next_step
-from ..engine.plan import CampaignPlan
+from ..engine.plan import CampaignPlan, Level
 from ..engine.schedule import in_window, next_in_window, zone
 from ..extensions import Services
 from ..models import (
@@ -41,6 +41,7 @@ from ..models import (
     DeliveryStatus,
     Enrollment,
     EnrollmentState,
+    Knowledge,
     Lead,
     Step,
     StepSkip,
@@ -224,7 +225,8 @@ def candidates(session: Session, now: datetime) -> Select:
     """Due, active enrollments of running campaigns, with what the engine needs of each, in one read.
 
     Each row: the enrollment (id, lead_id, campaign_id, touches_sent), its lead (consent,
-    status, timezone) and, on PostgreSQL, ``delivered_steps``: the steps it already has a
+    status, timezone) and, on PostgreSQL, ``known_topics`` (the lead's knowledge, topic → level) and
+    ``delivered_steps``: the steps it already has a
     delivery for (an array read through the (enrollment_id, step_id) index per row, so its cost
     follows the rows read, whatever the planner believes of the delivery table's size: a
     ``delivery.enrollment_id = ANY(:ids)`` lookup went to a sequential scan over a table that the
@@ -235,6 +237,10 @@ def candidates(session: Session, now: datetime) -> Select:
     if session.get_bind().dialect.name == "postgresql":
         columns.append(select(func.array_agg(Delivery.step_id)).where(Delivery.enrollment_id == Enrollment.id)
                        .scalar_subquery().label("delivered_steps"))
+        # The lead's knowledge in the same read (topic → level, through the (lead_id, topic)
+        # unique index): one round trip less per batch.
+        columns.append(select(func.json_object_agg(Knowledge.topic, Knowledge.level))
+                       .where(Knowledge.lead_id == Enrollment.lead_id).scalar_subquery().label("known_topics"))
     return (
         select(*columns).join(Lead, Lead.id == Enrollment.lead_id)
         .where(Enrollment.state == EnrollmentState.active, Enrollment.next_send_at <= now,
@@ -333,8 +339,10 @@ def _process(session: Session, svc: Services, enrollments: list[Row], now: datet
     no second pass over them, and workers start on the first batch while the tick goes on.
     """
     report.due += len(enrollments)
-    knowledge = knowledge_of(session, {e.lead_id for e in enrollments})
     with_steps = bool(enrollments) and "delivered_steps" in enrollments[0]._fields
+    knowledge = ({e.lead_id: {topic: Level[level] for topic, level in e.known_topics.items()}
+                  for e in enrollments if e.known_topics} if with_steps
+                 else knowledge_of(session, {e.lead_id for e in enrollments}))
     delivered = {} if with_steps else delivered_keys(session, [e.id for e in enrollments])
     new_deliveries: dict[str, list] = {"enrollment_id": [], "step_id": [], "lead_id": []}
     skips: list[dict] = []
