@@ -33,7 +33,8 @@ from datetime import time as dt_time
 from typing import Any
 
 from redis.exceptions import RedisError
-from sqlalchemy import bindparam, case, select, update
+from sqlalchemy import Integer, bindparam, case, func, literal, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from ..engine.plan import SendWindow
@@ -586,12 +587,36 @@ _NURTURING = update(_LEAD).where(_LEAD.c.id.in_(bindparam("ids", expanding=True)
     status=LeadStatus.nurturing)
 
 
+def _unnested(columns: dict[str, tuple[Any, list[Any]]]):
+    """``SELECT unnest(:a) AS a, unnest(:b) AS b, …``: a batch's rows as one array per column."""
+    return select(*(func.unnest(literal(values, postgresql.ARRAY(type_))).label(name)
+                    for name, (type_, values) in columns.items())).subquery("v")
+
+
 def _record_sent(session: Session, svc: Services, sent: list[SendOutcome]) -> None:
     connection = session.connection()  # Core statements: no ORM bulk-update machinery per batch
-    connection.execute(_MARK_SENT, [{"d_id": o.item.id, "d_sent_at": o.sent_at, "d_message_id": o.message_id}
-                                    for o in sent])
-    connection.execute(_TOUCHED, [{"e_id": o.item.enrollment_id, "e_sent_at": o.sent_at, "e_next": _next_touch(svc, o)}
-                                  for o in sent])
+    nexts = [_next_touch(svc, o) for o in sent]
+    enrollment_ids = [o.item.enrollment_id for o in sent]
+    if connection.dialect.name == "postgresql" and len(set(enrollment_ids)) == len(enrollment_ids):
+        # One statement each for the batch, one array parameter per column: an executemany runs
+        # (and converts) the UPDATE once per row. (Two deliveries of one enrollment in a batch
+        # would count the touch once here: the executemany below counts each.)
+        times = [o.sent_at for o in sent]
+        v = _unnested({"id": (Integer(), [o.item.id for o in sent]), "sent_at": (_DELIVERY.c.sent_at.type, times),
+                       "message_id": (_DELIVERY.c.message_id.type, [o.message_id for o in sent])})
+        connection.execute(update(_DELIVERY).where(_DELIVERY.c.id == v.c.id).values(
+            status=DeliveryStatus.sent.value, sent_at=v.c.sent_at, message_id=v.c.message_id, last_error=None))
+        e = _unnested({"id": (Integer(), enrollment_ids), "sent_at": (_ENROLLMENT.c.last_sent_at.type, times),
+                       "next": (_ENROLLMENT.c.next_send_at.type, nexts)})
+        connection.execute(update(_ENROLLMENT).where(_ENROLLMENT.c.id == e.c.id).values(
+            touches_sent=_ENROLLMENT.c.touches_sent + 1, last_sent_at=e.c.sent_at,
+            next_send_at=case((_ENROLLMENT.c.state == EnrollmentState.active.value, e.c.next),
+                              else_=_ENROLLMENT.c.next_send_at)))
+    else:  # SQLite runs an executemany in C
+        connection.execute(_MARK_SENT, [{"d_id": o.item.id, "d_sent_at": o.sent_at, "d_message_id": o.message_id}
+                                        for o in sent])
+        connection.execute(_TOUCHED, [{"e_id": o.item.enrollment_id, "e_sent_at": o.sent_at, "e_next": n}
+                                      for o, n in zip(sent, nexts)])
     _reset_soft_bounces(session, sent)
     fresh = {o.item.lead_id for o in sent if o.item.lead.status in (LeadStatus.new, LeadStatus.recycled)}
     if fresh:
