@@ -3,8 +3,10 @@
 Per chunk (``CHUNK_SIZE`` rows): every address is validated and checked in Python; one SELECT
 finds the leads we already have, one finds the suppressions; new leads go in with one batched
 INSERT … ON CONFLICT DO NOTHING RETURNING, changed ones with one batched UPDATE by primary key,
-and (for a job) the row results with one batched INSERT. No ORM object per row, no flush per row:
-that is what imports 100,000 rows in seconds rather than minutes (see ``bench/import_leads.py``).
+and (for a job) the row results with one batched INSERT. No ORM object per row, no flush per row,
+and the writes go to the driver as plain tuples (``leads.bulk``: one statement per chunk on
+PostgreSQL, ``executemany`` on SQLite), not through SQLAlchemy's per-row parameter handling:
+that is what imports 100,000 rows in seconds (see ``bench/import_leads.py``).
 
 The caller owns the transaction: the job commits after every chunk (with its progress), the
 legacy ``import_rows`` runs every chunk in the caller's session.
@@ -17,18 +19,17 @@ from dataclasses import field as _field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ..addresses import InvalidEmail
 from ..engine.plan import SendWindow
 from ..engine.schedule import next_in_window, zone
-from ..models import ALL_EMAIL, Campaign, Enrollment, EnrollmentState, Lead, LeadStatus
+from ..models import ALL_EMAIL, Campaign, Enrollment, EnrollmentState, Lead, LeadStatus, Suppression
 from ..nurture.enroll import enrollment_blocker
 from ..nurture.first_touch import schedule_first_touch
 from ..nurture.plans import plan_of
-from ..nurture.sql import insert_ignoring_conflicts
-from ..nurture.suppression import suppression_scopes
+from .bulk import Bulk
 from .csvfile import ROW_ERROR
 from .fields import LeadValues, convert
 from .hygiene import Hygiene, describe
@@ -101,14 +102,20 @@ def import_chunk(session: Session, rows: list[tuple[int, dict[str, str]]], ctx: 
     """
     chunk = _group_rows(rows, ctx)
     emails = list(chunk.groups)
+    bulk = Bulk(session)
+    table = Lead.__table__
+    # The few addresses we have (raw, one array parameter), then their whole rows through SQLAlchemy.
+    known = [email for (email,) in bulk.select_in(table, ["email"], "email", emails)]
     existing = {row["email"]: dict(row) for row in session.execute(
-        select(*_LEAD_COLUMNS).where(Lead.email.in_(emails))).mappings()} if emails else {}
-    scopes = suppression_scopes(session, emails) if emails else {}
-    plan = _plan_changes(chunk.groups, existing, scopes, ctx)
+        select(*_LEAD_COLUMNS).where(Lead.email.in_(known))).mappings()} if known else {}
+    scopes: dict[str, set[str]] = {}
+    for email, scope in bulk.select_in(Suppression.__table__, ["email", "scope"], "email", emails):
+        scopes.setdefault(email, set()).add(scope)
+    plan = _plan_changes(session, chunk.groups, existing, scopes, ctx)
     ids = {email: row["id"] for email, row in existing.items()}
-    _insert_new_leads(session, chunk.groups, plan, ids, ctx)
-    _update_leads(session, plan.updates)
-    enroll_notes, enrolled = _enroll_clean(session, ctx, chunk.groups, ids, plan.flags_of, scopes)
+    _insert_new_leads(session, bulk, chunk.groups, plan, ids, ctx)
+    bulk.update_changed(table, "id", plan.updates)
+    enroll_notes, enrolled = _enroll_clean(session, bulk, ctx, chunk.groups, ids, plan, scopes)
     for email, group in chunk.groups.items():
         _report_rows(chunk, group, ids.get(email), plan, enroll_notes.get(email, ""), email in enrolled, ctx)
     return [chunk.results[n] for n in chunk.order]
@@ -134,6 +141,11 @@ class _Plan:
     flags_of: dict[str, list[str]] = _field(default_factory=dict)
     #: email -> created | updated | unchanged
     status_of: dict[str, str] = _field(default_factory=dict)
+    #: email -> the lead's row as this chunk leaves it (what enrolment decides on), and whether it existed
+    state_of: dict[str, dict[str, Any]] = _field(default_factory=dict)
+    existed: set[str] = _field(default_factory=set)
+    #: new leads that will be enrolled: inserted as ``nurturing`` already (no UPDATE of fresh rows)
+    born_nurturing: set[str] = _field(default_factory=set)
 
 
 def _group_rows(rows: list[tuple[int, dict[str, str]]], ctx: ImportContext) -> _Chunk:
@@ -165,50 +177,61 @@ def _group_rows(rows: list[tuple[int, dict[str, str]]], ctx: ImportContext) -> _
     return chunk
 
 
-def _plan_changes(groups: dict[str, _Group], existing: dict[str, dict[str, Any]], scopes: dict[str, set[str]],
-                  ctx: ImportContext) -> _Plan:
+def _plan_changes(session: Session, groups: dict[str, _Group], existing: dict[str, dict[str, Any]],
+                  scopes: dict[str, set[str]], ctx: ImportContext) -> _Plan:
     plan = _Plan()
+    slug = _campaign(session, ctx)[0] if ctx.campaign_id is not None else None
     for email, group in groups.items():
         flags = ctx.hygiene.check(email, suppressed=ALL_EMAIL in scopes.get(email, ()))
         current = existing.get(email)
         if current is None:
-            plan.inserts.append(new_lead_row(email, group.values, flags, ctx.source, ctx.now))
+            row = new_lead_row(email, group.values, flags, ctx.source, ctx.now)
+            if slug is not None and _blocker(row, flags, scopes.get(email), slug) is None:
+                # It will be enrolled (a lead nobody else can see yet has no enrollment): stored as
+                # nurturing at once, as the status UPDATE after enrolling would leave it.
+                row["status"] = LeadStatus.nurturing
+                plan.born_nurturing.add(email)
+            plan.inserts.append(row)
             plan.status_of[email] = "created"
             plan.flags_of[email] = flags
+            plan.state_of[email] = row
             continue
-        changes = changes_for(current, group.values, flags)
-        plan.flags_of[email] = merged_flags(current.get("hygiene"), flags)
-        if changes:
-            plan.updates.append({"id": current["id"], **changes, "updated_at": ctx.now})
-            plan.status_of[email] = "updated"
-        else:
-            plan.status_of[email] = "unchanged"
+        _plan_update(plan, email, current, group, flags, ctx)
     return plan
 
 
-def _insert_new_leads(session: Session, groups: dict[str, _Group], plan: _Plan, ids: dict[str, int],
+def _plan_update(plan: _Plan, email: str, current: dict[str, Any], group: _Group, flags: list[str],
+                 ctx: ImportContext) -> None:
+    changes = changes_for(current, group.values, flags)
+    plan.flags_of[email] = merged_flags(current.get("hygiene"), flags)
+    plan.existed.add(email)
+    plan.state_of[email] = {**current, **changes}
+    if changes:
+        plan.updates.append({"id": current["id"], **changes, "updated_at": ctx.now})
+        plan.status_of[email] = "updated"
+    else:
+        plan.status_of[email] = "unchanged"
+
+
+def _insert_new_leads(session: Session, bulk: Bulk, groups: dict[str, _Group], plan: _Plan, ids: dict[str, int],
                       ctx: ImportContext) -> None:
     """Insert the new leads (their ids into ``ids``); one inserted meanwhile by someone else (the API,
     another import) gets this chunk's values merged into it, as an update."""
     if not plan.inserts:
         return
-    # Core on the table (not the ORM entity): the ORM would run one INSERT per row here,
-    # Core sends them as multi-row INSERT … RETURNING ("insertmanyvalues").
-    statement = insert_ignoring_conflicts(session, Lead.__table__, ["email"]).returning(
-        Lead.__table__.c.id, Lead.__table__.c.email)
-    for lead_id, email in session.execute(statement, plan.inserts):
+    columns = list(plan.inserts[0])  # new_lead_row: every row has the same keys, in the same order
+    for lead_id, email in bulk.insert(Lead.__table__, columns, [tuple(row.values()) for row in plan.inserts],
+                                      on_conflict_do_nothing=["email"], returning=["id", "email"]):
         ids[email] = lead_id
     raced = [row["email"] for row in plan.inserts if row["email"] not in ids]
     if not raced:
         return
     for row in session.execute(select(*_LEAD_COLUMNS).where(Lead.email.in_(raced))).mappings():
         email = row["email"]
-        changes = changes_for(dict(row), groups[email].values, plan.flags_of[email])
         ids[email] = row["id"]
-        plan.flags_of[email] = merged_flags(row["hygiene"], plan.flags_of[email])
-        plan.status_of[email] = "updated" if changes else "unchanged"
-        if changes:
-            plan.updates.append({"id": row["id"], **changes, "updated_at": ctx.now})
+        plan.born_nurturing.discard(email)  # not ours: enrolment decides on the stored lead
+        # Computed from the stored row, with the flags this chunk found (flags_of still holds them).
+        _plan_update(plan, email, dict(row), groups[email], plan.flags_of[email], ctx)
 
 
 def _report_rows(chunk: _Chunk, group: _Group, lead_id: int | None, plan: _Plan, enroll_note: str,
@@ -238,18 +261,6 @@ def _report_rows(chunk: _Chunk, group: _Group, lead_id: int | None, plan: _Plan,
         ctx.first_seen[email] = (group.first, lead_id)
 
 
-def _update_leads(session: Session, updates: list[dict[str, Any]]) -> None:
-    """One executemany UPDATE … WHERE id = ? per set of changed columns (Core: no ORM per-row work)."""
-    table = Lead.__table__
-    shapes: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for item in updates:
-        shapes.setdefault(tuple(sorted(k for k in item if k != "id")), []).append(item)
-    for columns, items in shapes.items():
-        statement = (update(table).where(table.c.id == bindparam("_id"))
-                     .values({name: bindparam(f"_{name}") for name in columns}))
-        session.execute(statement, [{f"_{k}": v for k, v in item.items()} for item in items])
-
-
 def _campaign(session: Session, ctx: ImportContext) -> tuple[str, SendWindow]:
     if ctx.window is None or ctx.campaign_slug is None:
         campaign = session.get_one(Campaign, ctx.campaign_id)
@@ -257,87 +268,109 @@ def _campaign(session: Session, ctx: ImportContext) -> tuple[str, SendWindow]:
     return ctx.campaign_slug, ctx.window
 
 
-def _enroll_clean(session: Session, ctx: ImportContext, groups: dict[str, _Group], ids: dict[str, int],
-                  flags_of: dict[str, list[str]], scopes: dict[str, set[str]]) -> tuple[dict[str, str], set[str]]:
+@dataclass
+class _LeadState:
+    """What ``enrollment_blocker`` reads, from the row this chunk wrote or updated (no SELECT)."""
+
+    erased_at: datetime | None
+    hygiene: list[str]
+    status: LeadStatus
+    consent: bool
+
+
+def _blocker(row: dict[str, Any], flags: list[str], scopes: set[str] | None, slug: str) -> str | None:
+    """Why the lead of ``row`` (flags and suppression scopes given) must not be enrolled in ``slug``."""
+    blocker = enrollment_blocker(_LeadState(row["erased_at"], flags, row["status"], row["consent"]))
+    if blocker is None and scopes:
+        suppressed = scopes & {ALL_EMAIL, slug}
+        if suppressed:
+            what = "all email" if ALL_EMAIL in suppressed else f"campaign {slug}"
+            blocker = f"suppressed for {what}"
+    return blocker
+
+
+def _enroll_clean(session: Session, bulk: Bulk, ctx: ImportContext, groups: dict[str, _Group],
+                  ids: dict[str, int], plan: _Plan, scopes: dict[str, set[str]]) -> tuple[dict[str, str], set[str]]:
     """Enroll the clean leads of the chunk in the import's campaign: (email -> why not, emails enrolled).
 
     The same rules as ``nurture.enroll.enroll`` (its ``enrollment_blocker``: erased, hygiene
     flags, held by sales, no-send status, no consent; a suppression for all email or for the
     campaign), in a fixed handful of statements per chunk whatever its size: one SELECT of the
-    leads, one of their enrollments in the campaign, one INSERT of the new enrollments, one
-    UPDATE of the ones re-activated, one UPDATE of the leads' status. (``scopes`` are the
-    chunk's suppressions, already read.) A lead that is imported but not enrolled keeps its
+    enrollments in the campaign of the leads that existed before, one INSERT of the new
+    enrollments, one UPDATE of the ones re-activated, one UPDATE of the leads' status. The
+    leads' state is the one this chunk just wrote (``plan.state_of``), and ``scopes`` are the
+    chunk's suppressions, already read. A lead that is imported but not enrolled keeps its
     row outcome; the reason says ``not enrolled: …``.
     """
     if ctx.campaign_id is None:
         return {}, set()
+    flags_of = plan.flags_of
     wanted = {email: ids[email] for email in groups if email in ids and not flags_of[email]
               and ids[email] not in ctx.enrolled}
     if not wanted:
         return {}, set()
     slug, window = _campaign(session, ctx)
-    lead_ids = list(wanted.values())
-    leads = {row.id: row for row in session.execute(
-        select(Lead.id, Lead.email, Lead.status, Lead.hygiene, Lead.consent, Lead.erased_at, Lead.timezone)
-        .where(Lead.id.in_(lead_ids)))}
-    current = {row.lead_id: row for row in session.execute(
-        select(Enrollment.id, Enrollment.lead_id, Enrollment.state)
-        .where(Enrollment.campaign_id == ctx.campaign_id, Enrollment.lead_id.in_(lead_ids)))}
+    known = [lead_id for email, lead_id in wanted.items() if email in plan.existed]
+    # (id, state) of the campaign's enrollments of the leads that existed before (a new lead has none).
+    current = {lead_id: (enrollment_id, state) for enrollment_id, lead_id, campaign_id, state in bulk.select_in(
+        Enrollment.__table__, ["id", "lead_id", "campaign_id", "state"], "lead_id", known)
+        if campaign_id == ctx.campaign_id}
     notes: dict[str, str] = {}
-    new: list[dict[str, Any]] = []
-    again: list[dict[str, Any]] = []
+    new: list[tuple[Any, ...]] = []
+    again: list[tuple[Any, ...]] = []
     first_sends: dict[str | None, datetime] = {}
     due: set[int] = set()
+    enrolled_by = f"import:{ctx.source or ''}"[:200]
     for email, lead_id in wanted.items():
         ctx.enrolled.add(lead_id)
-        lead = leads[lead_id]
+        row = plan.state_of[email]
         enrollment = current.get(lead_id)
-        if enrollment is not None and enrollment.state == EnrollmentState.active:
+        if enrollment is not None and enrollment[1] == EnrollmentState.active.value:
             notes[email] = f"already enrolled in {slug}"
             continue
-        blocker = enrollment_blocker(lead)
-        if blocker is None:
-            suppressed = scopes.get(email, set()) & {ALL_EMAIL, slug}
-            if suppressed:
-                what = "all email" if ALL_EMAIL in suppressed else f"campaign {slug}"
-                blocker = f"suppressed for {what}"
+        blocker = None if email in plan.born_nurturing else _blocker(row, flags_of[email], scopes.get(email), slug)
         if blocker is not None:
             notes[email] = f"not enrolled: {blocker}"
             continue
         # The same instant for every lead of one time zone: computed once per zone and chunk.
-        first_send = first_sends.get(lead.timezone)
+        timezone = row["timezone"]
+        first_send = first_sends.get(timezone)
         if first_send is None:
-            first_send = first_sends[lead.timezone] = next_in_window(
-                ctx.now, zone(lead.timezone, ctx.default_timezone), window)
+            first_send = first_sends[timezone] = next_in_window(ctx.now, zone(timezone, ctx.default_timezone), window)
         if first_send <= ctx.now:
             due.add(lead_id)
         if enrollment is None:
-            new.append({"lead_id": lead_id, "campaign_id": ctx.campaign_id, "state": EnrollmentState.active,
-                        "next_send_at": first_send, "enrolled_at": ctx.now, "touches_sent": 0,
-                        "enrolled_by": f"import:{ctx.source or ''}"[:200]})
+            new.append((lead_id, first_send))
         else:
-            again.append({"_id": enrollment.id, "_next": first_send, "lead_id": lead_id})
+            again.append((enrollment[0], first_send, lead_id))
     done: set[int] = set()
+    due_enrollments: list[int] = []
     if new:
-        table = Enrollment.__table__
-        statement = insert_ignoring_conflicts(session, table, ["lead_id", "campaign_id"]).returning(table.c.lead_id)
-        done.update(session.scalars(statement, new))
+        inserted = bulk.insert(
+            Enrollment.__table__,
+            ["lead_id", "campaign_id", "state", "next_send_at", "enrolled_at", "touches_sent", "enrolled_by"],
+            [(lead_id, ctx.campaign_id, EnrollmentState.active, first_send, ctx.now, 0, enrolled_by)
+             for lead_id, first_send in new],
+            on_conflict_do_nothing=["lead_id", "campaign_id"], returning=["id", "lead_id"])
+        for enrollment_id, lead_id in inserted:
+            done.add(lead_id)
+            if lead_id in due:
+                due_enrollments.append(enrollment_id)
         email_of = {lead_id: email for email, lead_id in wanted.items()}
-        for item in new:  # enrolled meanwhile by someone else (the API, sales): theirs stands
-            if item["lead_id"] not in done:
-                notes[email_of[item["lead_id"]]] = f"already enrolled in {slug}"
+        for lead_id, _first_send in new:  # enrolled meanwhile by someone else (the API, sales): theirs stands
+            if lead_id not in done:
+                notes[email_of[lead_id]] = f"already enrolled in {slug}"
     if again:
-        table = Enrollment.__table__
-        session.execute(update(table).where(table.c.id == bindparam("_id")).values(
-            state=EnrollmentState.active, state_reason=None, ended_at=None, next_send_at=bindparam("_next")),
-            [{"_id": a["_id"], "_next": a["_next"]} for a in again])
-        done.update(a["lead_id"] for a in again)
+        bulk.update(Enrollment.__table__, "id", ["state", "state_reason", "ended_at", "next_send_at"],
+                    [(enrollment_id, EnrollmentState.active, None, None, first_send)
+                     for enrollment_id, first_send, _lead_id in again])
+        done.update(lead_id for _id, _first_send, lead_id in again)
+        due_enrollments.extend(enrollment_id for enrollment_id, _first_send, lead_id in again if lead_id in due)
     if done:
-        session.execute(update(Lead).where(Lead.id.in_(done), Lead.status.in_([LeadStatus.new, LeadStatus.recycled]))
-                        .values(status=LeadStatus.nurturing, updated_at=ctx.now)
-                        .execution_options(synchronize_session=False))
-        due_now = [lead_id for lead_id in done if lead_id in due]
-        if due_now:  # their send window is open: the first email goes once this chunk commits
-            schedule_first_touch(session, list(session.scalars(select(Enrollment.id).where(
-                Enrollment.campaign_id == ctx.campaign_id, Enrollment.lead_id.in_(due_now)))))
+        born = {ids[email] for email in plan.born_nurturing if email in ids}
+        bulk.update_where_in(Lead.__table__, "id", sorted(done - born),
+                             {"status": LeadStatus.nurturing, "updated_at": ctx.now},
+                             only_if=("status", [LeadStatus.new, LeadStatus.recycled]))
+        if due_enrollments:  # their send window is open: the first email goes once this chunk commits
+            schedule_first_touch(session, sorted(due_enrollments))
     return notes, {email for email, lead_id in wanted.items() if lead_id in done}

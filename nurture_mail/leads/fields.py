@@ -38,6 +38,7 @@ MAX_NOTE = 2000
 _INT = re.compile(r"^\d+$|^\d{1,3}(?:([,. _'\u00a0\u202f])\d{3})(?:\1\d{3})*$")
 _TRUE = {"1", "true", "yes", "y", "opt-in", "opted in", "on"}
 _FALSE = {"0", "false", "no", "n", "opt-out", "opted out", "off"}
+_QUALIFICATION = frozenset(QUALIFICATION_ATTRIBUTES)
 #: A qualification value saying "no" is not something known about the lead: it is left out.
 _NOT_KNOWN = {"false", "no", "n", "none", "n/a", "na", "-", "unknown"}
 
@@ -91,6 +92,11 @@ def _text(value: Any, name: str) -> str:
 
 
 def parse_int(text: str, name: str) -> int:
+    if text.isascii() and text.isdigit() and len(text) < 19:  # the common case: plain digits
+        number = int(text)
+        if number > INT_FIELDS[name]:
+            raise LeadValueError(f"too large ({text!r})", name)
+        return number
     value = text.strip().replace("\u00a0", " ")
     if value.endswith(".0"):
         value = value[:-2]
@@ -140,6 +146,12 @@ def convert_one(name: str, value: Any) -> Any:
     raise LeadValueError("unknown field", name)
 
 
+@lru_cache(maxsize=1024)
+def _custom_key(target: str) -> str:
+    """``custom:Booth Notes`` -> the key it is kept under (one line), once per column."""
+    return free_text(target[len(CUSTOM_PREFIX):])
+
+
 def convert(cells: Mapping[str, Any], *, strict: bool = False) -> LeadValues:
     """Values of ``{target: value}`` (email excluded: it is the key); empty values are skipped.
 
@@ -164,11 +176,11 @@ def convert(cells: Mapping[str, Any], *, strict: bool = False) -> LeadValues:
             values.custom[COUNTRY] = text
             country_region = sales_region(text)
             continue
-        if target in QUALIFICATION_ATTRIBUTES and (
-                raw is False or (isinstance(raw, str) and raw.strip().casefold() in _NOT_KNOWN)):
+        qualification = target in _QUALIFICATION
+        if qualification and (raw is False or (isinstance(raw, str) and raw.strip().casefold() in _NOT_KNOWN)):
             continue  # "no" / false: nothing known (a True is recorded as "yes")
-        if target[:7] == CUSTOM_PREFIX:
-            values.custom[free_text(target[7:])] = free_text(raw).strip()[:MAX_NOTE]
+        if target.startswith(CUSTOM_PREFIX):
+            values.custom[_custom_key(target)] = free_text(raw).strip()[:MAX_NOTE]
             continue
         limit = TEXT_FIELDS.get(target)
         if limit is not None and type(raw) is str and len(raw) <= limit and CONTROL.search(raw) is None:
@@ -186,7 +198,7 @@ def convert(cells: Mapping[str, Any], *, strict: bool = False) -> LeadValues:
                 raise
             values.problems.append((exc.field, f"{exc.message}, ignored"))
             continue
-        if target in QUALIFICATION_ATTRIBUTES:
+        if qualification:
             values.qualification[target] = value
         else:
             values.columns[target] = value

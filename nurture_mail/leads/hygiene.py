@@ -22,10 +22,11 @@ import fnmatch
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from ..addresses import normalize_email
+from ..addresses import InvalidEmail, normalize_email
 from ..exceptions import Problem, RuleFileError
 from ..yamlfile import YamlFileError, read_yaml
 
@@ -74,8 +75,21 @@ def role_local_part(local: str, role_accounts: frozenset[str]) -> bool:
     base = local.split("+", 1)[0].lower()
     if base in role_accounts:  # the common cases: a whole listed word, or a plain name
         return True
+    first = _FIRST_TOKEN.match(base)
+    if first is not None and first.group() and first.group() not in _first_tokens(role_accounts):
+        return False  # no entry starts with this address's first token (most names)
     tokens = [t for t in _TOKEN_SEPARATORS.split(base) if t]
     return any("-".join(tokens[:n]) in role_accounts for n in range(1, len(tokens) + 1))
+
+
+#: The first token of a local part that does not start with a separator.
+_FIRST_TOKEN = re.compile(r"[^._+-]*")
+
+
+@lru_cache(maxsize=64)
+def _first_tokens(role_accounts: frozenset[str]) -> frozenset[str]:
+    """The first token of every entry (``no-reply`` -> ``no``): a local part starting otherwise is no role."""
+    return frozenset(entry.split("-", 1)[0] for entry in role_accounts)
 
 
 def _pattern_regex(patterns: Iterable[str]) -> re.Pattern[str] | None:
@@ -92,6 +106,10 @@ class Hygiene:
     deny: dict[str, tuple[frozenset[str], re.Pattern[str] | None]] = field(default_factory=dict)
     source: str = "built-in defaults"
     _dns_cache: dict[str, tuple[bool, str]] = field(default_factory=dict, repr=False, compare=False)
+    #: address as written -> why its syntax is refused (no DNS involved; bounded, see ``normalize_email``)
+    _invalid: dict[str, str] = field(default_factory=dict, repr=False, compare=False)
+    #: domain -> its deny-list flags (a file repeats its domains; bounded, see ``check``)
+    _deny_cache: dict[str, list[str]] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
     def from_rules(cls, rules: Any, source: str = "built-in defaults") -> "Hygiene":
@@ -142,8 +160,20 @@ class Hygiene:
         return cls.load(config.hygiene_path)
 
     def normalize_email(self, raw: str | None, check_deliverability: bool = False) -> str:
-        """``normalize_email``, with DNS answers kept for the life of this object (one import)."""
-        return normalize_email(raw, check_deliverability, dns_cache=self._dns_cache)
+        """``normalize_email``, with DNS answers kept for the life of this object (one import).
+
+        Why a syntactically bad address is refused is kept too: a purchased list repeats the same
+        broken addresses (``maria.lopez@``), and email-validator's full parse of each costs more
+        than the rest of its row.
+        """
+        if not check_deliverability and raw in self._invalid:
+            raise InvalidEmail(self._invalid[raw])
+        try:
+            return normalize_email(raw, check_deliverability, dns_cache=self._dns_cache)
+        except InvalidEmail as exc:
+            if not check_deliverability and raw is not None and len(self._invalid) < 100_000:
+                self._invalid[raw] = str(exc)
+            raise
 
     def check(self, email: str, *, suppressed: bool = False) -> list[str]:
         """The flags of a normalized address, in a stable order; ``suppressed`` as the caller knows it.
@@ -157,14 +187,22 @@ class Hygiene:
         if role_local_part(local, self.role_accounts):
             flags.append("role_account")
         if self.deny:
-            parts = domain.split(".")
-            suffixes = {".".join(parts[i:]) for i in range(len(parts) - 1)}  # the domain and its parents
-            for name, (exact, globs) in self.deny.items():
-                if not exact.isdisjoint(suffixes) or (globs is not None and globs.match(domain)):
-                    flags.append(f"deny:{name}")
+            denied = self._deny_cache.get(domain)
+            if denied is None:
+                denied = self._denied(domain)
+                if len(self._deny_cache) < 100_000:
+                    self._deny_cache[domain] = denied
+            flags.extend(denied)
         if suppressed:
             flags.append("suppressed")
         return flags
+
+    def _denied(self, domain: str) -> list[str]:
+        """The deny lists ``domain`` is on: exactly, as a subdomain of a listed domain, or by a pattern."""
+        parts = domain.split(".")
+        suffixes = {".".join(parts[i:]) for i in range(len(parts) - 1)}  # the domain and its parents
+        return [f"deny:{name}" for name, (exact, globs) in self.deny.items()
+                if not exact.isdisjoint(suffixes) or (globs is not None and globs.match(domain))]
 
 
 def validate_hygiene_file(path: Path | str) -> Hygiene:

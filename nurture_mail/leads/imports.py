@@ -34,7 +34,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..aftercommit import enqueue_after_commit
@@ -42,6 +42,7 @@ from ..exceptions import NotFound
 from ..models import Campaign, ImportJob, ImportRowResult
 from ..nurture.sql import analyze_after_bulk, rows_changed
 from .batch import CHUNK_SIZE, OUTCOMES, ImportContext, RowResult, import_chunk
+from .bulk import Bulk
 from .csvfile import parse
 from .errors import ImportOptionsError, ImportStateError
 from .hygiene import Hygiene, HygieneConfigError
@@ -387,12 +388,11 @@ def _first_seen(session: Session, import_id: int) -> dict[str, tuple[int, int | 
 
 
 def _store_results(session: Session, import_id: int, results: list[RowResult]) -> None:
-    if results:
-        session.execute(insert(ImportRowResult.__table__), [
-            {"import_id": import_id, "row": r.row, "email": (r.email or "")[:320] or None, "outcome": r.outcome,
-             "reason": r.reason[:1000] or None, "field": r.field, "lead_id": r.lead_id}
-            for r in results
-        ])
+    """The chunk's row results in one batched INSERT at the driver level (``bulk``)."""
+    Bulk(session).insert(
+        ImportRowResult.__table__, ["import_id", "row", "email", "outcome", "reason", "field", "lead_id"],
+        [(import_id, r.row, (r.email or "")[:320] or None, r.outcome, r.reason[:1000] or None, r.field, r.lead_id)
+         for r in results])
 
 
 def _count(counts: dict[str, int], results: list[RowResult]) -> None:

@@ -8,6 +8,7 @@ cell that names a country is turned the same way; anything else is kept as given
 from __future__ import annotations
 
 import re
+from functools import lru_cache
 
 AMER, EMEA, APAC = "AMER", "EMEA", "APAC"
 
@@ -45,8 +46,12 @@ def _key(text: str) -> str:
     return re.sub(r"\s+", " ", text.strip().casefold())
 
 
+@lru_cache(maxsize=4096)
 def sales_region(country: str | None) -> str | None:
-    """``"Spain"`` -> ``"EMEA"``; ``None`` for a name we do not know (or a sales region itself)."""
+    """``"Spain"`` -> ``"EMEA"``; ``None`` for a name we do not know (or a sales region itself).
+
+    Cached: an import asks it for the same few country names on every row.
+    """
     if not country:
         return None
     return _REGION_OF.get(_key(country))
