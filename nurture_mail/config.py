@@ -78,7 +78,7 @@ class Config:
     templates_dir: Path = PROJECT_ROOT / "templates"
     queue_name: str = "nurture"
     send_batch_size: int = 250
-    tick_batch_size: int = 500
+    tick_batch_size: int = 2000
     tick_interval: int = 60
     send_lease_seconds: int = 600
     smtp_max_attempts: int = 5

@@ -32,7 +32,8 @@ class Enrollment(Base):
     )
 
     id: Mapped[int] = mapped_column(primary_key=True)
-    lead_id: Mapped[int] = mapped_column(ForeignKey("lead.id", ondelete="CASCADE"), index=True)
+    #: Looked up through uq_enrollment_lead_id_campaign_id (lead_id leads it): no index of its own.
+    lead_id: Mapped[int] = mapped_column(ForeignKey("lead.id", ondelete="CASCADE"))
     campaign_id: Mapped[int] = mapped_column(ForeignKey("campaign.id", ondelete="CASCADE"), index=True)
     state: Mapped[EnrollmentState] = mapped_column(
         Enum(EnrollmentState, native_enum=False, length=12), default=EnrollmentState.active

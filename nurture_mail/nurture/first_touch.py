@@ -22,8 +22,7 @@ from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from ..extensions import Services, services_of
-from ..models import Campaign, Delivery, DeliveryStatus, Enrollment, EnrollmentState
-from .inflight import enqueue_send_job
+from ..models import Delivery, DeliveryStatus, Enrollment
 from .sql import skip_locked
 
 log = logging.getLogger(__name__)
@@ -117,22 +116,19 @@ def run_first_touch(svc: Services, enrollment_ids: list[int], now: datetime) -> 
 
     Returns (deliveries queued, deliveries enqueued).
     """
-    from .tick import TickReport, _process
+    from .tick import ENROLLMENT, CampaignCache, TickReport, _enqueue_send_jobs, _process, candidates
 
     report = TickReport()
     ids = sorted(set(enrollment_ids))
     with svc.db.session() as session:
-        due = list(session.execute(skip_locked(session, (
-            select(Enrollment.id, Enrollment.lead_id, Enrollment.campaign_id, Enrollment.touches_sent)
-            .where(Enrollment.id.in_(ids), Enrollment.state == EnrollmentState.active,
-                   Enrollment.next_send_at <= now,
-                   Enrollment.campaign_id.not_in(select(Campaign.id).where(Campaign.active.is_(False))))
-            .order_by(Enrollment.id)
-        ))))
+        statement = candidates(session, now).where(Enrollment.id.in_(ids)).order_by(Enrollment.id)
+        due = list(session.execute(skip_locked(session, statement, of=ENROLLMENT)))
         if due:
-            _process(session, svc, due, now, report, {})
-    enqueued = 0
+            # Queues and leases the deliveries, and enqueues their send job once this commits.
+            _process(session, svc, due, now, report, CampaignCache())
     with svc.db.session() as session:
+        # A delivery of these enrollments queued earlier but never handed out (a tick run with
+        # --no-enqueue, a retry now due): out with the same job round.
         deliveries = list(session.scalars(skip_locked(session, (
             select(Delivery.id).where(Delivery.enrollment_id.in_(ids), Delivery.status == DeliveryStatus.queued,
                                       Delivery.enqueued_at.is_(None), Delivery.next_attempt_at <= now)
@@ -141,8 +137,5 @@ def run_first_touch(svc: Services, enrollment_ids: list[int], now: datetime) -> 
         if deliveries:
             session.execute(update(Delivery).where(Delivery.id.in_(deliveries)).values(enqueued_at=now)
                             .execution_options(synchronize_session=False))
-            size = svc.config.send_batch_size
-            for start in range(0, len(deliveries), size):
-                enqueue_send_job(session, svc, deliveries[start:start + size])
-            enqueued = len(deliveries)
-    return report.queued, enqueued
+            _enqueue_send_jobs(session, svc, deliveries, report)
+    return report.queued, report.enqueued_deliveries

@@ -4,7 +4,20 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Integer, Result, Select, Table, any_, func, literal, select
+from sqlalchemy import (
+    ColumnElement,
+    CursorResult,
+    Integer,
+    Result,
+    Select,
+    String,
+    Table,
+    any_,
+    func,
+    literal,
+    select,
+)
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -16,14 +29,25 @@ def insert_ignoring_conflicts(session: Session, model, conflict_columns: list[st
     return insert(model).on_conflict_do_nothing(index_elements=conflict_columns)
 
 
-def skip_locked(session: Session, statement: Select) -> Select:
-    """On PostgreSQL, lock the selected rows and skip rows another tick holds.
+def skip_locked(session: Session, statement: Select, of: Any = None) -> Select:
+    """On PostgreSQL, lock the selected rows (of the table ``of``, when the statement joins) and
+    skip rows another tick holds.
 
     SQLite serializes writers, so two ticks there cannot interleave their writes anyway.
     """
     if session.get_bind().dialect.name == "postgresql":
-        return statement.with_for_update(skip_locked=True)
+        return statement.with_for_update(skip_locked=True, of=of)
     return statement
+
+
+def int_array(values: Iterable[int]) -> ColumnElement[Any]:
+    """A PostgreSQL ``integer[]`` parameter, sent as its text form (``'{1,2,3}'``).
+
+    The driver's list adapter converts element by element (a few microseconds each, 2 s of a
+    100k tick); one ``str.join`` costs a tenth of a microsecond per id.
+    """
+    text_form = "{" + ",".join(str(int(value)) for value in values) + "}"
+    return sql_cast(literal(text_form, String()), postgresql.ARRAY(Integer))
 
 
 def among(session: Session, column, ids: Iterable[int]) -> ColumnElement[bool]:
@@ -34,7 +58,7 @@ def among(session: Session, column, ids: Iterable[int]) -> ColumnElement[bool]:
     """
     values = list(ids)
     if session.get_bind().dialect.name == "postgresql":
-        return column == any_(literal(values, postgresql.ARRAY(Integer)))
+        return column == any_(int_array(values))
     return column.in_(values)
 
 
@@ -58,6 +82,29 @@ def insert_rows_ignoring_conflicts(session: Session, table: Table, rows: list[di
               for name in columns]
     insert = postgresql.insert(table).from_select(columns, select(*arrays))
     session.execute(insert.on_conflict_do_nothing(index_elements=conflict_columns))
+
+
+def insert_columns_returning_ids(session: Session, table: Table, columns: dict[str, list[int]],
+                                 constants: dict[str, Any], conflict_columns: list[str]) -> list[int]:
+    """Insert one row per position of the integer ``columns`` (each row also gets ``constants``)
+    with ``ON CONFLICT (cols) DO NOTHING``; returns the ids of the rows inserted.
+
+    On PostgreSQL one statement, whatever the count: ``INSERT … SELECT unnest(:ints1::int[]), …,
+    :constant1, … RETURNING id``, each integer column one parameter in its text form and each
+    constant one scalar (not an array of a repeated value to convert). Elsewhere an executemany.
+    """
+    count = len(next(iter(columns.values()))) if columns else 0
+    if not count:
+        return []
+    statement = insert_ignoring_conflicts(session, table, conflict_columns)
+    if session.get_bind().dialect.name != "postgresql":
+        names = list(columns)
+        rows = [dict(zip(names, values), **constants) for values in zip(*columns.values())]
+        return list(session.scalars(statement.returning(table.c.id), rows))
+    selected: list[Any] = [func.unnest(int_array(values)) for values in columns.values()]
+    selected += [literal(value, table.c[name].type) for name, value in constants.items()]
+    insert = postgresql.insert(table).from_select([*columns, *constants], select(*selected))
+    return list(session.scalars(insert.on_conflict_do_nothing(index_elements=conflict_columns).returning(table.c.id)))
 
 
 #: Rows written by one bulk operation above which the planner's statistics are refreshed.

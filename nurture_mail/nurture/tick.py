@@ -7,11 +7,13 @@ deliveries stops a duplicate even if two passes race.
 from __future__ import annotations
 
 import logging
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import Row, bindparam, or_, select, update
+from sqlalchemy import Row, Select, bindparam, func, or_, select, text, tuple_, update
 from sqlalchemy.orm import Session
 
 from ..engine.gaps import Decision, choose_next_step
@@ -26,14 +28,22 @@ from ..models import (
     Enrollment,
     EnrollmentState,
     Lead,
+    Step,
     StepSkip,
 )
 from .inflight import enqueue_send_job, requeue_lost
 from .journal import SentJournal
 from .plans import delivered_keys, knowledge_of, load_campaign, plan_of
-from .sql import among, insert_rows_ignoring_conflicts, skip_locked
+from .sql import among, insert_columns_returning_ids, insert_rows_ignoring_conflicts, skip_locked
 
 log = logging.getLogger(__name__)
+
+#: Batches in flight at once on PostgreSQL (one transaction and connection each). SQLite has one
+#: writer at a time: one stream there.
+PARALLEL_STREAMS = 2
+#: A stream's first batch; each next one doubles up to TICK_BATCH_SIZE: a 1k tick is four
+#: batches over both streams, a 100k tick mostly full ones (fewer round trips and commits).
+FIRST_BATCH = 250
 
 
 @dataclass
@@ -50,6 +60,12 @@ class TickReport:
     #: queued deliveries whose send job Redis had lost (see inflight.py)
     requeued_lost: int = 0
 
+    def add(self, other: "TickReport") -> None:
+        """Fold in the counts of another stream of the same pass."""
+        for name in ("due", "queued", "completed", "exited", "rescheduled", "enqueued_deliveries"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        self.jobs.extend(other.jobs)
+
     def summary(self) -> str:
         return (
             f"{self.due} due: {self.queued} queued, {self.rescheduled} moved to the send window, "
@@ -64,19 +80,69 @@ def run_tick(svc: Services, now: datetime, enqueue: bool = True) -> TickReport:
     report = TickReport()
     _drain_tracking_events(svc)
     recover_stale_sends(svc, now, report)
-    plans: dict[int, CampaignPlan] = {}
-    seen: set[int] = set()
-    while True:
-        with svc.db.session() as session:
-            batch = _due_enrollments(session, now, svc.config.tick_batch_size)
-            fresh = [e for e in batch if e.id not in seen]
-            if not fresh:
-                break
-            seen.update(e.id for e in fresh)
-            _process(session, svc, fresh, now, report, plans)
     if enqueue:
+        # Before this pass leases anything: what it enqueues itself is not worth checking.
+        report.requeued_lost += requeue_lost(svc, now)
+    campaigns = CampaignCache()
+    cursor = _Cursor()
+    streams = PARALLEL_STREAMS if svc.db.is_postgresql else 1
+    if streams == 1:
+        _queue_due(svc, now, enqueue, campaigns, cursor, report)
+    else:
+        # Two transactions in flight: while one stream's batch is written by its PostgreSQL
+        # backend, the other reads and decides the next (each reads on from the shared cursor),
+        # so the client's work and the server's overlap and both cores serve one tick.
+        parts = [TickReport() for _ in range(streams)]
+        with ThreadPoolExecutor(streams, thread_name_prefix="tick") as pool:
+            for done in [pool.submit(_queue_due, svc, now, enqueue, campaigns, cursor, part) for part in parts]:
+                done.result()
+        for part in parts:
+            report.add(part)
+    if enqueue:
+        # What the batches did not hand out themselves: retries now due, leases expired, lost jobs.
         enqueue_queued_deliveries(svc, now, report)
     return report
+
+
+class _Cursor:
+    """Where a pass has read up to, in (next_send_at, id) order, shared by its streams.
+
+    Each batch reads on from the last row handed out (a keyset), never from the start of the
+    due range again: the index entries of the rows already queued in this pass still point at
+    their old versions until vacuum, and while any other transaction's snapshot holds those
+    versions back (a second stream, another session in the database) every restart would walk
+    over all of them again: due² work (a 100k tick took 125 s that way). A row skipped because
+    another pass holds it is that pass's to send.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.after: tuple[datetime, int] | None = None
+
+
+def _queue_due(svc: Services, now: datetime, enqueue: bool, campaigns: "CampaignCache", cursor: _Cursor,
+               report: TickReport) -> None:
+    """Batch after batch, each in its own transaction, until no due enrollment is left to claim."""
+    # A whole number of send jobs per batch (each batch enqueues its own): the first batch is
+    # FIRST_BATCH rounded up to a multiple of SEND_BATCH_SIZE, and doubling keeps it one.
+    per_job = svc.config.send_batch_size
+    size = min(-(-FIRST_BATCH // per_job) * per_job, svc.config.tick_batch_size)
+    while True:
+        with svc.db.session() as session:
+            if svc.db.is_postgresql:
+                # The commit need not wait for its WAL flush: a batch lost in a database crash
+                # leaves its enrollments due (the next tick queues them again), and no email of it
+                # can have gone out, since a worker's claim commits synchronously after it, which
+                # flushes the WAL up to and past this commit.
+                session.execute(text("SET LOCAL synchronous_commit = off"))
+            with cursor.lock:
+                batch = _due_enrollments(session, now, size, cursor.after)
+                if batch:
+                    cursor.after = (batch[-1].next_send_at, batch[-1].id)
+            if not batch:
+                break
+            size = min(size * 2, svc.config.tick_batch_size)
+            _process(session, svc, batch, now, report, campaigns, enqueue=enqueue)
 
 
 def _drain_tracking_events(svc: Services) -> None:
@@ -89,20 +155,49 @@ def _drain_tracking_events(svc: Services) -> None:
         log.exception("tracking drain failed at the start of the tick")
 
 
-def _due_enrollments(session: Session, now: datetime, limit: int) -> list[Row]:
-    """Due, active enrollments in (next_send_at, id) order: ``ix_enrollment_due`` serves it without a sort."""
-    statement = (
-        select(Enrollment.id, Enrollment.lead_id, Enrollment.campaign_id, Enrollment.touches_sent)
+def candidates(session: Session, now: datetime) -> Select:
+    """Due, active enrollments of running campaigns, with what the engine needs of each, in one read.
+
+    Each row: the enrollment (id, lead_id, campaign_id, touches_sent), its lead (consent,
+    status, timezone) and, on PostgreSQL, ``delivered_steps``: the steps it already has a
+    delivery for (an array read through the (enrollment_id, step_id) index per row, so its cost
+    follows the rows read, whatever the planner believes of the delivery table's size: a
+    ``delivery.enrollment_id = ANY(:ids)`` lookup went to a sequential scan over a table that the
+    tick itself was filling, 16 s of a 100k tick). Lock with ``skip_locked(…, of=ENROLLMENT)``.
+    """
+    columns: list = [Enrollment.id, Enrollment.lead_id, Enrollment.campaign_id, Enrollment.touches_sent,
+                     Enrollment.next_send_at, Lead.consent, Lead.status, Lead.timezone]
+    if session.get_bind().dialect.name == "postgresql":
+        columns.append(select(func.array_agg(Delivery.step_id)).where(Delivery.enrollment_id == Enrollment.id)
+                       .scalar_subquery().label("delivered_steps"))
+    return (
+        select(*columns).join(Lead, Lead.id == Enrollment.lead_id)
         .where(Enrollment.state == EnrollmentState.active, Enrollment.next_send_at <= now,
                # A paused campaign (campaigns/control.py) queues nothing; its enrollments wait.
                Enrollment.campaign_id.not_in(select(Campaign.id).where(Campaign.active.is_(False))))
-        .order_by(Enrollment.next_send_at, Enrollment.id)
-        .limit(limit)
     )
-    return list(session.execute(skip_locked(session, statement)))
 
 
-_ENROLLMENT = Enrollment.__table__
+def due_statement(session: Session, now: datetime, limit: int, after: tuple[datetime, int] | None = None) -> Select:
+    """The next ``limit`` candidates in (next_send_at, id) order, after ``after`` (a keyset):
+    ``ix_enrollment_due`` serves it without a sort (``tests/integration/test_tick_scale.py``
+    checks the plan)."""
+    statement = candidates(session, now)
+    if after is not None:
+        at, enrollment_id = after
+        statement = statement.where(tuple_(Enrollment.next_send_at, Enrollment.id) > tuple_(
+            bindparam("after_at", at, type_=_ENROLLMENT.c.next_send_at.type),
+            bindparam("after_id", enrollment_id, type_=_ENROLLMENT.c.id.type)))
+    statement = statement.order_by(Enrollment.next_send_at, Enrollment.id).limit(limit)
+    return skip_locked(session, statement, of=ENROLLMENT)
+
+
+def _due_enrollments(session: Session, now: datetime, limit: int,
+                     after: tuple[datetime, int] | None = None) -> list[Row]:
+    return list(session.execute(due_statement(session, now, limit, after)))
+
+
+ENROLLMENT = _ENROLLMENT = Enrollment.__table__
 _END = (
     update(_ENROLLMENT).where(_ENROLLMENT.c.id == bindparam("enrollment_id"))
     .values(state=bindparam("state"), state_reason=bindparam("reason"), next_send_at=None,
@@ -114,43 +209,71 @@ _RESCHEDULE = (
 )
 
 
+class CampaignCache:
+    """The engine's plans of the campaigns a pass meets, and the key of every step (inactive
+    ones too: a delivery of a step since deactivated still counts as delivered)."""
+
+    def __init__(self) -> None:
+        self.plans: dict[int, CampaignPlan] = {}
+        self.step_keys: dict[int, str] = {}
+
+    def plan(self, session: Session, campaign_id: int) -> CampaignPlan:
+        plan = self.plans.get(campaign_id)
+        if plan is None:
+            campaign = load_campaign(session, campaign_id)
+            self.step_keys.update((step.id, step.key) for step in campaign.steps)
+            plan = self.plans[campaign_id] = plan_of(campaign)
+        return plan
+
+    def keys(self, session: Session, step_ids: list[int] | None) -> set[str]:
+        if not step_ids:
+            return set()
+        missing = [i for i in step_ids if i not in self.step_keys]
+        if missing:  # a step of another campaign (moved enrollment): read once
+            self.step_keys.update(session.execute(select(Step.id, Step.key).where(Step.id.in_(missing))).tuples())
+        return {self.step_keys[i] for i in step_ids}
+
+
 def _process(session: Session, svc: Services, enrollments: list[Row], now: datetime, report: TickReport,
-             plans: dict[int, CampaignPlan]) -> None:
-    """Choose each enrollment's next step; write the choices as a few set-based statements."""
+             campaigns: CampaignCache, enqueue: bool = True) -> None:
+    """Choose each enrollment's next step; write the choices as a few set-based statements.
+
+    ``enrollments`` are rows of :func:`candidates`. With ``enqueue``, the deliveries are written
+    already leased (``enqueued_at``) and their send jobs are enqueued when ``session`` commits:
+    no second pass over them, and workers start on the first batch while the tick goes on.
+    """
     report.due += len(enrollments)
-    leads = {
-        row.id: row for row in session.execute(
-            select(Lead.id, Lead.consent, Lead.status, Lead.timezone)
-            .where(among(session, Lead.id, {e.lead_id for e in enrollments})))
-    }
-    knowledge = knowledge_of(session, leads)
-    delivered = delivered_keys(session, [e.id for e in enrollments])
-    new_deliveries: list[dict] = []
+    knowledge = knowledge_of(session, {e.lead_id for e in enrollments})
+    with_steps = bool(enrollments) and "delivered_steps" in enrollments[0]._fields
+    delivered = {} if with_steps else delivered_keys(session, [e.id for e in enrollments])
+    new_deliveries: dict[str, list] = {"enrollment_id": [], "step_id": [], "lead_id": []}
     skips: list[dict] = []
     ended: list[dict] = []
     rescheduled: list[dict] = []
-    queued: list[int] = []
     zones: dict[str | None, ZoneInfo] = {}
+    windows: dict[tuple[int, str | None], bool] = {}
     decisions: dict[tuple, Decision] = {}
     for enrollment in enrollments:
-        lead = leads[enrollment.lead_id]
-        if not lead.consent or lead.status in NO_SEND_STATUSES:
+        if not enrollment.consent or enrollment.status in NO_SEND_STATUSES:
             ended.append(dict(enrollment_id=enrollment.id, state=EnrollmentState.exited,
-                              reason=f"lead is {lead.status.value}", ended_at=now))
+                              reason=f"lead is {enrollment.status.value}", ended_at=now))
             report.exited += 1
             continue
-        if enrollment.campaign_id not in plans:
-            plans[enrollment.campaign_id] = plan_of(load_campaign(session, enrollment.campaign_id))
-        plan = plans[enrollment.campaign_id]
-        if lead.timezone not in zones:
-            zones[lead.timezone] = zone(lead.timezone, svc.config.default_timezone)
-        tz = zones[lead.timezone]
-        if not in_window(now, tz, plan.window):
+        plan = campaigns.plan(session, enrollment.campaign_id)
+        if enrollment.timezone not in zones:
+            zones[enrollment.timezone] = zone(enrollment.timezone, svc.config.default_timezone)
+        tz = zones[enrollment.timezone]
+        window_key = (enrollment.campaign_id, enrollment.timezone)
+        open_now = windows.get(window_key)
+        if open_now is None:
+            open_now = windows[window_key] = in_window(now, tz, plan.window)
+        if not open_now:
             rescheduled.append(dict(enrollment_id=enrollment.id, due_at=next_in_window(now, tz, plan.window)))
             report.rescheduled += 1
             continue
-        known = knowledge.get(lead.id, {})
-        done = delivered.get(enrollment.id, set())
+        known = knowledge.get(enrollment.lead_id, {})
+        done = (campaigns.keys(session, enrollment.delivered_steps) if with_steps
+                else delivered.get(enrollment.id, set()))
         # Leads enrolled together mostly share their inputs: the engine is a pure function of them.
         key = (enrollment.campaign_id, frozenset(known.items()), frozenset(done), enrollment.touches_sent)
         decision = decisions.get(key)
@@ -164,12 +287,11 @@ def _process(session: Session, svc: Services, enrollments: list[Row], now: datet
                               reason=decision.reason, ended_at=now))
             report.completed += 1
             continue
-        new_deliveries.append(dict(
-            enrollment_id=enrollment.id, step_id=decision.step.id, lead_id=lead.id,
-            status=DeliveryStatus.queued, scheduled_for=now, next_attempt_at=now, attempts=0,
-        ))
-        queued.append(enrollment.id)
-        report.queued += 1
+        new_deliveries["enrollment_id"].append(enrollment.id)
+        new_deliveries["step_id"].append(decision.step.id)
+        new_deliveries["lead_id"].append(enrollment.lead_id)
+    queued = new_deliveries["enrollment_id"]
+    report.queued += len(queued)
     if queued:
         # None while the delivery is outstanding; the sender sets the next due time.
         session.execute(update(_ENROLLMENT).where(among(session, _ENROLLMENT.c.id, queued)).values(next_send_at=None))
@@ -177,15 +299,30 @@ def _process(session: Session, svc: Services, enrollments: list[Row], now: datet
         session.execute(_END, ended)
     if rescheduled:
         session.execute(_RESCHEDULE, rescheduled)
-    if new_deliveries:
-        insert_rows_ignoring_conflicts(session, Delivery.__table__, new_deliveries, ["enrollment_id", "step_id"])
+    if queued:
+        ids = insert_columns_returning_ids(
+            session, Delivery.__table__, new_deliveries,
+            dict(status=DeliveryStatus.queued, scheduled_for=now, next_attempt_at=now, attempts=0,
+                 enqueued_at=now if enqueue else None),
+            ["enrollment_id", "step_id"])
+        if enqueue:
+            _enqueue_send_jobs(session, svc, sorted(ids), report)
     if skips:
         insert_rows_ignoring_conflicts(session, StepSkip.__table__, skips, ["enrollment_id", "step_id"])
 
 
+def _enqueue_send_jobs(session: Session, svc: Services, ids: list[int], report: TickReport) -> None:
+    """Send jobs of ``send_batch_size`` deliveries each, enqueued once ``session`` commits."""
+    size = svc.config.send_batch_size
+    for start in range(0, len(ids), size):
+        chunk = ids[start:start + size]
+        report.jobs.append(enqueue_send_job(session, svc, chunk))
+        report.enqueued_deliveries += len(chunk)
+
+
 def enqueue_queued_deliveries(svc: Services, now: datetime, report: TickReport) -> None:
-    """Hand queued deliveries to workers in batches, once per lease (a lost job is re-enqueued)."""
-    report.requeued_lost += requeue_lost(svc, now)
+    """Hand queued deliveries to workers in batches, once per lease (``run_tick`` first makes the
+    deliveries whose job Redis lost enqueueable again)."""
 
     lease_expired = now - timedelta(seconds=svc.config.send_lease_seconds)
     size = svc.config.send_batch_size
@@ -210,10 +347,7 @@ def enqueue_queued_deliveries(svc: Services, now: datetime, report: TickReport) 
             session.execute(update(Delivery).where(among(session, Delivery.id, ids)).values(enqueued_at=now)
                             .execution_options(synchronize_session=False))
             # Enqueued only after the commit: a worker must find the rows it is sent.
-            for start in range(0, len(ids), size):
-                chunk = ids[start:start + size]
-                report.jobs.append(enqueue_send_job(session, svc, chunk))
-                report.enqueued_deliveries += len(chunk)
+            _enqueue_send_jobs(session, svc, ids, report)
         if len(ids) < size * 20:
             return
 
