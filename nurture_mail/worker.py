@@ -128,7 +128,10 @@ def preload() -> None:
     import rq.worker  # noqa: F401
     from jinja2 import sandbox  # noqa: F401
 
+    # ``.tracking.ingest``: ``run_worker`` imports the click drain at its start, burst or not,
+    # which each child would otherwise pay after the fork.
     from .jobs import send  # noqa: F401
+    from .tracking import ingest  # noqa: F401
 
 
 def run_worker_pool(count: int, burst: bool = False, name: str | None = None, app: Flask | None = None) -> None:

@@ -49,3 +49,19 @@ def test_a_redis_that_stops_answering_is_lost_within_the_timeout():
         assert time.monotonic() - started < 2
     finally:
         listener.close()
+
+
+def test_a_hand_packed_note_is_the_note_mark_writes(redis):
+    """The writer packs HSET itself: the stored field and value must be what ``mark`` stores,
+    under a key of any length, for ids of any width."""
+    key = "test:journal:ünïcode-key-" + "k" * 300
+    written, marked = SentJournal(redis, key=key), SentJournal(redis, key=key + ":mark")
+    writer = written.writer()
+    for delivery_id in (7, 1234567890123):
+        writer.note(delivery_id, f"<{delivery_id}.long-message-id@mail.example>", AT)
+        marked.mark(delivery_id, f"<{delivery_id}.long-message-id@mail.example>", AT)
+    writer.confirm()
+    writer.close()
+    assert redis.hgetall(key) == redis.hgetall(key + ":mark")
+    assert len(redis.hgetall(key)) == 2
+    redis.delete(key, key + ":mark")

@@ -93,14 +93,23 @@ def _join(parts: Iterable[str]) -> str:
     return "; ".join(p for p in parts if p)
 
 
-def import_chunk(session: Session, rows: list[tuple[int, dict[str, str]]], ctx: ImportContext) -> list[RowResult]:
-    """Import one chunk of ``(row number, {target: text})``; returns one result per row, in order.
+def prepare_chunk(rows: list[tuple[int, dict[str, str]]], ctx: ImportContext) -> _Chunk:
+    """The checks of a chunk that need no database (addresses, values, grouping by address).
+
+    A job prepares chunk N+1 while the server still writes chunk N (``imports._run_claimed``).
+    """
+    return _group_rows(rows, ctx)
+
+
+def import_chunk(session: Session, rows: list[tuple[int, dict[str, str]]] | _Chunk,
+                 ctx: ImportContext) -> list[RowResult]:
+    """Import one chunk of ``(row number, {target: text})`` (or one ``prepare_chunk`` made); one result per row, in order.
 
     Steps: group the rows by normalized address; plan, per address, a new lead or the changes
     to the stored one; write them (merging into leads created meanwhile by someone else);
     enroll the clean leads; report every row.
     """
-    chunk = _group_rows(rows, ctx)
+    chunk = rows if isinstance(rows, _Chunk) else _group_rows(rows, ctx)
     emails = list(chunk.groups)
     bulk = Bulk(session)
     table = Lead.__table__
@@ -130,6 +139,9 @@ class _Chunk:
     #: row number -> the (field, message) problems of its values
     problems: dict[int, list[tuple[str, str]]] = _field(default_factory=dict)
     groups: dict[str, _Group] = _field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.order)
 
 
 @dataclass

@@ -30,6 +30,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -41,7 +42,7 @@ from ..aftercommit import enqueue_after_commit
 from ..exceptions import NotFound
 from ..models import Campaign, ImportJob, ImportRowResult
 from ..nurture.sql import analyze_after_bulk, rows_changed
-from .batch import CHUNK_SIZE, OUTCOMES, ImportContext, RowResult, import_chunk
+from .batch import CHUNK_SIZE, OUTCOMES, ImportContext, RowResult, import_chunk, prepare_chunk
 from .bulk import Bulk
 from .csvfile import parse
 from .errors import ImportOptionsError, ImportStateError
@@ -304,6 +305,7 @@ def _run_claimed(svc, import_id: int, token: str, progress: Callable[[int], None
         campaign_slug, source = job.campaign_slug, job.lead_source
         counts: dict[str, int] = dict(job.counts or {}) if resume_at else {}
         first_seen = _first_seen(session, import_id) if resume_at else {}
+        total_rows = job.total_rows
     try:
         campaign_id = None
         if campaign_slug:
@@ -320,19 +322,24 @@ def _run_claimed(svc, import_id: int, token: str, progress: Callable[[int], None
         processed = resume_at
         if progress and resume_at:
             progress(resume_at)
-        for chunk in _chunks(parsed.rows(), CHUNK_SIZE, skip=resume_at):
+        pending = _chunks(parsed.rows(), CHUNK_SIZE, skip=resume_at)
+        chunk = _prepared(next(pending, None), ctx)
+        while chunk is not None:
             ctx.now = svc.clock.now()
+            size = len(chunk)
             with svc.db.session() as session:
                 results = import_chunk(session, chunk, ctx)
-                _store_results(session, import_id, results)
                 _count(counts, results)
-                processed += len(chunk)
-                job = session.get(ImportJob, import_id)
-                job.processed_rows = processed
-                job.counts = dict(counts)
-            _rq_progress(import_id, processed, job.total_rows)
+                processed += size
+                with _overlapped(session) as commit:
+                    _store_results(session, import_id, results)
+                    _store_progress(session, import_id, processed, counts)
+                    commit()
+                    # While the server writes this chunk's results and commits, the next chunk's checks.
+                    chunk = _prepared(next(pending, None), ctx)
+            _rq_progress(import_id, processed, total_rows)
             if progress:
-                progress(len(chunk))
+                progress(size)
             _renew(svc, import_id, token)
         with svc.db.session() as session:
             job = session.get(ImportJob, import_id)
@@ -360,6 +367,38 @@ def _run_claimed(svc, import_id: int, token: str, progress: Callable[[int], None
         if final_attempt:
             _remove_file(svc, import_id)
         raise
+
+
+def _prepared(rows: list[tuple[int, dict[str, str]]] | None, ctx: ImportContext):
+    return None if rows is None else prepare_chunk(rows, ctx)
+
+
+@contextmanager
+def _overlapped(session: Session) -> Iterator[Callable[[], None]]:
+    """Statements that need no result, sent without waiting for it; yields ``commit()`` to queue the COMMIT.
+
+    On PostgreSQL this is psycopg's pipeline mode on the session's connection: the row results,
+    the progress and the COMMIT go out at once and the server works on them while this process
+    goes on (preparing the next chunk); leaving the block waits for them all (an error in any
+    of them is raised there, and the session rolls back). Elsewhere (SQLite, in-process)
+    statements run as they come and ``commit()`` does nothing: the session commits as usual.
+    """
+    connection = session.connection()
+    if connection.dialect.name != "postgresql":
+        yield lambda: None
+        return
+    raw = connection.connection.driver_connection
+    assert raw is not None
+    with raw.pipeline():
+        cursor = raw.cursor()
+        yield lambda: cursor.execute("COMMIT")
+    # Back out of the pipeline, the COMMIT has been answered: the session's own commit finds nothing to do.
+
+
+def _store_progress(session: Session, import_id: int, processed: int, counts: dict[str, int]) -> None:
+    """The job's ``processed_rows`` and ``counts``, in the chunk's transaction (no result awaited)."""
+    Bulk(session).update_where_in(ImportJob.__table__, "id", [import_id],
+                                  {"processed_rows": processed, "counts": dict(counts)})
 
 
 def _chunks(rows: Iterator[tuple[int, dict[str, str]]], size: int, skip: int = 0):

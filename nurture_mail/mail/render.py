@@ -168,7 +168,10 @@ class Renderer:
     def render(self, html_name: str, text_name: str, subject: str, context: dict[str, Any]) -> tuple[str, str, str]:
         """Subject, HTML and text for one lead."""
         compiled = self.compiled(html_name, text_name)
-        rendered_subject = " ".join(self.subject(subject).render(context).split())
+        if "{" in subject:
+            rendered_subject = " ".join(self.subject(subject).render(context).split())
+        else:  # no tag can start without a brace: the subject is its own rendering, no Jinja context
+            rendered_subject = " ".join(subject.split())
         return rendered_subject, compiled.html.render(context), compiled.text.render(context)
 
 

@@ -29,10 +29,12 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from datetime import time as dt_time
 from typing import Any
 
 from redis.exceptions import RedisError
-from sqlalchemy import bindparam, select, update
+from sqlalchemy import Integer, bindparam, case, func, literal, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.orm import Session
 
 from ..engine.plan import SendWindow
@@ -71,7 +73,6 @@ from ..models import (
 from ..resilience import is_db_outage, retry_db
 from .inflight import taken
 from .journal import JournalUnavailable, JournalWriter, SentJournal
-from .plans import window_of
 from .sql import insert_ignoring_conflicts
 from .suppression import suppression_scopes
 
@@ -227,15 +228,18 @@ def _steps(session: Session, step_ids: set[int]) -> dict[int, StepRow]:
         links[link[0]].append(LinkRow(link[1], link[2], link[3], link[4], link[5]))
     campaigns: dict[int, CampaignRow] = {}
     result: dict[int, StepRow] = {}
-    for step, campaign in session.execute(
-        select(Step, Campaign).join(Campaign, Campaign.id == Step.campaign_id).where(Step.id.in_(step_ids))
-    ).tuples():
-        if campaign.id not in campaigns:
-            campaigns[campaign.id] = CampaignRow(
-                campaign.id, campaign.slug, campaign.name, campaign.cadence_seconds, window_of(campaign),
-            )
-        result[step.id] = StepRow(step.id, step.key, step.subject, step.preheader, step.html_template, step.text_template,
-                                  tuple(step.teaches), tuple(links[step.id]), campaigns[campaign.id])
+    # Columns, not entities: an ORM entity row costs a row processor built per statement.
+    for r in session.execute(
+        select(Step.id, Step.key, Step.subject, Step.preheader, Step.html_template, Step.text_template, Step.teaches,
+               Campaign.id, Campaign.slug, Campaign.name, Campaign.cadence_seconds, Campaign.window_start_minute,
+               Campaign.window_end_minute, Campaign.weekdays_only)
+        .join(Campaign, Campaign.id == Step.campaign_id).where(Step.id.in_(step_ids))
+    ):
+        campaign = campaigns.get(r[7])
+        if campaign is None:
+            campaign = campaigns[r[7]] = CampaignRow(r[7], r[8], r[9], r[10], SendWindow(
+                start=dt_time(r[11] // 60, r[11] % 60), end=dt_time(r[12] // 60, r[12] % 60), weekdays_only=r[13]))
+        result[r[0]] = StepRow(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6] or ()), tuple(links[r[0]]), campaign)
     return result
 
 
@@ -564,31 +568,59 @@ def _still_sending(session: Session, outcomes: list[SendOutcome]) -> list[SendOu
     return [o for o in outcomes if o.item.id in sending]
 
 
+_DELIVERY = Delivery.__table__
+_ENROLLMENT = Enrollment.__table__
+_LEAD = Lead.__table__
+#: Built once per process, not per batch (SQLAlchemy caches their compiled form by structure).
+_MARK_SENT = update(_DELIVERY).where(_DELIVERY.c.id == bindparam("d_id")).values(
+    status=DeliveryStatus.sent.value, sent_at=bindparam("d_sent_at"), message_id=bindparam("d_message_id"),
+    last_error=None)
+# One statement for both: an enrollment paused or exited meanwhile still counts the touch, but
+# keeps its next_send_at (no next touch).
+_TOUCHED = update(_ENROLLMENT).where(_ENROLLMENT.c.id == bindparam("e_id")).values(
+    touches_sent=_ENROLLMENT.c.touches_sent + 1, last_sent_at=bindparam("e_sent_at"),
+    next_send_at=case((_ENROLLMENT.c.state == EnrollmentState.active.value,
+                       bindparam("e_next", type_=_ENROLLMENT.c.next_send_at.type)),
+                      else_=_ENROLLMENT.c.next_send_at))
+_NURTURING = update(_LEAD).where(_LEAD.c.id.in_(bindparam("ids", expanding=True)),
+                                 _LEAD.c.status.in_([LeadStatus.new, LeadStatus.recycled])).values(
+    status=LeadStatus.nurturing)
+
+
+def _unnested(columns: dict[str, tuple[Any, list[Any]]]):
+    """``SELECT unnest(:a) AS a, unnest(:b) AS b, …``: a batch's rows as one array per column."""
+    return select(*(func.unnest(literal(values, postgresql.ARRAY(type_))).label(name)
+                    for name, (type_, values) in columns.items())).subquery("v")
+
+
 def _record_sent(session: Session, svc: Services, sent: list[SendOutcome]) -> None:
-    session.execute(
-        update(Delivery.__table__).where(Delivery.__table__.c.id == bindparam("d_id")).values(
-            status=DeliveryStatus.sent.value, sent_at=bindparam("d_sent_at"), message_id=bindparam("d_message_id"),
-            last_error=None),
-        [{"d_id": o.item.id, "d_sent_at": o.sent_at, "d_message_id": o.message_id} for o in sent],
-    )
-    enrollment = Enrollment.__table__
-    session.execute(
-        update(enrollment).where(enrollment.c.id == bindparam("e_id"), enrollment.c.state == "active").values(
-            touches_sent=enrollment.c.touches_sent + 1, last_sent_at=bindparam("e_sent_at"),
-            next_send_at=bindparam("e_next")),
-        [{"e_id": o.item.enrollment_id, "e_sent_at": o.sent_at, "e_next": _next_touch(svc, o)} for o in sent],
-    )
-    # An enrollment paused or exited meanwhile still counts the touch, but gets no next one.
-    session.execute(
-        update(enrollment).where(enrollment.c.id == bindparam("e_id"), enrollment.c.state != "active").values(
-            touches_sent=enrollment.c.touches_sent + 1, last_sent_at=bindparam("e_sent_at")),
-        [{"e_id": o.item.enrollment_id, "e_sent_at": o.sent_at} for o in sent],
-    )
+    connection = session.connection()  # Core statements: no ORM bulk-update machinery per batch
+    nexts = [_next_touch(svc, o) for o in sent]
+    enrollment_ids = [o.item.enrollment_id for o in sent]
+    if connection.dialect.name == "postgresql" and len(set(enrollment_ids)) == len(enrollment_ids):
+        # One statement each for the batch, one array parameter per column: an executemany runs
+        # (and converts) the UPDATE once per row. (Two deliveries of one enrollment in a batch
+        # would count the touch once here: the executemany below counts each.)
+        times = [o.sent_at for o in sent]
+        v = _unnested({"id": (Integer(), [o.item.id for o in sent]), "sent_at": (_DELIVERY.c.sent_at.type, times),
+                       "message_id": (_DELIVERY.c.message_id.type, [o.message_id for o in sent])})
+        connection.execute(update(_DELIVERY).where(_DELIVERY.c.id == v.c.id).values(
+            status=DeliveryStatus.sent.value, sent_at=v.c.sent_at, message_id=v.c.message_id, last_error=None))
+        e = _unnested({"id": (Integer(), enrollment_ids), "sent_at": (_ENROLLMENT.c.last_sent_at.type, times),
+                       "next": (_ENROLLMENT.c.next_send_at.type, nexts)})
+        connection.execute(update(_ENROLLMENT).where(_ENROLLMENT.c.id == e.c.id).values(
+            touches_sent=_ENROLLMENT.c.touches_sent + 1, last_sent_at=e.c.sent_at,
+            next_send_at=case((_ENROLLMENT.c.state == EnrollmentState.active.value, e.c.next),
+                              else_=_ENROLLMENT.c.next_send_at)))
+    else:  # SQLite runs an executemany in C
+        connection.execute(_MARK_SENT, [{"d_id": o.item.id, "d_sent_at": o.sent_at, "d_message_id": o.message_id}
+                                        for o in sent])
+        connection.execute(_TOUCHED, [{"e_id": o.item.enrollment_id, "e_sent_at": o.sent_at, "e_next": n}
+                                      for o, n in zip(sent, nexts)])
     _reset_soft_bounces(session, sent)
     fresh = {o.item.lead_id for o in sent if o.item.lead.status in (LeadStatus.new, LeadStatus.recycled)}
     if fresh:
-        session.execute(update(Lead).where(Lead.id.in_(fresh), Lead.status.in_([LeadStatus.new, LeadStatus.recycled]))
-                        .values(status=LeadStatus.nurturing))
+        connection.execute(_NURTURING, {"ids": sorted(fresh)})
     exposures: dict[tuple[int, str], tuple[int, datetime]] = {}
     for o in sent:
         for topic in o.item.step.teaches:
@@ -625,21 +657,31 @@ def _next_touch(svc: Services, outcome: SendOutcome) -> datetime:
                           zone(outcome.item.lead.timezone, svc.config.default_timezone), campaign.window)
 
 
+_EXPOSE: dict[str, Any] = {}
+
+
 def _expose(session: Session, exposures: dict[tuple[int, str], tuple[int, datetime]]) -> None:
     """Unknown topics of delivered steps become ``exposed``, with the delivery as evidence."""
+    dialect = session.get_bind().dialect.name
+    statement = _EXPOSE.get(dialect)
+    if statement is None:
+        knowledge = Knowledge.__table__
+        statement = _EXPOSE[dialect] = insert_ignoring_conflicts(session, knowledge, ["lead_id", "topic"]).returning(
+            knowledge.c.lead_id, knowledge.c.topic, knowledge.c.updated_at)
     rows = [dict(lead_id=lead_id, topic=topic, level=KnowledgeLevel.exposed, updated_at=at)
             for (lead_id, topic), (_, at) in exposures.items()]
-    statement = insert_ignoring_conflicts(session, Knowledge, ["lead_id", "topic"]).returning(
-        Knowledge.lead_id, Knowledge.topic, Knowledge.updated_at
-    )
+    connection = session.connection()
     # executemany with RETURNING ("insertmanyvalues"): rows that already existed return nothing.
-    inserted = session.execute(statement, rows).all()
+    inserted = connection.execute(statement, rows).all()
     if inserted:
-        session.execute(KnowledgeEvidence.__table__.insert(), [
+        connection.execute(_EVIDENCE, [
             dict(lead_id=lead_id, topic=topic, level=KnowledgeLevel.exposed.value, source="delivery",
                  delivery_id=exposures[(lead_id, topic)][0], at=at)
             for lead_id, topic, at in inserted
         ])
+
+
+_EVIDENCE = KnowledgeEvidence.__table__.insert()
 
 
 def _set_delivery(session: Session, delivery_id: int, **values: Any) -> None:

@@ -488,3 +488,39 @@ def test_resume_queues_a_failed_import_after_commit_and_refuses_a_done_one(bed, 
     with bed.svc.db.session() as session, pytest.raises(ImportStateError) as done:
         resume_import(bed.svc, session, import_id, bed.clock.now(), by="tests")
     assert done.value.field == "status"
+
+
+def test_a_write_the_server_refuses_in_the_pipelined_tail_fails_the_chunk_whole_and_a_rerun_resumes(bed, messy,
+                                                                                                   monkeypatch):
+    """Chunk 3's row results name a lead that does not exist: on PostgreSQL the foreign-key error comes
+    back only when the pipeline (row results, progress, COMMIT) is synced; the chunk is rolled back
+    whole (its leads too), the job is failed after row 11, and a rerun resumes."""
+    _prepare(bed)
+    monkeypatch.setattr(imports_module, "CHUNK_SIZE", 4)
+    real_store = imports_module._store_results
+    calls = []
+
+    def refused(session, import_id, results):
+        calls.append(import_id)
+        if len(calls) == 3:
+            results = [dataclasses.replace(r, lead_id=10**9) for r in results]
+        real_store(session, import_id, results)
+
+    monkeypatch.setattr(imports_module, "_store_results", refused)
+    import_id = bed.create(messy, campaign_slug="northwind-security")
+    with pytest.raises(Exception, match="(?i)foreign key"):
+        run_import(bed.svc, import_id, final_attempt=False)
+    with bed.svc.db.session() as session:
+        failed = import_progress(session.get(ImportJob, import_id))
+        newest_lead = session.scalar(select(func.max(Lead.id)))
+        newest_reported = session.scalar(select(func.max(ImportRowResult.lead_id)))
+    assert failed["status"] == "failed" and "foreign key" in failed["error"].lower()
+    assert failed["processed_rows"] == 8
+    assert [o[0] for o in bed.outcomes(import_id)] == [2, 4, 5, 6, 7, 8, 10, 11]
+    assert newest_lead == newest_reported  # no lead of chunk 3 was kept
+
+    monkeypatch.setattr(imports_module, "_store_results", real_store)
+    done = run_import(bed.svc, import_id)
+    assert done.status == "done" and done.processed_rows == 15
+    assert bed.outcomes(import_id) == EXPECTED
+    assert _enrolled(bed) == set(CLEAN)
