@@ -164,8 +164,7 @@ class _Purpose:
         self._keyed = _KeyedSigner(self.signer)
 
     def dumps(self, payload: Any) -> str:
-        data = json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-        return self._keyed.sign(base64_encode(data)).decode("ascii")
+        return self._keyed.sign(base64_encode(_compact_json(payload))).decode("ascii")
 
     def loads(self, token: str) -> Any:
         return self.serializer.load_payload(self.signer.unsign(token))
@@ -189,6 +188,35 @@ class _KeyedSigner:
         mac = self._mac.copy()
         mac.update(value)
         return value + self.sep + base64_encode(mac.digest())
+
+
+def _compact_json(payload: Any) -> bytes:
+    """``json.dumps(payload, separators=(",", ":"), ensure_ascii=False)``, encoded: the same bytes.
+
+    Every payload here is a short list of ids, ``None`` and a link's URL; joined by hand, with
+    each URL's JSON string cached (the links repeat from email to email), it costs a fifth of
+    the JSON encoder's call. Anything else goes to the encoder.
+    """
+    if type(payload) is list:
+        parts = []
+        for value in payload:
+            kind = type(value)
+            if kind is int:
+                parts.append(int.__repr__(value))  # what json writes for an int (not a bool)
+            elif value is None:
+                parts.append("null")
+            elif kind is str:
+                parts.append(_json_string(value))
+            else:
+                break
+        else:
+            return ("[" + ",".join(parts) + "]").encode()
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+@functools.lru_cache(maxsize=4096)
+def _json_string(value: str) -> str:
+    return json.dumps(value, ensure_ascii=False)
 
 
 @functools.lru_cache(maxsize=4096)
