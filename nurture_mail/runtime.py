@@ -53,12 +53,15 @@ def run_worker(app: Flask, burst: bool = False, name: str | None = None, logging
     batch then stops and records what it sent, see ``nurture/send.py``) or a loss RQ gives up
     on ends that RQ worker, and a new one is started here as soon as Redis answers again.
     """
-    from .tracking.ingest import start_drain_thread  # here: a worker's start imports the send path only
-
     svc = app.extensions["nurture"]
     # A long-running worker also drains tracking hits as they arrive (a thread asleep in Redis
     # until a click): clicks teach, score and hand off within a second, not at the next cron run.
-    drain = None if burst else start_drain_thread(app)
+    # A burst worker runs no drain, nor imports it.
+    drain = None
+    if not burst:
+        from .tracking.ingest import start_drain_thread
+
+        drain = start_drain_thread(app)
     try:
         return _work_until_stopped(app, svc, burst, name, logging_level)
     finally:

@@ -123,21 +123,21 @@ def _script_heads() -> set[str]:
     return revisions - parents
 
 
-def preload() -> None:
+def preload(burst: bool = False) -> None:
     """Import what every worker needs, once, before the pool forks."""
     import rq.worker  # noqa: F401
     from jinja2 import sandbox  # noqa: F401
 
-    # ``.tracking.ingest``: ``run_worker`` imports the click drain at its start, burst or not,
-    # which each child would otherwise pay after the fork.
     from .jobs import send  # noqa: F401
-    from .tracking import ingest  # noqa: F401
+
+    if not burst:  # ``run_worker`` starts the click drain, which each child would otherwise import
+        from .tracking import ingest  # noqa: F401
 
 
 def run_worker_pool(count: int, burst: bool = False, name: str | None = None, app: Flask | None = None) -> None:
     """``count`` workers forked from this warm process, each forked again if it dies;
     SIGTERM/Ctrl-C stop them all (each finishes or gives back its batch)."""
-    preload()
+    preload(burst)
     # The schema checked once here: a pool on a database still to ``init`` stops with that one
     # line, instead of forking workers that fail again and again.
     app = app or make_worker_app()
