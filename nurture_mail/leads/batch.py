@@ -74,6 +74,10 @@ class ImportContext:
     first_seen: dict[str, tuple[int, int | None]] = _field(default_factory=dict)
     #: lead ids already enrolled by this import
     enrolled: set[int] = _field(default_factory=set)
+    #: what the last ``import_chunk`` added to ``first_seen`` (addresses) and ``enrolled`` (lead ids):
+    #: a chunk redone after a failed attempt undoes them first (``undo_chunk``)
+    added_seen: list[str] = _field(default_factory=list)
+    added_enrolled: list[int] = _field(default_factory=list)
     #: the campaign's slug and send window, read once per import (``_campaign``)
     campaign_slug: str | None = None
     window: SendWindow | None = None
@@ -91,6 +95,14 @@ class _Group:
 
 def _join(parts: Iterable[str]) -> str:
     return "; ".join(p for p in parts if p)
+
+
+def undo_chunk(ctx: ImportContext) -> None:
+    """Forget what the last ``import_chunk`` added to the import's state (its transaction was rolled back)."""
+    for email in ctx.added_seen:
+        ctx.first_seen.pop(email, None)
+    ctx.enrolled.difference_update(ctx.added_enrolled)
+    ctx.added_seen, ctx.added_enrolled = [], []
 
 
 def prepare_chunk(rows: list[tuple[int, dict[str, str]]], ctx: ImportContext) -> _Chunk:
@@ -117,6 +129,7 @@ def import_chunk(session: Session, rows: list[tuple[int, dict[str, str]]] | _Chu
     without ``before_writes`` (``imports._run_claimed``), the way that merges into theirs.
     """
     chunk = rows if isinstance(rows, _Chunk) else _group_rows(rows, ctx)
+    ctx.added_seen, ctx.added_enrolled = [], []
     emails = list(chunk.groups)
     bulk = Bulk(session)
     table = Lead.__table__
@@ -299,6 +312,7 @@ def _report_rows(chunk: _Chunk, group: _Group, lead_id: int | None, plan: _Plan,
             chunk.results[number] = RowResult(number, email, status, reason, field_name, lead_id, enrolled=enrolled)
     if earlier is None:
         ctx.first_seen[email] = (group.first, lead_id)
+        ctx.added_seen.append(email)
 
 
 def _campaign(session: Session, ctx: ImportContext) -> tuple[str, SendWindow]:
@@ -380,6 +394,7 @@ def _enroll_clean(session: Session, bulk: Bulk, ctx: ImportContext, groups: dict
     first_sends: dict[str | None, datetime] = {}
     due: set[int] = set()
     enrolled_by = f"import:{ctx.source or ''}"[:200]
+    ctx.added_enrolled.extend(wanted.values())
     for email, lead_id in wanted.items():
         ctx.enrolled.add(lead_id)
         row = plan.state_of[email]

@@ -42,7 +42,7 @@ from ..aftercommit import enqueue_after_commit
 from ..exceptions import NotFound
 from ..models import Campaign, ImportJob, ImportRowResult
 from ..nurture.sql import analyze_after_bulk, rows_changed
-from .batch import CHUNK_SIZE, OUTCOMES, ImportContext, RowResult, import_chunk, prepare_chunk
+from .batch import CHUNK_SIZE, OUTCOMES, ImportContext, RowResult, import_chunk, prepare_chunk, undo_chunk
 from .bulk import Bulk
 from .csvfile import parse
 from .errors import ImportOptionsError, ImportStateError
@@ -328,8 +328,7 @@ def _run_claimed(svc, import_id: int, token: str, progress: Callable[[int], None
             ctx.now = svc.clock.now()
             size = len(chunk)
             upcoming: list = []  # the next chunk, once prepared
-            # What the chunk adds to the import's state, restored if it is redone.
-            before = (dict(ctx.first_seen), set(ctx.enrolled), dict(counts))
+            counts_before = dict(counts)
             try:
                 _write_chunk(svc, import_id, chunk, ctx, counts, processed + size, pending, upcoming, ahead=True)
             except Exception as exc:
@@ -339,9 +338,9 @@ def _run_claimed(svc, import_id: int, token: str, progress: Callable[[int], None
                 # back; redone the way that reads what the inserts return and merges into theirs.
                 log.info("import %s: a row of the chunk after row %s was created meanwhile; chunk redone",
                          import_id, processed)
-                ctx.first_seen, ctx.enrolled = before[0], before[1]
+                undo_chunk(ctx)
                 counts.clear()
-                counts.update(before[2])
+                counts.update(counts_before)
                 _write_chunk(svc, import_id, chunk, ctx, counts, processed + size, pending, upcoming, ahead=False)
             processed += size
             chunk = upcoming[0] if upcoming else _prepared(next(pending, None), ctx)
