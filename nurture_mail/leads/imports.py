@@ -402,9 +402,8 @@ def _write_chunk(svc, import_id: int, chunk, ctx: ImportContext, counts: dict[st
 
 
 def _is_unique_violation(exc: BaseException) -> bool:
-    from psycopg import errors
-
-    return isinstance(exc, errors.UniqueViolation) or isinstance(getattr(exc, "orig", None), errors.UniqueViolation)
+    """A PostgreSQL unique violation (SQLSTATE 23505), raised by psycopg or wrapped by SQLAlchemy."""
+    return "23505" in (getattr(exc, "sqlstate", None), getattr(getattr(exc, "orig", None), "sqlstate", None))
 
 
 def _prepared(rows: list[tuple[int, dict[str, str]]] | None, ctx: ImportContext):
