@@ -13,7 +13,7 @@ legacy ``import_rows`` runs every chunk in the caller's session.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from dataclasses import field as _field
 from datetime import datetime
@@ -74,6 +74,10 @@ class ImportContext:
     first_seen: dict[str, tuple[int, int | None]] = _field(default_factory=dict)
     #: lead ids already enrolled by this import
     enrolled: set[int] = _field(default_factory=set)
+    #: what the last ``import_chunk`` added to ``first_seen`` (addresses) and ``enrolled`` (lead ids):
+    #: a chunk redone after a failed attempt undoes them first (``undo_chunk``)
+    added_seen: list[str] = _field(default_factory=list)
+    added_enrolled: list[int] = _field(default_factory=list)
     #: the campaign's slug and send window, read once per import (``_campaign``)
     campaign_slug: str | None = None
     window: SendWindow | None = None
@@ -93,6 +97,14 @@ def _join(parts: Iterable[str]) -> str:
     return "; ".join(p for p in parts if p)
 
 
+def undo_chunk(ctx: ImportContext) -> None:
+    """Forget what the last ``import_chunk`` added to the import's state (its transaction was rolled back)."""
+    for email in ctx.added_seen:
+        ctx.first_seen.pop(email, None)
+    ctx.enrolled.difference_update(ctx.added_enrolled)
+    ctx.added_seen, ctx.added_enrolled = [], []
+
+
 def prepare_chunk(rows: list[tuple[int, dict[str, str]]], ctx: ImportContext) -> _Chunk:
     """The checks of a chunk that need no database (addresses, values, grouping by address).
 
@@ -102,14 +114,22 @@ def prepare_chunk(rows: list[tuple[int, dict[str, str]]], ctx: ImportContext) ->
 
 
 def import_chunk(session: Session, rows: list[tuple[int, dict[str, str]]] | _Chunk,
-                 ctx: ImportContext) -> list[RowResult]:
+                 ctx: ImportContext, before_writes: Callable[[], None] | None = None) -> list[RowResult]:
     """Import one chunk of ``(row number, {target: text})`` (or one ``prepare_chunk`` made); one result per row, in order.
 
     Steps: group the rows by normalized address; plan, per address, a new lead or the changes
     to the stored one; write them (merging into leads created meanwhile by someone else);
     enroll the clean leads; report every row.
+
+    ``before_writes``: called once every read is done, before the first write (the job enters
+    its pipeline there). With it, on PostgreSQL, the new leads and enrollments take ids drawn
+    from their sequences beforehand (one round trip) and are inserted without ``RETURNING`` or
+    ``ON CONFLICT``, so nothing waits for them: an address or an enrollment created meanwhile by
+    someone else is then a unique violation that fails the chunk whole, and the caller redoes it
+    without ``before_writes`` (``imports._run_claimed``), the way that merges into theirs.
     """
     chunk = rows if isinstance(rows, _Chunk) else _group_rows(rows, ctx)
+    ctx.added_seen, ctx.added_enrolled = [], []
     emails = list(chunk.groups)
     bulk = Bulk(session)
     table = Lead.__table__
@@ -122,9 +142,20 @@ def import_chunk(session: Session, rows: list[tuple[int, dict[str, str]]] | _Chu
         scopes.setdefault(email, set()).add(scope)
     plan = _plan_changes(session, chunk.groups, existing, scopes, ctx)
     ids = {email: row["id"] for email, row in existing.items()}
-    _insert_new_leads(session, bulk, chunk.groups, plan, ids, ctx)
+    # The campaign's enrollments of the stored leads it may enroll, read before any write.
+    stored = {ids[e] for e in _candidates(chunk.groups, ids, plan, ctx) if e in ids}
+    enrollments = (stored, _current_enrollments(bulk, ctx, sorted(stored)))
+    lead_ids: list[int] | None = None
+    enrollment_ids: list[int] | None = None
+    if before_writes is not None and bulk.postgresql:
+        most = len(_candidates(chunk.groups, ids, plan, ctx)) if ctx.campaign_id is not None else 0
+        lead_ids, enrollment_ids = bulk.next_ids([(table, len(plan.inserts)), (Enrollment.__table__, most)])
+    if before_writes is not None:
+        before_writes()
+    _insert_new_leads(session, bulk, chunk.groups, plan, ids, ctx, lead_ids)
     bulk.update_changed(table, "id", plan.updates)
-    enroll_notes, enrolled = _enroll_clean(session, bulk, ctx, chunk.groups, ids, plan, scopes)
+    enroll_notes, enrolled = _enroll_clean(session, bulk, ctx, chunk.groups, ids, plan, scopes, enrollments,
+                                           enrollment_ids)
     for email, group in chunk.groups.items():
         _report_rows(chunk, group, ids.get(email), plan, enroll_notes.get(email, ""), email in enrolled, ctx)
     return [chunk.results[n] for n in chunk.order]
@@ -226,12 +257,22 @@ def _plan_update(plan: _Plan, email: str, current: dict[str, Any], group: _Group
 
 
 def _insert_new_leads(session: Session, bulk: Bulk, groups: dict[str, _Group], plan: _Plan, ids: dict[str, int],
-                      ctx: ImportContext) -> None:
+                      ctx: ImportContext, lead_ids: list[int] | None = None) -> None:
     """Insert the new leads (their ids into ``ids``); one inserted meanwhile by someone else (the API,
-    another import) gets this chunk's values merged into it, as an update."""
+    another import) gets this chunk's values merged into it, as an update.
+
+    With ``lead_ids`` (drawn beforehand, one per new lead) the rows go in with them and nothing
+    is awaited; a lead inserted meanwhile is then a unique violation (the chunk is redone).
+    """
     if not plan.inserts:
         return
     columns = list(plan.inserts[0])  # new_lead_row: every row has the same keys, in the same order
+    if lead_ids is not None:
+        for new_row, lead_id in zip(plan.inserts, lead_ids, strict=True):
+            ids[new_row["email"]] = lead_id
+        bulk.insert(Lead.__table__, ["id", *columns],
+                    [(lead_id, *new.values()) for lead_id, new in zip(lead_ids, plan.inserts, strict=True)])
+        return
     for lead_id, email in bulk.insert(Lead.__table__, columns, [tuple(row.values()) for row in plan.inserts],
                                       on_conflict_do_nothing=["email"], returning=["id", "email"]):
         ids[email] = lead_id
@@ -271,6 +312,7 @@ def _report_rows(chunk: _Chunk, group: _Group, lead_id: int | None, plan: _Plan,
             chunk.results[number] = RowResult(number, email, status, reason, field_name, lead_id, enrolled=enrolled)
     if earlier is None:
         ctx.first_seen[email] = (group.first, lead_id)
+        ctx.added_seen.append(email)
 
 
 def _campaign(session: Session, ctx: ImportContext) -> tuple[str, SendWindow]:
@@ -301,8 +343,25 @@ def _blocker(row: dict[str, Any], flags: list[str], scopes: set[str] | None, slu
     return blocker
 
 
+def _candidates(groups: dict[str, _Group], ids: dict[str, int], plan: _Plan, ctx: ImportContext) -> list[str]:
+    """The chunk's addresses the campaign may enroll: clean, and not enrolled by this import already."""
+    flags_of = plan.flags_of
+    return [email for email in groups if not flags_of[email] and (email not in ids or ids[email] not in ctx.enrolled)]
+
+
+def _current_enrollments(bulk: Bulk, ctx: ImportContext, lead_ids: list[int]) -> dict[int, tuple[int, str]]:
+    """lead id -> (enrollment id, state) of the import campaign's enrollments of ``lead_ids``."""
+    if ctx.campaign_id is None or not lead_ids:
+        return {}
+    return {lead_id: (enrollment_id, state) for enrollment_id, lead_id, campaign_id, state in bulk.select_in(
+        Enrollment.__table__, ["id", "lead_id", "campaign_id", "state"], "lead_id", lead_ids)
+        if campaign_id == ctx.campaign_id}
+
+
 def _enroll_clean(session: Session, bulk: Bulk, ctx: ImportContext, groups: dict[str, _Group],
-                  ids: dict[str, int], plan: _Plan, scopes: dict[str, set[str]]) -> tuple[dict[str, str], set[str]]:
+                  ids: dict[str, int], plan: _Plan, scopes: dict[str, set[str]],
+                  enrollments: tuple[set[int], dict[int, tuple[int, str]]] | None = None,
+                  enrollment_ids: list[int] | None = None) -> tuple[dict[str, str], set[str]]:
     """Enroll the clean leads of the chunk in the import's campaign: (email -> why not, emails enrolled).
 
     The same rules as ``nurture.enroll.enroll`` (its ``enrollment_blocker``: erased, hygiene
@@ -323,16 +382,19 @@ def _enroll_clean(session: Session, bulk: Bulk, ctx: ImportContext, groups: dict
         return {}, set()
     slug, window = _campaign(session, ctx)
     known = [lead_id for email, lead_id in wanted.items() if email in plan.existed]
-    # (id, state) of the campaign's enrollments of the leads that existed before (a new lead has none).
-    current = {lead_id: (enrollment_id, state) for enrollment_id, lead_id, campaign_id, state in bulk.select_in(
-        Enrollment.__table__, ["id", "lead_id", "campaign_id", "state"], "lead_id", known)
-        if campaign_id == ctx.campaign_id}
+    # (id, state) of the campaign's enrollments of the leads that existed before (a new lead has none):
+    # read before the chunk's writes (``enrollments``), but for a lead found created meanwhile.
+    read, current = enrollments if enrollments is not None else (set(), {})
+    unread = [lead_id for lead_id in known if lead_id not in read]
+    if unread:
+        current = {**current, **_current_enrollments(bulk, ctx, unread)}
     notes: dict[str, str] = {}
     new: list[tuple[Any, ...]] = []
     again: list[tuple[Any, ...]] = []
     first_sends: dict[str | None, datetime] = {}
     due: set[int] = set()
     enrolled_by = f"import:{ctx.source or ''}"[:200]
+    ctx.added_enrolled.extend(wanted.values())
     for email, lead_id in wanted.items():
         ctx.enrolled.add(lead_id)
         row = plan.state_of[email]
@@ -357,7 +419,17 @@ def _enroll_clean(session: Session, bulk: Bulk, ctx: ImportContext, groups: dict
             again.append((enrollment[0], first_send, lead_id))
     done: set[int] = set()
     due_enrollments: list[int] = []
-    if new:
+    if new and enrollment_ids is not None:  # ids drawn beforehand: nothing awaited (a conflict fails the chunk)
+        drawn = iter(enrollment_ids)
+        rows = [(next(drawn), lead_id, ctx.campaign_id, EnrollmentState.active, first_send, ctx.now, 0, enrolled_by)
+                for lead_id, first_send in new]
+        bulk.insert(Enrollment.__table__, ["id", "lead_id", "campaign_id", "state", "next_send_at", "enrolled_at",
+                                           "touches_sent", "enrolled_by"], rows)
+        for enrollment_id, lead_id, *_rest in rows:
+            done.add(lead_id)
+            if lead_id in due:
+                due_enrollments.append(enrollment_id)
+    elif new:
         inserted = bulk.insert(
             Enrollment.__table__,
             ["lead_id", "campaign_id", "state", "next_send_at", "enrolled_at", "touches_sent", "enrolled_by"],

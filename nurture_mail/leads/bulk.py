@@ -124,6 +124,29 @@ class Bulk:
         finally:
             cursor.close()
 
+    def next_ids(self, wanted: Sequence[tuple[Table, int]]) -> list[list[int]]:
+        """PostgreSQL: ``n`` fresh ids from the ``id`` sequence of each ``(table, n)``, in one round trip.
+
+        The rows can then be inserted with their ids without waiting for ``RETURNING`` (in a
+        pipeline); an id drawn and not used is a gap, as after any rollback.
+        """
+        wanted = [(table, n) for table, n in wanted]
+        if not any(n for _table, n in wanted):
+            return [[] for _ in wanted]
+        sql = ", ".join("array(SELECT nextval((SELECT pg_get_serial_sequence(%s, 'id'))::regclass) "
+                        "FROM generate_series(1, %s))" for _ in wanted)
+        params: list[Any] = []
+        for table, n in wanted:
+            params.extend((self._quote(table.name), n))
+        cursor = self._dbapi.cursor()
+        try:
+            cursor.execute(f"SELECT {sql}", params)
+            row = cursor.fetchone()
+        finally:
+            cursor.close()
+        assert row is not None
+        return [list(ids) for ids in row]
+
     def select_in(self, table: Table, columns: Sequence[str], key: str, values: Sequence[Any]) -> list[tuple[Any, ...]]:
         """``SELECT columns FROM table WHERE key IN values``, raw driver values (for text and integer columns).
 

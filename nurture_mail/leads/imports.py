@@ -30,7 +30,7 @@ import os
 import socket
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -42,7 +42,7 @@ from ..aftercommit import enqueue_after_commit
 from ..exceptions import NotFound
 from ..models import Campaign, ImportJob, ImportRowResult
 from ..nurture.sql import analyze_after_bulk, rows_changed
-from .batch import CHUNK_SIZE, OUTCOMES, ImportContext, RowResult, import_chunk, prepare_chunk
+from .batch import CHUNK_SIZE, OUTCOMES, ImportContext, RowResult, import_chunk, prepare_chunk, undo_chunk
 from .bulk import Bulk
 from .csvfile import parse
 from .errors import ImportOptionsError, ImportStateError
@@ -327,16 +327,23 @@ def _run_claimed(svc, import_id: int, token: str, progress: Callable[[int], None
         while chunk is not None:
             ctx.now = svc.clock.now()
             size = len(chunk)
-            with svc.db.session() as session:
-                results = import_chunk(session, chunk, ctx)
-                _count(counts, results)
-                processed += size
-                with _overlapped(session) as commit:
-                    _store_results(session, import_id, results)
-                    _store_progress(session, import_id, processed, counts)
-                    commit()
-                    # While the server writes this chunk's results and commits, the next chunk's checks.
-                    chunk = _prepared(next(pending, None), ctx)
+            upcoming: list = []  # the next chunk, once prepared
+            counts_before = dict(counts)
+            try:
+                _write_chunk(svc, import_id, chunk, ctx, counts, processed + size, pending, upcoming, ahead=True)
+            except Exception as exc:
+                if not _is_unique_violation(exc):
+                    raise
+                # An address or an enrollment created meanwhile by someone else: the chunk is rolled
+                # back; redone the way that reads what the inserts return and merges into theirs.
+                log.info("import %s: a row of the chunk after row %s was created meanwhile; chunk redone",
+                         import_id, processed)
+                undo_chunk(ctx)
+                counts.clear()
+                counts.update(counts_before)
+                _write_chunk(svc, import_id, chunk, ctx, counts, processed + size, pending, upcoming, ahead=False)
+            processed += size
+            chunk = upcoming[0] if upcoming else _prepared(next(pending, None), ctx)
             _rq_progress(import_id, processed, total_rows)
             if progress:
                 progress(size)
@@ -367,6 +374,36 @@ def _run_claimed(svc, import_id: int, token: str, progress: Callable[[int], None
         if final_attempt:
             _remove_file(svc, import_id)
         raise
+
+
+def _write_chunk(svc, import_id: int, chunk, ctx: ImportContext, counts: dict[str, int], processed: int,
+                 pending: Iterator[list[tuple[int, dict[str, str]]]], upcoming: list, *, ahead: bool) -> None:
+    """One chunk in its own transaction: its leads, enrollments, row results and the job's progress.
+
+    On PostgreSQL the writes go out in a pipeline (``_overlapped``) and, while the server works on
+    them, the next chunk is checked (into ``upcoming``, once). ``ahead``: the new rows take ids
+    drawn beforehand, so no write is awaited (``batch.import_chunk``).
+    """
+    with svc.db.session() as session, ExitStack() as stack:
+        commits: list[Callable[[], None]] = []
+
+        def enter_pipeline() -> None:
+            commits.append(stack.enter_context(_overlapped(session)))
+
+        results = import_chunk(session, chunk, ctx, enter_pipeline) if ahead else import_chunk(session, chunk, ctx)
+        if not commits:
+            enter_pipeline()
+        _count(counts, results)
+        _store_results(session, import_id, results)
+        _store_progress(session, import_id, processed, counts)
+        commits[0]()
+        if not upcoming:  # while the server writes this chunk and commits, the next chunk's checks
+            upcoming.append(_prepared(next(pending, None), ctx))
+
+
+def _is_unique_violation(exc: BaseException) -> bool:
+    """A PostgreSQL unique violation (SQLSTATE 23505), raised by psycopg or wrapped by SQLAlchemy."""
+    return "23505" in (getattr(exc, "sqlstate", None), getattr(getattr(exc, "orig", None), "sqlstate", None))
 
 
 def _prepared(rows: list[tuple[int, dict[str, str]]] | None, ctx: ImportContext):

@@ -186,11 +186,11 @@ def _crash_on(monkeypatch, calls_that_crash):
     real_chunk = imports_module.import_chunk
     calls = []
 
-    def crashing(session, rows, ctx):
+    def crashing(session, rows, ctx, *rest):
         calls.append(len(rows))
         if len(calls) in calls_that_crash:
             raise RuntimeError("disk full")
-        return real_chunk(session, rows, ctx)
+        return real_chunk(session, rows, ctx, *rest)
 
     monkeypatch.setattr(imports_module, "CHUNK_SIZE", 4)
     monkeypatch.setattr(imports_module, "import_chunk", crashing)
@@ -261,11 +261,11 @@ def test_a_second_runner_leaves_a_claimed_import_alone(bed, messy, monkeypatch):
     real_chunk = imports_module.import_chunk
     inside, go_on = threading.Event(), threading.Event()
 
-    def slow(session, rows, ctx):
+    def slow(session, rows, ctx, *rest):
         if not inside.is_set():
             inside.set()
             assert go_on.wait(30)
-        return real_chunk(session, rows, ctx)
+        return real_chunk(session, rows, ctx, *rest)
 
     monkeypatch.setattr(imports_module, "import_chunk", slow)
     _prepare(bed)
@@ -524,3 +524,58 @@ def test_a_write_the_server_refuses_in_the_pipelined_tail_fails_the_chunk_whole_
     assert done.status == "done" and done.processed_rows == 15
     assert bed.outcomes(import_id) == EXPECTED
     assert _enrolled(bed) == set(CLEAN)
+
+
+@pytest.mark.parametrize("meanwhile", ["lead", "enrollment"])
+def test_a_row_created_meanwhile_by_another_session_redoes_the_chunk_the_merging_way(bed, messy, monkeypatch,
+                                                                                     meanwhile):
+    """On PostgreSQL a chunk's new leads and enrollments take ids drawn beforehand and go in without
+    waiting; another session creating one of its addresses (or enrolling one of its stored leads) in
+    between makes the chunk fail on a unique violation: it is redone the merging way, with what the
+    failed attempt added to the import's state (first rows seen, leads enrolled, counts) undone."""
+    if bed.svc.db.is_sqlite:
+        pytest.skip("SQLite inserts with RETURNING; no ids are drawn ahead")
+    from nurture_mail.leads.bulk import Bulk
+    from nurture_mail.models import Campaign, EnrollmentState
+
+    _prepare(bed)
+    monkeypatch.setattr(imports_module, "CHUNK_SIZE", 4)
+    real_next_ids = Bulk.next_ids
+    draws = []
+
+    def other_session_meanwhile(self, wanted):
+        drawn = real_next_ids(self, wanted)
+        draws.append(drawn)
+        if len(draws) == 3:  # rows 12-15: li.wei@merlion.example is new, existing@known.example is stored
+            if meanwhile == "lead":
+                bed.add_lead("li.wei@merlion.example", first_name="Li")
+            else:
+                with bed.svc.db.session() as other:
+                    campaign_id = other.scalar(select(Campaign.id).where(Campaign.slug == "northwind-security"))
+                    lead_id = other.scalar(select(Lead.id).where(Lead.email == "existing@known.example"))
+                    now = bed.clock.now()
+                    other.add(Enrollment(lead_id=lead_id, campaign_id=campaign_id, state=EnrollmentState.active,
+                                         next_send_at=now, enrolled_at=now, enrolled_by="api"))
+        return drawn
+
+    monkeypatch.setattr(Bulk, "next_ids", other_session_meanwhile)
+    import_id = bed.create(messy, campaign_slug="northwind-security")
+    job = run_import(bed.svc, import_id)
+    assert len(draws) == 4  # one draw per chunk; the redone chunk draws none
+    assert all(len(drawn[0]) <= 4 for drawn in draws) and any(drawn[0] for drawn in draws)
+    expected = list(EXPECTED)
+    if meanwhile == "lead":
+        expected[expected.index((13, "li.wei@merlion.example", "created", "employees"))] = (
+            13, "li.wei@merlion.example", "updated", "employees")
+    assert job.status == "done" and job.processed_rows == 15
+    assert bed.outcomes(import_id) == expected  # one result per row: nothing doubled, row 13 not "merged"
+    assert _enrolled(bed) == set(CLEAN)  # existing@known.example too: the failed attempt's "enrolled" undone
+    with bed.svc.db.session() as session:
+        assert session.scalar(select(func.count()).select_from(Lead)
+                              .where(Lead.email == "li.wei@merlion.example")) == 1
+        assert session.scalar(select(func.count()).select_from(Enrollment)) == len(CLEAN)
+        counts = session.get(ImportJob, import_id).counts
+    assert counts["created"] == (3 if meanwhile == "lead" else 4) and counts["enrolled"] == (
+        6 if meanwhile == "lead" else 5)
+    if meanwhile == "enrollment":
+        assert "already enrolled in northwind-security" in bed.reasons(import_id)[15]
