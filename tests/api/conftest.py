@@ -7,11 +7,12 @@ from typing import Any
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
+from sqlalchemy import select
 
 from nurture_mail.auth.accounts import create_user, issue_token, revoke_token
 from nurture_mail.campaigns import CampaignLoader, sync_all
 from nurture_mail.clock import FrozenClock
-from nurture_mail.models import Lead, LeadStatus
+from nurture_mail.models import Handoff, HandoffState, Lead, LeadStatus, SalesRep
 
 ROLES = ("admin", "marketer", "sales", "viewer")
 
@@ -49,6 +50,28 @@ class ApiPlatform:
             session.add(lead)
             session.flush()
             return lead.id
+
+    def rep(self, email: str = "sales@northwind.example") -> int:
+        """The sales rep with this address (created on first use)."""
+        with self.svc.db.session() as session:
+            rep = session.scalar(select(SalesRep).where(SalesRep.email == email))
+            if rep is None:
+                rep = SalesRep(email=email, name=email.split("@")[0], created_at=self.clock.now())
+                session.add(rep)
+                session.flush()
+            return rep.id
+
+    def handoff(self, email: str, rep: str | None = "sales@northwind.example") -> tuple[int, int]:
+        """A new lead handed to ``rep`` (None: to nobody) and notified: (lead id, handoff id)."""
+        lead_id = self.add_lead(email)
+        rep_id = self.rep(rep) if rep else None
+        now = self.clock.now()
+        with self.svc.db.session() as session:
+            handoff = Handoff(lead_id=lead_id, reason="manual", state=HandoffState.notified, created_at=now,
+                              notified_at=now, dossier={"lead": email}, rep_id=rep_id)
+            session.add(handoff)
+            session.flush()
+            return lead_id, handoff.id
 
 
 def build_platform(app: Flask, clock: FrozenClock) -> ApiPlatform:

@@ -8,7 +8,6 @@ from nurture_mail.models import (
     HandoffAction,
     HandoffAssignment,
     HandoffState,
-    SalesRep,
 )
 
 from .conftest import ApiPlatform
@@ -16,35 +15,13 @@ from .conftest import ApiPlatform
 SALES = "sales@northwind.example"
 
 
-def _rep(api: ApiPlatform, email: str) -> int:
-    with api.svc.db.session() as session:
-        rep = session.scalar(select(SalesRep).where(SalesRep.email == email))
-        if rep is None:
-            rep = SalesRep(email=email, name=email.split("@")[0], created_at=api.clock.now())
-            session.add(rep)
-            session.flush()
-        return rep.id
-
-
-def _handoff(api: ApiPlatform, email: str, rep: str | None) -> int:
-    lead_id = api.add_lead(email)
-    rep_id = _rep(api, rep) if rep else None
-    now = api.clock.now()
-    with api.svc.db.session() as session:
-        handoff = Handoff(lead_id=lead_id, reason="manual", state=HandoffState.notified, created_at=now,
-                          notified_at=now, dossier={"lead": email}, rep_id=rep_id)
-        session.add(handoff)
-        session.flush()
-        return handoff.id
-
-
 def test_a_rep_acts_only_on_handoffs_they_hold_admin_on_any(api: ApiPlatform) -> None:
-    mine = _handoff(api, "mine@example.com", SALES)
-    other = _handoff(api, "other@example.com", "closer@northwind.example")
-    shared = _handoff(api, "shared@example.com", "closer@northwind.example")
-    unassigned = _handoff(api, "nobody@example.com", None)
+    mine = api.handoff("mine@example.com", SALES)[1]
+    other = api.handoff("other@example.com", "closer@northwind.example")[1]
+    shared = api.handoff("shared@example.com", "closer@northwind.example")[1]
+    unassigned = api.handoff("nobody@example.com", None)[1]
     with api.svc.db.session() as session:  # an open assignment (escalation) also lets the rep act
-        session.add(HandoffAssignment(handoff_id=shared, rep_id=_rep(api, SALES), role="escalation",
+        session.add(HandoffAssignment(handoff_id=shared, rep_id=api.rep(SALES), role="escalation",
                                       assigned_at=api.clock.now()))
 
     for handoff_id in (other, unassigned):

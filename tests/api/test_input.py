@@ -13,7 +13,6 @@ from nurture_mail.models import (
     Handoff,
     HandoffState,
     LeadStatus,
-    SalesRep,
 )
 
 from .conftest import ApiPlatform
@@ -21,32 +20,10 @@ from .conftest import ApiPlatform
 SALES = "sales@northwind.example"
 
 
-def _rep(api: ApiPlatform, email: str) -> int:
-    with api.svc.db.session() as session:
-        rep = session.scalar(select(SalesRep).where(SalesRep.email == email))
-        if rep is None:
-            rep = SalesRep(email=email, name=email.split("@")[0], created_at=api.clock.now())
-            session.add(rep)
-            session.flush()
-        return rep.id
-
-
 def _handoff_for(api: ApiPlatform, lead_id: int) -> None:
     with api.svc.db.session() as session:
         session.add(Handoff(lead_id=lead_id, reason="manual", state=HandoffState.notified,
                             created_at=api.clock.now(), dossier={}))
-
-
-def _handoff(api: ApiPlatform, email: str, rep: str | None) -> int:
-    lead_id = api.add_lead(email)
-    rep_id = _rep(api, rep) if rep else None
-    now = api.clock.now()
-    with api.svc.db.session() as session:
-        handoff = Handoff(lead_id=lead_id, reason="manual", state=HandoffState.notified, created_at=now,
-                          notified_at=now, dossier={"lead": email}, rep_id=rep_id)
-        session.add(handoff)
-        session.flush()
-        return handoff.id
 
 
 def test_odd_input_is_a_problem_naming_the_field_not_a_500(api: ApiPlatform) -> None:
@@ -94,7 +71,7 @@ def test_nul_characters_are_refused_everywhere(api: ApiPlatform) -> None:
         assert field in [e["field"] for e in response.get_json()["errors"]], (path, kwargs, response.get_json())
     assert api.call("GET", "/api/v1/campaigns/a%00b").status_code == 404
     assert api.call("GET", f"/api/v1/campaigns/a%00b/journey/{lead_id}").status_code == 404
-    handoff = _handoff(api, "nul-handoff@example.com", SALES)
+    handoff = api.handoff("nul-handoff@example.com", SALES)[1]
     response = api.call("POST", f"/api/v1/handoffs/{handoff}/lost", role="sales", json={"reason": "x\x00"})
     assert response.status_code == 422 and response.get_json()["errors"][0]["field"] == "reason"
 

@@ -6,7 +6,7 @@ import io
 
 from sqlalchemy import select
 
-from nurture_mail.models import Enrollment, EnrollmentState, Handoff, HandoffState, Knowledge, SalesRep
+from nurture_mail.models import Enrollment, EnrollmentState, Knowledge
 from nurture_mail.runtime import run_worker
 
 from .conftest import ApiPlatform
@@ -110,33 +110,10 @@ def test_import_upload_progress_and_report(api: ApiPlatform) -> None:
     assert api.call("GET", "/api/v1/imports/4242").status_code == 404
 
 
-def _rep(api: ApiPlatform, email: str = "sales@northwind.example") -> int:
-    """The sales rep whose email is ``email`` (the API's sales user acts as this rep)."""
-    with api.svc.db.session() as session:
-        rep = session.scalar(select(SalesRep).where(SalesRep.email == email))
-        if rep is None:
-            rep = SalesRep(email=email, name=email.split("@")[0], created_at=api.clock.now())
-            session.add(rep)
-            session.flush()
-        return rep.id
-
-
-def _handoff(api: ApiPlatform, email: str, rep: str | None = "sales@northwind.example") -> tuple[int, int]:
-    lead_id = api.add_lead(email)
-    rep_id = _rep(api, rep) if rep else None
-    now = api.clock.now()
-    with api.svc.db.session() as session:
-        handoff = Handoff(lead_id=lead_id, reason="manual", state=HandoffState.notified, created_at=now,
-                          notified_at=now, dossier={"lead": email}, rep_id=rep_id)
-        session.add(handoff)
-        session.flush()
-        return lead_id, handoff.id
-
-
 def test_handoff_list_get_and_actions(api: ApiPlatform) -> None:
-    _, first = _handoff(api, "h1@example.com")
-    _, second = _handoff(api, "h2@example.com")
-    lead3, third = _handoff(api, "h3@example.com")
+    _, first = api.handoff("h1@example.com")
+    _, second = api.handoff("h2@example.com")
+    lead3, third = api.handoff("h3@example.com")
     page = api.call("GET", "/api/v1/handoffs?limit=2", role="viewer").get_json()
     assert [h["id"] for h in page["items"]] == [first, second] and page["next_cursor"]
     rest = api.call("GET", f"/api/v1/handoffs?limit=2&cursor={page['next_cursor']}").get_json()
