@@ -40,6 +40,7 @@ from types import SimpleNamespace
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT)]
 
+from harness import free_port  # noqa: E402
 from sqlalchemy import func, insert, select  # noqa: E402
 
 from nurture_mail import create_app  # noqa: E402
@@ -129,12 +130,6 @@ function done(summary, latency, requests)
     latency.max, latency.mean, e.connect, e.read, e.write, e.status, e.timeout))
 end
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def build(tmp: Path, leads: int):

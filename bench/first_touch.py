@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,15 +26,11 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from harness import admin_token, cli_runner, free_port  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 PY = sys.executable
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def http(method: str, url: str, token: str | None = None, body: dict | None = None) -> tuple[int, object]:
@@ -91,17 +85,9 @@ def main() -> None:
                BASE_URL=f"http://127.0.0.1:{web_port}", SMTP_URL=f"smtp://127.0.0.1:{sink.port}",
                SECRET_KEY="bench-secret", CAPTURE_SMTP_PORT=str(free_port()))
 
-    def cli(*argv: str) -> str:
-        result = subprocess.run([PY, "-m", "nurture_mail", *argv], env=env, cwd=ROOT, capture_output=True,
-                                text=True, timeout=300, stdin=subprocess.DEVNULL)
-        if result.returncode != 0:
-            raise SystemExit(f"{' '.join(argv)} failed: {result.stderr.strip()[-2000:]}")
-        return result.stdout
-
+    cli = cli_runner(env)
     cli("init")
-    cli("create-user", "bench@northwind.example", "--role", "admin", "--no-password")
-    token = re.search(r"^(nm_[A-Za-z0-9_-]+)\s*$", cli("create-token", "bench@northwind.example", "--name", "bench"),
-                      re.MULTILINE)[1]
+    token = admin_token(cli)
     started = time.monotonic()
     log_path = tmp / "run.log"
     with open(log_path, "wb") as log_file:

@@ -26,7 +26,6 @@ import json
 import os
 import random
 import re
-import socket
 import statistics
 import subprocess
 import sys
@@ -37,15 +36,11 @@ import urllib.request
 from email import policy
 from pathlib import Path
 
+from harness import admin_token, cli_runner, free_port  # noqa: E402
+
 ROOT = Path(__file__).resolve().parents[1]
 PY = sys.executable
 BROWSER = "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_0) AppleWebKit/605.1.15 (KHTML, like Gecko) Safari/605.1.15"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -110,17 +105,9 @@ def run_once(drain_interval: int, leads: int) -> dict:
         EVENT_DRAIN_INTERVAL=str(drain_interval), BOT_CLICK_SECONDS="1",
     )
 
-    def cli(*args: str) -> str:
-        result = subprocess.run([PY, "-m", "nurture_mail", *args], env=env, cwd=ROOT, capture_output=True,
-                                text=True, timeout=120, stdin=subprocess.DEVNULL)
-        if result.returncode != 0:
-            raise SystemExit(f"{' '.join(args)} failed: {result.stderr.strip()}")
-        return result.stdout
-
+    cli = cli_runner(env, timeout=120)
     cli("init")
-    cli("create-user", "bench@northwind.example", "--role", "admin", "--no-password")
-    issued = cli("create-token", "bench@northwind.example", "--name", "bench")
-    token = re.search(r"^(nm_[A-Za-z0-9_-]+)\s*$", issued, re.MULTILINE)[1]
+    token = admin_token(cli)
     platform = subprocess.Popen([PY, "-m", "nurture_mail", "run"], env=env, cwd=ROOT, stdin=subprocess.DEVNULL,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     base = f"http://127.0.0.1:{web_port}"

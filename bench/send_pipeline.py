@@ -28,6 +28,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
+from harness import free_port  # noqa: E402
 from sqlalchemy import insert, select  # noqa: E402
 
 from nurture_mail import create_app  # noqa: E402
@@ -43,12 +44,6 @@ from nurture_mail.nurture.tick import run_tick  # noqa: E402
 from nurture_mail.runtime import run_worker  # noqa: E402
 
 START = datetime(2026, 3, 2, 14, 0, tzinfo=timezone.utc)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 CACHE = ROOT / "bench" / ".cache"
