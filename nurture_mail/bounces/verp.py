@@ -9,11 +9,11 @@ SECRET_KEY_FALLBACKS), so bounces of emails sent before a key rotation are still
 """
 from __future__ import annotations
 
-import hashlib
 import hmac
 import re
 from collections.abc import Sequence
 
+from ..keyedmac import keyed_mac
 from ..mail.mime import message_id_for
 
 __all__ = ["BOUNCE_LOCAL_PART", "delivery_of_message_id", "delivery_of_return_path", "is_bounce_address",
@@ -26,7 +26,9 @@ _OUR_MESSAGE_ID = re.compile(r"<?d(\d{1,18})\.([0-9a-f]{16})@([^@\s>]+)>?\Z")
 
 
 def _mac(delivery_id: int, secret: bytes) -> str:
-    return hmac.new(secret, b"nurture_mail verp %d" % delivery_id, hashlib.sha256).hexdigest()[:_MAC_HEX]
+    """HMAC-SHA256(secret, ``nurture_mail verp <id>``), its first 10 hex digits (the secret
+    keyed once per process: :func:`~nurture_mail.keyedmac.keyed_mac`)."""
+    return keyed_mac(secret).hexdigest(b"nurture_mail verp %d" % delivery_id)[:_MAC_HEX]
 
 
 def verp_address(delivery_id: int, secret: bytes, domain: str) -> str:

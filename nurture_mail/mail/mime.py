@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import functools
 import hashlib
-import hmac
 import re
 import struct
 from dataclasses import dataclass
@@ -123,7 +122,14 @@ def message_id_for(delivery_id: int, secret: bytes, domain: str) -> str:
         raise ValueError("Message-ID: the secret must not be empty")
     if not _DOMAIN.match(domain):
         raise ValueError(f"Message-ID: not a usable domain: {domain!r}")
-    mac = hmac.new(secret, b"nurture_mail message-id %d" % delivery_id, hashlib.sha256).hexdigest()[:16]
+    # HMAC-SHA256 with the secret keyed once per process (keying costs as much as the MAC):
+    # keyedmac.keyed_mac, imported at the first call and kept on this function.
+    try:
+        keyed_mac = message_id_for.__dict__["keyed_mac"]
+    except KeyError:
+        from ..keyedmac import keyed_mac
+        message_id_for.__dict__["keyed_mac"] = keyed_mac
+    mac = keyed_mac(secret).hexdigest(b"nurture_mail message-id %d" % delivery_id)[:16]
     return f"<d{delivery_id}.{mac}@{domain}>"
 
 
