@@ -1,0 +1,78 @@
+#!/usr/bin/env python
+"""CPU per email of ``SMTPTransport.send`` against Postfix's smtp-sink (PIPELINING offered).
+
+Sends N pre-built personalized messages (~10 KB, ``mime.build_message``) over one connection,
+five times; prints the client's CPU time per email (process time, median of the 5 runs) (and of it the
+user time) and wall-clock emails/s. The sink is Postfix's ``smtp-sink`` (C, a separate process; see
+``bench/send_pipeline.py``: ``postfix_sink()``), or aiosmtpd with ``--sink aiosmtpd``.
+Run: ``.venv/bin/python bench/smtp_transport.py [-n 5000]``.
+"""
+from __future__ import annotations
+
+import argparse
+import resource
+import statistics
+import sys
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
+
+from harness import free_port  # noqa: E402
+from send_pipeline import start_sink  # noqa: E402
+
+from nurture_mail.mail.mime import OutgoingEmail, build_message, message_id_for  # noqa: E402
+from nurture_mail.mail.transport import SMTPSettings, SMTPTransport  # noqa: E402
+
+RUNS = 5
+
+
+def messages(n: int) -> list[tuple[str, bytes]]:
+    html = "<p>Teams that move their nightly batch jobs to autoscaling workers cut their bill.</p>\n" * 80
+    text = "Teams that move their nightly batch jobs to autoscaling workers cut their bill.\n" * 40
+    out = []
+    for i in range(n):
+        to = f"lead{i:06d}@bench.example"
+        out.append((to, build_message(OutgoingEmail(
+            from_addr="nurture@northwind.example", from_name="Northwind Cloud", to_addr=to, to_name=f"Zoë {i}",
+            subject=f"Zoë {i}, what your compute bill hides", html=html, text=text,
+            message_id=message_id_for(i, b"bench", "northwind.example"), date=datetime(2026, 3, 2, 9, 30, tzinfo=UTC),
+            extra_headers=(("X-Nurture-Campaign", "bench"),)))))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("-n", type=int, default=5000, help="emails per run (default 5000)")
+    parser.add_argument("--sink", choices=["postfix", "aiosmtpd"], default="postfix")
+    args = parser.parse_args()
+    batch = messages(args.n)
+    port = free_port()
+    sink = start_sink(args.sink, port)
+    try:
+        cpu, user, rates = [], [], []
+        with SMTPTransport(SMTPSettings.from_url(f"smtp://127.0.0.1:{port}")) as transport:
+            transport.open()
+            assert transport.pipelining, "the sink should offer PIPELINING"
+            for _ in range(RUNS):
+                wall, start = time.perf_counter(), time.process_time()
+                user_start = resource.getrusage(resource.RUSAGE_SELF).ru_utime
+                for to, data in batch:
+                    transport.send("bounces+1-0123456789@northwind.example", to, data)
+                cpu.append((time.process_time() - start) / args.n * 1e6)
+                user.append((resource.getrusage(resource.RUSAGE_SELF).ru_utime - user_start) / args.n * 1e6)
+                rates.append(args.n / (time.perf_counter() - wall))
+    finally:
+        sink.terminate()
+        sink.wait()
+    size = sum(len(d) for _, d in batch) / len(batch)
+    print(f"SMTPTransport.send, {args.sink} sink, {args.n:,} emails of {size / 1000:.1f} KB, one connection:")
+    print(f"  {statistics.median(cpu):6.1f} µs CPU per email (median of {RUNS}; runs: "
+          f"{', '.join(f'{c:.1f}' for c in cpu)}; user {statistics.median(user):.1f}, the rest in the kernel),  "
+          f"{statistics.median(rates):7.0f} emails/s")
+
+
+if __name__ == "__main__":
+    main()
