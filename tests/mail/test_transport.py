@@ -173,6 +173,29 @@ def test_refused_at_data_then_the_next_message_goes_through(
     assert relay.received[0].peer == relay.received[1].peer
 
 
+def test_each_outcome_of_a_mixed_batch_belongs_to_its_own_message(relay: RelayServer) -> None:
+    """Refusals at RCPT and after the content, in a row and between acceptances, over one
+    connection: no reply is left over to be read as the next message's."""
+    plan = {2: ("rcpt", "550 5.1.1 No such user"), 3: ("data", "451 4.7.1 Greylisted"),
+            4: ("data", "554 5.7.1 Spam"), 7: ("rcpt", "452 4.2.2 Mailbox full"), 9: ("data", "552 5.3.4 Too big")}
+    outcomes = []
+    with transport_for(relay) as transport:
+        for n in range(12):
+            stage, reply = plan.get(n, ("", ""))
+            if stage == "rcpt":
+                relay.handler.answer_rcpt(reply)
+            elif stage == "data":
+                relay.handler.answer_data(reply)
+            try:
+                transport.send(SENDER, f"lead{n}@customer.example", message(n))
+                outcomes.append((n, "sent"))
+            except (TemporaryFailure, PermanentFailure) as refused:
+                outcomes.append((n, f"{refused.stage} {refused.code} {refused.reply}"))
+    assert outcomes == [(n, f"{plan[n][0]} {plan[n][1]}" if n in plan else "sent") for n in range(12)]
+    assert [r.data for r in relay.received] == [message(n) for n in range(12) if n not in plan]
+    assert len({r.peer for r in relay.received}) == 1
+
+
 def test_failures_are_exceptions_with_readable_text(relay: RelayServer) -> None:
     relay.handler.answer_rcpt("550 5.1.1 No such user")
     with transport_for(relay) as transport, pytest.raises(PermanentFailure, match=r"^550 5\.1\.1 No such user$"):
@@ -334,11 +357,13 @@ class ScriptedServer:
     """Offers PIPELINING and answers nothing of a transaction until MAIL, RCPT and DATA have all
     arrived: a client that waits for the MAIL reply before sending RCPT gets no reply at all."""
 
-    def __init__(self, replies: bytes, content_reply: bytes = b"250 2.0.0 queued\r\n") -> None:
+    def __init__(self, replies: bytes, content_reply: bytes = b"250 2.0.0 queued\r\n", chunk: int | None = None) -> None:
         import socket
         import threading
 
         self.replies, self.content_reply = replies, content_reply
+        #: Replies go out in pieces of this many bytes, a moment apart (each its own read).
+        self.chunk = chunk
         self.lines: list[bytes] = []
         self.grouped = False
         self._listener = socket.create_server(("127.0.0.1", 0))
@@ -368,11 +393,11 @@ class ScriptedServer:
             conn.sendall(b"250-scripted\r\n250-PIPELINING\r\n250 SIZE 10000000\r\n")
             mail, rcpt, data = line(), line(), line()  # no reply before all three are here
             self.grouped = mail.startswith(b"MAIL") and rcpt.startswith(b"RCPT") and data == b"DATA"
-            conn.sendall(self.replies)
+            self._send(conn, self.replies)
             if self.replies.endswith(b"354 go ahead\r\n"):
                 while line() != b".":
                     pass
-                conn.sendall(self.content_reply)
+                self._send(conn, self.content_reply)
             while True:
                 try:
                     command = line()
@@ -381,6 +406,14 @@ class ScriptedServer:
                 conn.sendall(b"221 bye\r\n" if command.upper() == b"QUIT" else b"250 2.0.0 ok\r\n")
                 if command.upper() == b"QUIT":
                     return
+
+    def _send(self, conn, data: bytes) -> None:  # type: ignore[no-untyped-def]
+        if self.chunk is None:
+            conn.sendall(data)
+            return
+        for at in range(0, len(data), self.chunk):
+            conn.sendall(data[at:at + self.chunk])
+            time.sleep(0.002)
 
     def close(self) -> None:
         self._thread.join(timeout=5)
@@ -410,15 +443,69 @@ def test_mail_rcpt_and_data_go_in_one_group_and_the_content_after_354() -> None:
     (b"250 2.1.0 ok\r\n450 4.2.1 try later\r\n503 5.5.1 need RCPT\r\n", "rcpt", 450, TemporaryFailure),
     (b"553 5.1.8 bad sender\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n", "mail", 553, PermanentFailure),
     (b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n451 4.3.0 not now\r\n", "data", 451, TemporaryFailure),
+    (b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n554 5.3.4 too big\r\n", "data", 554, PermanentFailure),
+    (b"452-4.3.1 out of\r\n452 4.3.1 storage\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n", "mail", 452,
+     TemporaryFailure),
+    (b"250 2.1.0 ok\r\n550-5.1.1 no such\r\n550-5.1.1 user\r\n550 5.1.1 here\r\n554 5.5.1 no recipients\r\n",
+     "rcpt", 550, PermanentFailure),
 ])
-def test_a_refusal_in_the_group_sends_no_content_and_resets(replies, stage, code, failure) -> None:
-    server = ScriptedServer(replies)
+@pytest.mark.parametrize("chunk", [None, 1, 7])
+def test_a_refusal_in_the_group_sends_no_content_and_resets(replies, stage, code, failure, chunk) -> None:
+    server = ScriptedServer(replies, chunk=chunk)
     with _scripted_transport(server) as transport, pytest.raises(failure) as refused:
         transport.send(SENDER, "lead@customer.example", b"Subject: x\r\n\r\nsecret body\r\n")
     server.close()
     assert (refused.value.stage, refused.value.code) == (stage, code)
     assert server.grouped
     assert [c.upper() for c in server.lines[4:]] == [b"RSET", b"QUIT"]
+
+
+@pytest.mark.parametrize("chunk", [None, 1, 5])
+def test_replies_split_across_reads_and_multi_line_replies_are_read_whole(chunk) -> None:
+    server = ScriptedServer(b"250-2.1.0 sender\r\n250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n",
+                            content_reply=b"250-2.0.0 queued\r\n250 2.0.0 as 4F2A9\r\n", chunk=chunk)
+    data = b"Subject: piped\r\n\r\nbody\r\n"
+    with _scripted_transport(server) as transport:
+        transport.send(SENDER, "lead@customer.example", data)
+        transport.check_alive(idle_after=0)  # NOOP: read through the same buffer, nothing left over
+        assert transport.is_open
+    server.close()
+    assert server.grouped
+    assert [c.upper() for c in server.lines[4:]] == [b"SUBJECT: PIPED", b"", b"BODY", b".", b"NOOP", b"QUIT"]
+
+
+@pytest.mark.parametrize("chunk", [None, 1])
+@pytest.mark.parametrize("content_reply, failure, code, text", [
+    (b"554-5.7.1 rejected\r\n554 5.7.1 as spam\r\n", PermanentFailure, 554, "5.7.1 rejected\n5.7.1 as spam"),
+    (b"451 4.7.1 greylisted, come back later\r\n", TemporaryFailure, 451, "4.7.1 greylisted, come back later"),
+    (b"552 5.3.4 message too big\r\n", PermanentFailure, 552, "5.3.4 message too big"),
+])
+def test_a_refusal_after_the_final_dot_is_this_messages_and_resets(content_reply, failure, code, text, chunk) -> None:
+    server = ScriptedServer(b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n354 go ahead\r\n", content_reply=content_reply,
+                            chunk=chunk)
+    with _scripted_transport(server) as transport:
+        with pytest.raises(failure) as refused:
+            transport.send(SENDER, "lead@customer.example", b"Subject: x\r\n\r\nbody\r\n")
+        assert transport.is_open  # RSET was answered: the session goes on
+    server.close()
+    assert (refused.value.stage, refused.value.code, refused.value.reply) == ("data", code, text)
+    assert [c.upper() for c in server.lines[4:]] == [b"SUBJECT: X", b"", b"BODY", b".", b"RSET", b"QUIT"]
+
+
+@pytest.mark.parametrize("replies, stage", [
+    (b"", "mail"),
+    (b"250 2.1.0 ok\r\n250-2.1.5 first line of two", "rcpt"),
+    (b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n", "data"),
+])
+def test_a_group_answered_in_part_times_out_at_the_missing_reply(replies, stage) -> None:
+    server = ScriptedServer(replies)
+    transport = SMTPTransport(SMTPSettings.from_url(f"smtp://127.0.0.1:{server.port}", timeout=0.5))
+    with pytest.raises(TemporaryFailure) as failed:
+        transport.send(SENDER, "lead@customer.example", b"Subject: x\r\n\r\nbody\r\n")
+    assert (failed.value.code, failed.value.stage) == (None, stage)
+    assert f"no reply within 0.5 s ({stage.upper()})" in failed.value.reply
+    assert not transport.is_open  # not retried: a server this slow would be as slow again
+    server.close()
 
 
 def test_a_server_answering_354_after_refusing_the_recipient_gets_only_the_final_dot() -> None:
