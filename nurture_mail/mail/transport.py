@@ -28,6 +28,7 @@ import socket
 import ssl
 import threading
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Self
@@ -485,6 +486,8 @@ _DOTS_CHECKED = 32
 _GROUP_STAGES = ("mail", "rcpt", "data")
 #: smtplib's longest reply line, its line break included (``smtplib._MAXLINE``).
 _MAXLINE = 8192
+#: The replies of the groups read lately, by their bytes (one line each; see ``replies``).
+_GROUPS_READ: dict[bytes, tuple[tuple[int, bytes], ...]] = {}
 
 
 class _ReplyReader:
@@ -513,10 +516,18 @@ class _ReplyReader:
         #: How many replies the current (or last) :meth:`replies` call has read in full.
         self.complete = 0
 
-    def replies(self, count: int) -> list[tuple[int, bytes]]:
+    def replies(self, count: int) -> Sequence[tuple[int, bytes]]:
         """The next ``count`` replies: ``(code, text)`` each, as ``smtplib.getreply`` returns."""
         self.complete = 0
         buffer = self._buffer or self._recv()
+        if count > 1:
+            # A server answers MAIL, RCPT and DATA the same way message after message: the
+            # bytes of a group seen before are parsed already.
+            known = _GROUPS_READ.get(buffer)
+            if known is not None and len(known) == count:
+                self._buffer = b""
+                self.complete = count
+                return known
         if buffer[-1:] == b"\n" and len(buffer) <= _MAXLINE and buffer.count(b"\n") == count:
             # What a recv usually brings: exactly these replies, one line each.
             found = []
@@ -528,6 +539,10 @@ class _ReplyReader:
             else:
                 self._buffer = b""
                 self.complete = count
+                if count > 1:
+                    if len(_GROUPS_READ) >= 64:
+                        _GROUPS_READ.clear()
+                    _GROUPS_READ[buffer] = tuple(found)
                 return found
         return self._replies(count, buffer)
 

@@ -167,7 +167,7 @@ def test_a_socket_error_closes_the_session_and_stays_the_context(error: OSError)
 
 def test_one_recv_serves_a_whole_group() -> None:
     smtp, reader = ours([b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 go\r\n", b"250 2.0.0 queued\r\n"])
-    assert reader.replies(3) == [(250, b"2.1.0 Ok"), (250, b"2.1.5 Ok"), (354, b"go")]
+    assert list(reader.replies(3)) == [(250, b"2.1.0 Ok"), (250, b"2.1.5 Ok"), (354, b"go")]
     sock = smtp.sock
     assert isinstance(sock, FakeSocket) and sock.recvs == 1
     assert reader.replies(1) == [(250, b"2.0.0 queued")]
@@ -182,3 +182,14 @@ def test_readline_is_buffered_readers(limit: int) -> None:
         lines = [reader.readline(limit) for _ in range(12)]
         reference.seek(0)
         assert lines == [reference.readline(limit) for _ in range(12)], chunks
+
+
+def test_a_group_read_before_is_read_the_same_and_only_for_its_count() -> None:
+    group = b"250 2.1.0 sender ok\r\n250 2.1.5 recipient ok\r\n354 send it\r\n"
+    expected = [(250, b"2.1.0 sender ok"), (250, b"2.1.5 recipient ok"), (354, b"send it")]
+    for _ in range(3):  # parsed, then remembered
+        _, reader = ours([group])
+        assert list(reader.replies(3)) == expected and reader.complete == 3
+    smtp, reader = ours([group])
+    assert list(reader.replies(2)) == expected[:2]
+    assert smtp.getreply() == expected[2]
