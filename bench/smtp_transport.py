@@ -4,13 +4,16 @@
 Sends N pre-built personalized messages (~10 KB, ``mime.build_message``) over one connection,
 five times; prints the client's CPU time per email (process time, median of the 5 runs) (and of it the
 user time) and wall-clock emails/s. The sink is Postfix's ``smtp-sink`` (C, a separate process; see
-``bench/send_pipeline.py``: ``postfix_sink()``), or aiosmtpd with ``--sink aiosmtpd``.
+``bench/send_pipeline.py``: ``postfix_sink()``), or aiosmtpd with ``--sink aiosmtpd``; with
+``--sink none`` a scripted socket answers in-process (the transport's Python alone).
 Run: ``.venv/bin/python bench/smtp_transport.py [-n 5000]``.
 """
 from __future__ import annotations
 
 import argparse
+import io
 import resource
+import smtplib
 import statistics
 import sys
 import time
@@ -43,14 +46,61 @@ def messages(n: int) -> list[tuple[str, bytes]]:
     return out
 
 
+class ScriptedSocket:
+    """``--sink none``: a socket that answers as smtp-sink does, at once and in-process, so the
+    figure is the transport's own Python, without system calls or a server to wait for."""
+
+    GROUP = b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n"
+
+    def __init__(self) -> None:
+        self.pending = [b"220 sink ESMTP\r\n"]
+
+    def sendall(self, data: bytes) -> None:
+        if data.startswith((b"EHLO", b"ehlo")):
+            self.pending.append(b"250-sink\r\n250-PIPELINING\r\n250 SIZE 102400000\r\n")
+        elif data.endswith(b"\r\nDATA\r\n"):
+            self.pending.append(self.GROUP)
+        elif data.endswith(b"\r\n.\r\n"):
+            self.pending.append(b"250 2.0.0 Ok\r\n")
+        else:
+            self.pending.append(b"221 Bye\r\n" if data.upper().startswith(b"QUIT") else b"250 Ok\r\n")
+
+    def recv(self, size: int) -> bytes:
+        return self.pending.pop(0) if self.pending else b""
+
+    def recv_into(self, buffer, size: int = 0) -> int:  # type: ignore[no-untyped-def]
+        data = self.recv(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def makefile(self, mode: str) -> io.BufferedReader:
+        socket = self
+
+        class Raw(io.RawIOBase):
+            def readable(self) -> bool:
+                return True
+
+            def readinto(self, buffer) -> int:  # type: ignore[no-untyped-def]
+                return socket.recv_into(buffer)
+
+        return io.BufferedReader(Raw())
+
+    def close(self) -> None:
+        pass
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-n", type=int, default=5000, help="emails per run (default 5000)")
-    parser.add_argument("--sink", choices=["postfix", "aiosmtpd"], default="postfix")
+    parser.add_argument("--sink", choices=["postfix", "aiosmtpd", "none"], default="postfix")
     args = parser.parse_args()
     batch = messages(args.n)
     port = free_port()
-    sink = start_sink(args.sink, port)
+    sink = None
+    if args.sink == "none":
+        smtplib.SMTP._get_socket = lambda *_: ScriptedSocket()  # type: ignore[method-assign]
+    else:
+        sink = start_sink(args.sink, port)
     try:
         cpu, user, rates = [], [], []
         with SMTPTransport(SMTPSettings.from_url(f"smtp://127.0.0.1:{port}")) as transport:
@@ -65,8 +115,9 @@ def main() -> None:
                 user.append((resource.getrusage(resource.RUSAGE_SELF).ru_utime - user_start) / args.n * 1e6)
                 rates.append(args.n / (time.perf_counter() - wall))
     finally:
-        sink.terminate()
-        sink.wait()
+        if sink is not None:
+            sink.terminate()
+            sink.wait()
     size = sum(len(d) for _, d in batch) / len(batch)
     print(f"SMTPTransport.send, {args.sink} sink, {args.n:,} emails of {size / 1000:.1f} KB, one connection:")
     print(f"  {statistics.median(cpu):6.1f} µs CPU per email (median of {RUNS}; runs: "

@@ -17,6 +17,11 @@ and checked in order (a refused RCPT means the content is never sent, even if a 
 answers DATA with 354: then only the terminating dot goes, and the transaction is reset), a
 refused transaction is followed by RSET, and a connection found dropped (say, closed by the
 server while idle between batches) is opened again once and the message retried.
+
+Replies are read by the transport's own reader (:class:`_ReplyReader`, also smtplib's
+``file`` once the session is up): one recv usually brings a group's three replies, parsed
+together, where smtplib's ``getreply`` costs a readline and a Python loop per reply; the
+codes, texts and errors are exactly smtplib's (tests/mail/test_smtp_replies.py).
 """
 from __future__ import annotations
 
