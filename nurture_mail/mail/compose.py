@@ -156,7 +156,11 @@ class Composer:
     def compose(self, delivery: DeliveryLike, lead: LeadLike, step: StepLike, campaign: CampaignLike,
                 now: datetime) -> OutgoingEmail:
         context = self.context(delivery, lead, step, campaign)
-        subject, html, text = self.renderer.render(step.html_template, step.text_template, step.subject, context)
+        # What the context holds per step (renderer.STEP_CONSTANTS) is named by this key: each
+        # email only fills in its own values (mail/slots.py).
+        step_key = (campaign.slug, campaign.name, step.key, step.subject, step.preheader, self.sender)
+        subject, html, text = self.renderer.render(step.html_template, step.text_template, step.subject, context,
+                                                   step_key=step_key)
         headers: tuple[tuple[str, str], ...] = (("X-Nurture-Campaign", campaign.slug),)
         if self.extra_headers is not None:
             headers += self.extra_headers(delivery)

@@ -8,7 +8,10 @@ premailer costs ~5 ms an email (DESIGN §9), so it runs once per template versio
    ``href="{{ url }}"`` into ``{{%20url%20}}``), CSS is inlined, the tags are put back;
 3. the result is compiled once in a sandboxed environment and cached until a file changes.
 
-Each email then costs one render of a compiled template.
+A nurture email (``render`` given a ``step_key``) then costs only its own values: each
+template of the step is rendered once per step into a slot plan (``slots.py``) and each email
+fills the plan's slots. A template a plan cannot take, and every other email (previews, sales
+notices, reports), costs one render of the compiled template.
 """
 from __future__ import annotations
 
@@ -20,12 +23,15 @@ import threading
 import time
 import weakref
 from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Hashable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from jinja2 import BaseLoader, ChainableUndefined, Environment, FileSystemLoader, Template, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .slots import SlotPlan
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +47,9 @@ INLINE_FORMAT = "1"
 #: checks (``plain_view``): the composer's frozen views of a lead and of the sender.
 _PLAIN_VIEWS: set[type] = set()
 _MISSING = object()
+#: Context names whose values are the same for every email of a step (``Composer.context``):
+#: a slot plan renders them into its text; every other name is a per-email slot.
+STEP_CONSTANTS = frozenset({"campaign", "step", "preheader", "sender"})
 
 
 def plain_view(cls: type) -> type:
@@ -100,6 +109,13 @@ class CompiledEmail:
     text: Template
     files: list[tuple[str, float]]
     checked_at: float = 0.0
+    #: The sources the two were compiled from, one file each (layout merged in): what slot
+    #: plans are made of. None: no plans, every email is rendered in full.
+    html_source: str | None = None
+    text_source: str | None = None
+    #: (step key, subject, context names) -> the step's plans (subject, HTML, text; None each
+    #: where a template cannot be planned). Dropped with this entry when a file changes.
+    plans: dict[Hashable, tuple[SlotPlan | None, SlotPlan | None, SlotPlan | None]] = field(default_factory=dict)
 
     def is_current(self) -> bool:
         """Its files unchanged (checked at most once a second: four ``stat`` calls an email added up)."""
@@ -151,11 +167,13 @@ class Renderer:
         inlined = inline_css(flat, self.cache_dir)
         self.inline_count += 1
         html = self.sandbox.from_string(inlined)
-        # Text bodies need no inlining: they use ordinary inheritance, compiled once here.
+        # Text bodies need no inlining: they use ordinary inheritance, compiled once here. The
+        # flattened text is what its slot plan is made of (checked against this template).
         text = self.text_sandbox.get_template(text_name)
+        flat_text = flattener.get_template(text_name).render()
         text_file = self.templates_dir / text_name
         files = loader.files + [(str(text_file), os.path.getmtime(text_file))]
-        return CompiledEmail(html, text, files)
+        return CompiledEmail(html, text, files, html_source=inlined, text_source=flat_text)
 
     def subject(self, source: str) -> Template:
         template = self._subjects.get(source)
@@ -166,14 +184,52 @@ class Renderer:
 
     # -- render ---------------------------------------------------------------------------
 
-    def render(self, html_name: str, text_name: str, subject: str, context: dict[str, Any]) -> tuple[str, str, str]:
-        """Subject, HTML and text for one lead."""
+    def render(self, html_name: str, text_name: str, subject: str, context: dict[str, Any],
+               step_key: Hashable | None = None) -> tuple[str, str, str]:
+        """Subject, HTML and text for one lead.
+
+        ``step_key``: names the values of :data:`STEP_CONSTANTS` in ``context`` (equal keys, equal
+        values); given, the email is filled into the step's slot plans where it can be.
+        """
         compiled = self.compiled(html_name, text_name)
+        if step_key is not None and compiled.html_source is not None:
+            return self._fill(compiled, subject, context, step_key)
         if "{" in subject:
             rendered_subject = " ".join(render_template(self.subject(subject), context).split())
         else:  # no tag can start without a brace: the subject is its own rendering, no Jinja context
             rendered_subject = " ".join(subject.split())
         return rendered_subject, render_template(compiled.html, context), render_template(compiled.text, context)
+
+    def _fill(self, compiled: CompiledEmail, subject: str, context: dict[str, Any],
+              step_key: Hashable) -> tuple[str, str, str]:
+        key = (step_key, subject, frozenset(context))
+        plans = compiled.plans.get(key)
+        if plans is None:
+            constants = {name: context[name] for name in STEP_CONSTANTS if name in context}
+            per_email = set(context) - STEP_CONSTANTS
+            with self._lock:
+                plans = compiled.plans[key] = (
+                    SlotPlan.build(self.subject(subject).environment, subject, constants, per_email, render_template)
+                    if "{" in subject else None,
+                    SlotPlan.build(self.sandbox, compiled.html_source or "", constants, per_email, render_template),
+                    SlotPlan.build(self.text_sandbox, compiled.text_source or "", constants, per_email,
+                                   render_template),
+                )
+        subject_plan, html_plan, text_plan = plans
+        if "{" in subject:
+            rendered = _filled(subject_plan, context, lambda: render_template(self.subject(subject), context))
+            rendered_subject = " ".join(rendered.split())
+        else:
+            rendered_subject = " ".join(subject.split())
+        return (rendered_subject, _filled(html_plan, context, lambda: render_template(compiled.html, context)),
+                _filled(text_plan, context, lambda: render_template(compiled.text, context)))
+
+
+def _filled(plan: SlotPlan | None, context: dict[str, Any], full: Callable[[], str]) -> str:
+    """The plan's text for this email, or the full render where the plan has none."""
+    if plan is None:
+        return full()
+    return plan.fill(context, full)
 
 
 #: Each template's globals (a ``ChainMap`` of its own over its environment's) as one plain dict.
