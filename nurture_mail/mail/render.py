@@ -22,8 +22,7 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from collections.abc import Hashable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any

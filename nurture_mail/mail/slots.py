@@ -133,7 +133,7 @@ class SlotPlan:
         """Collect the slots and tests in the order :meth:`_transform` numbers them."""
         self._transform(tree, collect=True, shape=())
 
-    def _transform(self, tree: nodes.Node, collect: bool, shape: tuple[bool, ...]) -> nodes.Node:
+    def _transform(self, tree: nodes.Template, collect: bool, shape: tuple[bool, ...]) -> nodes.Template:
         counters = {"slot": 0, "test": 0}
 
         def visit(node: nodes.Node) -> None:
@@ -150,7 +150,7 @@ class SlotPlan:
                 return
             if isinstance(node, nodes.If):
                 if self._uses_per_email(node.test):
-                    test = node.test
+                    test: Any = node.test
                     negate = isinstance(test, nodes.Not)
                     slot = self._slot(test.node if negate else test)
                     slot.negate = negate
@@ -162,19 +162,15 @@ class SlotPlan:
                     counters["test"] += 1
                 else:
                     visit(node.test)
-                for child in node.body:
-                    visit(child)
-                for branch in node.elif_:
-                    visit(branch)
-                for child in node.else_:
-                    visit(child)
+                for statement in (*node.body, *node.elif_, *node.else_):
+                    visit(statement)
                 return
             if isinstance(node, nodes.Name) and node.name in self.per_email:
                 raise _NotPlannable(node.name)  # any other use: a loop, a comparison, a ``set``
             if isinstance(node, _CAPTURING) and self._uses_per_email(node):
                 raise _NotPlannable(type(node).__name__)
-            for child in node.iter_child_nodes():
-                visit(child)
+            for inner in node.iter_child_nodes():
+                visit(inner)
 
         visit(tree)
         return tree
@@ -184,14 +180,14 @@ class SlotPlan:
             return node.name in self.per_email
         return any(n.name in self.per_email for n in node.find_all(nodes.Name))
 
-    def _slot(self, node: nodes.Node) -> _Slot:
+    def _slot(self, node: Any) -> _Slot:  # a jinja2 expression node
         filters: list[_Filter] = []
         while isinstance(node, nodes.Filter):
             if node.name not in PURE_FILTERS or node.dyn_args or node.dyn_kwargs or node.node is None:
                 raise _NotPlannable(node.name)
             function = self.environment.filters[node.name]
             args = tuple(self._constant(a) for a in node.args)
-            kwargs = {k.key: self._constant(k.value) for k in node.kwargs}
+            kwargs = {str(k.key): self._constant(k.value) for k in node.kwargs}
             passed = _PassArg.from_obj(function)
             if passed is _PassArg.context:
                 raise _NotPlannable(node.name)
@@ -223,7 +219,7 @@ class SlotPlan:
         steps.reverse()
         return _Slot(self.environment, node.name, tuple(steps), tuple(filters))
 
-    def _constant(self, node: nodes.Node) -> Any:
+    def _constant(self, node: Any) -> Any:
         if self._uses_per_email(node):
             raise _NotPlannable("per-email argument")
         try:
