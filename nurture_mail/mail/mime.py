@@ -21,8 +21,10 @@ What the output looks like, and why:
   space.
 - Bodies are UTF-8, base64 in 76-character lines, in the canonical form of text (RFC 2046
   §4.1.1): every line break CRLF. A decoded body equals the input with ``\\n`` and ``\\r``
-  line breaks written as ``\\r\\n``.
-- The boundary contains ``=_``, which base64 never produces, so no body can contain it; it is
+  line breaks written as ``\\r\\n``. A body given already quoted-printable (a nurture email
+  filled into its step's slot plans, ``slots.py``) is written as it is: encoding it whole
+  again would cost more than everything else here.
+- The boundary contains ``=_``, which neither base64 nor quoted-printable produces (an ``=`` there starts ``=XX`` or a soft line break), so no body can contain it; it is
   derived from the Message-ID, so the same email always gives the same bytes.
 """
 from __future__ import annotations
@@ -112,6 +114,11 @@ class OutgoingEmail:
     return_path: str | None = None
     #: E.g. List-Unsubscribe, List-Unsubscribe-Post, X-Campaign; values may be non-ASCII.
     extra_headers: tuple[tuple[str, str], ...] = ()
+    #: ``text`` and ``html`` already quoted-printable (UTF-8, CRLF lines of at most 76
+    #: characters, decoding to ``canonical_text`` of each), or None for either: written as they
+    #: are instead of base64. Slot plans make them from pieces encoded once per step.
+    text_qp: bytes | None = None
+    html_qp: bytes | None = None
 
 
 def message_id_for(delivery_id: int, secret: bytes, domain: str) -> str:
@@ -164,13 +171,24 @@ def build_message(email: OutgoingEmail) -> bytes:
     return b"".join((
         "".join(headers).encode("ascii"),
         delimiter,
-        b'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n',
-        _base64_body(email.text),
+        *_part(b"plain", email.text, email.text_qp),
         b"\r\n", delimiter,
-        b'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n',
-        _base64_body(email.html),
+        *_part(b"html", email.html, email.html_qp),
         f"{CRLF}--{boundary}--{CRLF}".encode("ascii"),
     ))
+
+
+def _part(subtype: bytes, text: str, quoted_printable: bytes | None) -> tuple[bytes, bytes]:
+    """A part's headers and body: quoted-printable as given, else base64 of the text."""
+    if quoted_printable is None:
+        return (b'Content-Type: text/' + subtype + b'; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n',
+                _base64_body(text))
+    # The CRLF written before the delimiter belongs to the delimiter (RFC 2046 §5.1.1): a last
+    # soft break is dropped, a last hard one is the text's own line break and stays.
+    if quoted_printable.endswith(b"=\r\n"):
+        quoted_printable = quoted_printable[:-3]
+    return (b'Content-Type: text/' + subtype
+            + b'; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n', quoted_printable)
 
 
 def written_display_name(name: str) -> str:

@@ -8,7 +8,7 @@ premailer costs ~5 ms an email (DESIGN §9), so it runs once per template versio
    ``href="{{ url }}"`` into ``{{%20url%20}}``), CSS is inlined, the tags are put back;
 3. the result is compiled once in a sandboxed environment and cached until a file changes.
 
-A nurture email (``render`` given a ``step_key``) then costs only its own values: each
+A nurture email (``render_step``) then costs only its own values: each
 template of the step is rendered once per step into a slot plan (``slots.py``) and each email
 fills the plan's slots. A template a plan cannot take, and every other email (previews, sales
 notices, reports), costs one render of the compiled template.
@@ -25,12 +25,12 @@ import weakref
 from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from jinja2 import BaseLoader, ChainableUndefined, Environment, FileSystemLoader, Template, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from .slots import SlotPlan
+from .slots import Filled, SlotPlan
 
 log = logging.getLogger(__name__)
 
@@ -183,24 +183,25 @@ class Renderer:
 
     # -- render ---------------------------------------------------------------------------
 
-    def render(self, html_name: str, text_name: str, subject: str, context: dict[str, Any],
-               step_key: Hashable | None = None) -> tuple[str, str, str]:
-        """Subject, HTML and text for one lead.
-
-        ``step_key``: names the values of :data:`STEP_CONSTANTS` in ``context`` (equal keys, equal
-        values); given, the email is filled into the step's slot plans where it can be.
-        """
+    def render(self, html_name: str, text_name: str, subject: str, context: dict[str, Any]) -> tuple[str, str, str]:
+        """Subject, HTML and text for one lead."""
         compiled = self.compiled(html_name, text_name)
-        if step_key is not None and compiled.html_source is not None:
-            return self._fill(compiled, subject, context, step_key)
         if "{" in subject:
             rendered_subject = " ".join(render_template(self.subject(subject), context).split())
         else:  # no tag can start without a brace: the subject is its own rendering, no Jinja context
             rendered_subject = " ".join(subject.split())
         return rendered_subject, render_template(compiled.html, context), render_template(compiled.text, context)
 
-    def _fill(self, compiled: CompiledEmail, subject: str, context: dict[str, Any],
-              step_key: Hashable) -> tuple[str, str, str]:
+    def render_step(self, html_name: str, text_name: str, subject: str, context: dict[str, Any],
+                    step_key: Hashable) -> StepEmail:
+        """One nurture email, filled into its step's slot plans where it can be.
+
+        ``step_key`` names the values of :data:`STEP_CONSTANTS` in ``context``: equal keys must
+        mean equal values. The bodies come quoted-printable too where the plans made them.
+        """
+        compiled = self.compiled(html_name, text_name)
+        if compiled.html_source is None:
+            return StepEmail(*self.render(html_name, text_name, subject, context))
         key = (step_key, subject, frozenset(context))
         plans = compiled.plans.get(key)
         if plans is None:
@@ -210,25 +211,37 @@ class Renderer:
                 plans = compiled.plans[key] = (
                     SlotPlan.build(self.subject(subject).environment, subject, constants, per_email, render_template)
                     if "{" in subject else None,
-                    SlotPlan.build(self.sandbox, compiled.html_source or "", constants, per_email, render_template),
+                    SlotPlan.build(self.sandbox, compiled.html_source, constants, per_email, render_template),
                     SlotPlan.build(self.text_sandbox, compiled.text_source or "", constants, per_email,
                                    render_template),
                 )
         subject_plan, html_plan, text_plan = plans
+        memo: dict[Hashable, Any] = {}  # what the three plans share: evaluated once
         if "{" in subject:
-            rendered = _filled(subject_plan, context, lambda: render_template(self.subject(subject), context))
-            rendered_subject = " ".join(rendered.split())
+            rendered = _filled(subject_plan, context, memo, lambda: render_template(self.subject(subject), context))
+            rendered_subject = " ".join(rendered.text.split())
         else:
             rendered_subject = " ".join(subject.split())
-        return (rendered_subject, _filled(html_plan, context, lambda: render_template(compiled.html, context)),
-                _filled(text_plan, context, lambda: render_template(compiled.text, context)))
+        html = _filled(html_plan, context, memo, lambda: render_template(compiled.html, context))
+        text = _filled(text_plan, context, memo, lambda: render_template(compiled.text, context))
+        return StepEmail(rendered_subject, html.text, text.text, html.quoted_printable, text.quoted_printable)
 
 
-def _filled(plan: SlotPlan | None, context: dict[str, Any], full: Callable[[], str]) -> str:
-    """The plan's text for this email, or the full render where the plan has none."""
+class StepEmail(NamedTuple):
+    subject: str
+    html: str
+    text: str
+    #: The bodies quoted-printable (``mime.OutgoingEmail.encoded_bodies``), where plans made them.
+    html_qp: bytes | None = None
+    text_qp: bytes | None = None
+
+
+def _filled(plan: SlotPlan | None, context: dict[str, Any], memo: dict[Hashable, Any],
+            full: Callable[[], str]) -> Filled:
+    """The plan's text for this email, or the full render where the step has no plan."""
     if plan is None:
-        return full()
-    return plan.fill(context, full)
+        return Filled(full(), None)
+    return plan.fill(context, full, memo)
 
 
 #: Each template's globals (a ``ChainMap`` of its own over its environment's) as one plain dict.

@@ -20,10 +20,11 @@ shape against a full render and drops a plan that disagrees (``render.py``).
 """
 from __future__ import annotations
 
+import binascii
 import logging
 import re
-from collections.abc import Callable, Iterable
-from typing import Any
+from collections.abc import Callable, Hashable, Iterable
+from typing import Any, NamedTuple
 
 from jinja2 import Environment, nodes
 from jinja2.utils import _PassArg
@@ -39,6 +40,8 @@ PURE_FILTERS = frozenset({
     "truncate", "upper", "urlencode", "wordcount", "wordwrap",
 })
 _MARK = re.compile("\x00(\\d+)\x00")
+#: The variable a test of a per-email value becomes in a plan's template: set per shape.
+SHAPE_VARIABLE = "_nurture_shape_{}"
 #: More shapes than this for one step (many independent conditions): no plan, Jinja renders.
 MAX_SHAPES = 16
 
@@ -58,7 +61,7 @@ class _NotPlannable(Exception):
 class _Slot:
     """One per-email expression: a root name, lookups, then filters."""
 
-    __slots__ = ("environment", "name", "steps", "filters", "negate")
+    __slots__ = ("environment", "name", "steps", "filters", "negate", "key")
 
     def __init__(self, environment: Environment, name: str, steps: tuple[tuple[str, Any], ...],
                  filters: tuple[_Filter, ...]) -> None:
@@ -67,6 +70,14 @@ class _Slot:
         self.steps = steps
         self.filters = filters
         self.negate = False
+        #: Equal keys, equal values for one email: the subject, HTML and text plans of a step
+        #: evaluate an expression they share once (None: not shared).
+        self.key: Hashable | None = (type(environment), name, steps,
+                                     tuple((f, p, a, tuple(sorted(k.items()))) for f, p, a, k in filters))
+        try:
+            hash(self.key)
+        except TypeError:
+            self.key = None
 
     def value(self, context: dict[str, Any]) -> Any:
         environment = self.environment
@@ -108,9 +119,10 @@ class SlotPlan:
         self.slots: list[_Slot] = []
         self.tests: list[_Slot] = []
         self.autoescape = bool(environment.autoescape) if not callable(environment.autoescape) else None
-        self._scan(environment.parse(tree_source))
-        #: shape (truth of each test) -> (text pieces, slot index after each piece but the last)
-        self.layouts: dict[tuple[bool, ...], tuple[tuple[str, ...], tuple[int, ...]]] = {}
+        self._tree: nodes.Template | None = self._transform(environment.parse(tree_source))
+        self._template: Any = None  # compiled from the tree when the first email needs it
+        #: shape (truth of each test) -> its text pieces and the slot after each piece but the last
+        self.layouts: dict[tuple[bool, ...], _Layout] = {}
         #: shapes already compared with a full render
         self.checked: set[tuple[bool, ...]] = set()
         #: the plan disagreed with a full render once: not used again
@@ -120,7 +132,8 @@ class SlotPlan:
     def build(cls, environment: Environment, source: str, constants: dict[str, Any], per_email: Iterable[str],
               render: Callable[[Any, dict[str, Any]], str]) -> SlotPlan | None:
         """The plan of ``source``, or None when a per-email value is used in a way it cannot take."""
-        if "\x00" in source or callable(environment.autoescape) or environment.finalize is not None:
+        if ("\x00" in source or SHAPE_VARIABLE[:-4] in source or callable(environment.autoescape)
+                or environment.finalize is not None):
             return None
         try:
             return cls(environment, source, constants, frozenset(per_email), render)
@@ -129,11 +142,9 @@ class SlotPlan:
 
     # -- building ---------------------------------------------------------------------------
 
-    def _scan(self, tree: nodes.Template) -> None:
-        """Collect the slots and tests in the order :meth:`_transform` numbers them."""
-        self._transform(tree, collect=True, shape=())
-
-    def _transform(self, tree: nodes.Template, collect: bool, shape: tuple[bool, ...]) -> nodes.Template:
+    def _transform(self, tree: nodes.Template) -> nodes.Template:
+        """Collect the slots and tests; in the tree, each slot becomes its marker and each test
+        the shape variable of its index (:data:`SHAPE_VARIABLE`)."""
         counters = {"slot": 0, "test": 0}
 
         def visit(node: nodes.Node) -> None:
@@ -142,9 +153,7 @@ class SlotPlan:
                     if isinstance(child, nodes.TemplateData) or not self._uses_per_email(child):
                         visit(child)
                         continue
-                    slot = self._slot(child)
-                    if collect:
-                        self.slots.append(slot)
+                    self.slots.append(self._slot(child))
                     node.nodes[index] = nodes.Const(f"\x00{counters['slot']}\x00")
                     counters["slot"] += 1
                 return
@@ -154,11 +163,8 @@ class SlotPlan:
                     negate = isinstance(test, nodes.Not)
                     slot = self._slot(test.node if negate else test)
                     slot.negate = negate
-                    if collect:
-                        self.tests.append(slot)
-                        node.test = nodes.Const(True)
-                    else:
-                        node.test = nodes.Const(shape[counters["test"]])
+                    self.tests.append(slot)
+                    node.test = nodes.Name(SHAPE_VARIABLE.format(counters["test"]), "load")
                     counters["test"] += 1
                 else:
                     visit(node.test)
@@ -227,49 +233,149 @@ class SlotPlan:
         except nodes.Impossible:
             raise _NotPlannable("argument not constant") from None
 
-    def _layout(self, shape: tuple[bool, ...]) -> tuple[tuple[str, ...], tuple[int, ...]]:
+    def _layout(self, shape: tuple[bool, ...]) -> _Layout:
         layout = self.layouts.get(shape)
         if layout is None:
             if len(self.layouts) >= MAX_SHAPES:
                 raise _Fallback
-            tree = self._transform(self.environment.parse(self.source), collect=False, shape=shape)
-            code = self.environment.compile(tree)
-            template = self.environment.template_class.from_code(
-                self.environment, code, self.environment.make_globals(None), None)
-            parts = _MARK.split(self._render(template, self.constants))
-            layout = self.layouts[shape] = (tuple(parts[0::2]), tuple(int(i) for i in parts[1::2]))
+            if self._template is None:
+                assert self._tree is not None
+                self._template = self.environment.template_class.from_code(
+                    self.environment, self.environment.compile(self._tree), self.environment.make_globals(None), None)
+                self._tree = None
+            variables = {SHAPE_VARIABLE.format(i): truth for i, truth in enumerate(shape)}
+            parts = _MARK.split(self._render(self._template, {**self.constants, **variables}))
+            layout = self.layouts[shape] = _Layout(tuple(parts[0::2]), tuple(int(i) for i in parts[1::2]))
         return layout
 
     # -- filling ----------------------------------------------------------------------------
 
-    def shape(self, context: dict[str, Any]) -> tuple[bool, ...]:
-        return tuple(bool(test.value(context)) != test.negate for test in self.tests)
+    def shape(self, context: dict[str, Any], memo: dict[Hashable, Any]) -> tuple[bool, ...]:
+        return tuple(bool(self._value(test, context, memo)) != test.negate for test in self.tests)
 
-    def fill(self, context: dict[str, Any], full: Callable[[], str]) -> str:
-        """This email's text. ``full`` renders it with Jinja: used where the plan cannot make it,
-        and once per shape to check the plan (a plan that disagrees is not used again)."""
+    def fill(self, context: dict[str, Any], full: Callable[[], str], memo: dict[Hashable, Any]) -> Filled:
+        """This email's text and, where it can be made, its body quoted-printable.
+
+        ``full`` renders it with Jinja: used where the plan cannot make it, and once per shape
+        to check the plan (a plan that disagrees is not used again). ``memo``: values already
+        evaluated for this email by the step's other plans.
+        """
         if self.broken:
-            return full()
+            return Filled(full(), None)
         try:
-            shape = self.shape(context) if self.tests else ()
-            pieces, slots = self._layout(shape)
-            values: dict[int, str] = {}
-            out = [pieces[0]]
-            for index, piece in zip(slots, pieces[1:]):
-                text = values.get(index)
-                if text is None:
-                    value = self.slots[index].value(context)
-                    text = values[index] = str(escape(value)) if self.autoescape else str(value)
-                out.append(text)
-                out.append(piece)
+            shape = self.shape(context, memo) if self.tests else ()
+            layout = self._layout(shape)
+            texts: dict[int, str] = {}
+            for index in layout.used:
+                slot = self.slots[index]
+                key = slot.key
+                value = _Missing if key is None else memo.get(key, _Missing)
+                if value is _Missing:
+                    value = slot.value(context)
+                    if key is not None:
+                        memo[key] = value
+                texts[index] = escape(value) if self.autoescape else str(value)  # Markup is a str
         except _Fallback:
-            return full()
+            return Filled(full(), None)
+        out = layout.frame[:]
+        out[1::2] = [texts[index] for index in layout.slots]
         filled = "".join(out)
         if shape not in self.checked:
             expected = full()
             if filled != expected:
                 self.broken = True
                 log.warning("slot plan of a template disagrees with its full render; rendering it in full")
-                return expected
+                return Filled(expected, None)
             self.checked.add(shape)
-        return filled
+        return Filled(filled, layout.quoted_printable(texts))
+
+    @staticmethod
+    def _value(slot: _Slot, context: dict[str, Any], memo: dict[Hashable, Any]) -> Any:
+        if slot.key is None:
+            return slot.value(context)
+        value = memo.get(slot.key, _Missing)
+        if value is _Missing:
+            value = memo[slot.key] = slot.value(context)
+        return value
+
+
+class Filled(NamedTuple):
+    text: str
+    #: The text as a quoted-printable body (UTF-8, CRLF): None when the plan did not make it.
+    quoted_printable: bytes | None
+
+
+_SOFT_BREAK = b"=\r\n"
+_QP_LINE = 76
+
+
+def _qp(text: str) -> bytes:
+    """``text`` as quoted-printable lines that each end in a line break, soft where the text has
+    none: such pieces join into one body that decodes to their concatenation, CRLF line breaks,
+    no line over 76 characters (RFC 2045 §6.7)."""
+    if text.isascii() and text.isprintable() and "=" not in text and text[-1:] != " ":
+        # What most values are (a name, a tracked URL): each character stands for itself, so
+        # the text is only cut into lines.
+        data = text.encode("ascii")
+        if len(data) < _QP_LINE:
+            return data + _SOFT_BREAK
+        return _SOFT_BREAK.join([data[i:i + _QP_LINE - 1] for i in range(0, len(data), _QP_LINE - 1)]) + _SOFT_BREAK
+    if text.endswith("\n"):
+        encoded = binascii.b2a_qp(text.replace("\n", "\r\n").encode("utf-8"), istext=True)
+    else:
+        # Given a last line break, b2a_qp writes every break CRLF (it copies the first one it
+        # sees) and encodes the white space before it; that break then becomes a soft one.
+        encoded = binascii.b2a_qp((text + "\n").replace("\n", "\r\n").encode("utf-8"), istext=True)
+        encoded = encoded[:-2] + _SOFT_BREAK
+    return encoded if len(encoded) <= _QP_LINE else _fold(encoded)
+
+
+def _fold(encoded: bytes) -> bytes:
+    """Lines over 76 characters cut with soft breaks, never inside an ``=XX`` escape: b2a_qp
+    writes 77 when it encodes white space at the end of a full line, and a soft break added
+    above can make one 77 too."""
+    lines = encoded.split(b"\r\n")
+    if max(map(len, lines)) <= _QP_LINE:
+        return encoded
+    out = []
+    for line in lines:
+        while len(line) > _QP_LINE:
+            cut = _QP_LINE - 1
+            if line[cut - 1:cut] == b"=":
+                cut -= 1
+            elif line[cut - 2:cut - 1] == b"=":
+                cut -= 2
+            out.append(line[:cut] + b"=")
+            line = line[cut:]
+        out.append(line)
+    return b"\r\n".join(out)
+
+
+class _Layout:
+    """One shape of a plan: the text pieces between slots, and the pieces quoted-printable."""
+
+    __slots__ = ("pieces", "slots", "used", "frame", "encoded")
+
+    def __init__(self, pieces: tuple[str, ...], slots: tuple[int, ...]) -> None:
+        self.pieces = pieces
+        self.slots = slots
+        self.used = tuple(sorted(set(slots)))
+        #: The pieces at even places, room for the slots' texts at odd ones: copied per email.
+        self.frame: list[str] = [text for piece in pieces for text in (piece, "")][:-1]
+        # A lone CR would pair with a line feed across a piece boundary differently than in the
+        # whole text: such a template gets no quoted-printable body (the writer encodes it whole).
+        self.encoded: list[bytes] | None = None
+        if not any("\r" in p for p in pieces):
+            self.encoded = [code for piece in pieces for code in (_qp(piece) if piece else b"", b"")][:-1]
+
+    def quoted_printable(self, texts: dict[int, str]) -> bytes | None:
+        if self.encoded is None:
+            return None
+        encoded: dict[int, bytes] = {}
+        for index, text in texts.items():
+            if "\r" in text:
+                return None
+            encoded[index] = _qp(text) if text else b""
+        out = self.encoded[:]
+        out[1::2] = [encoded[index] for index in self.slots]
+        return b"".join(out)

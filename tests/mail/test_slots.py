@@ -2,14 +2,21 @@
 with exactly the output of a full Jinja render, or no plan at all."""
 from __future__ import annotations
 
+import binascii
+import email
+import email.policy
 import logging
+import random
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from jinja2.exceptions import SecurityError
 
 from nurture_mail.mail.compose import LeadView, SenderView
+from nurture_mail.mail.mime import OutgoingEmail, build_message, canonical_text
 from nurture_mail.mail.render import Renderer, link_function
+from nurture_mail.mail.slots import _Layout, _qp
 
 ROOT = Path(__file__).resolve().parents[2]
 SHIPPED = ROOT / "templates"
@@ -44,7 +51,7 @@ KEY = ("cloud", "Cloud <Risk>", "s1", "S", "Five risks & more", SENDER)
 
 def both(renderer: Renderer, html: str, text: str, subject: str, ctx: dict):
     return (renderer.render(html, text, subject, ctx),
-            renderer.render(html, text, subject, ctx, step_key=KEY))
+            renderer.render_step(html, text, subject, ctx, KEY)[:3])
 
 
 def plans(renderer: Renderer):
@@ -125,10 +132,10 @@ def test_each_shape_is_laid_out_once_and_checked_once(write):
 
 def test_a_plan_that_disagrees_with_jinja_is_dropped(write, caplog):
     renderer = write("Hi {{ lead.first_name }}")
-    renderer.render("s.html", "s.txt", "x", context(LEADS[1]), step_key=KEY)
+    renderer.render_step("s.html", "s.txt", "x", context(LEADS[1]), KEY)
     html_plan = plans(renderer)[1]
-    pieces, slots = html_plan.layouts[()]
-    html_plan.layouts[()] = (tuple(p.replace("Hi", "Yo") for p in pieces), slots)  # a wrong layout
+    layout = html_plan.layouts[()]
+    html_plan.layouts[()] = _Layout(tuple(p.replace("Hi", "Yo") for p in layout.pieces), layout.slots)  # wrong
     html_plan.checked.clear()
     with caplog.at_level(logging.WARNING):
         full, filled = both(renderer, "s.html", "s.txt", "x", context(LEADS[3]))
@@ -141,17 +148,54 @@ def test_the_sandbox_still_refuses_through_a_plan(write):
     renderer = write("{{ lead.fields.pop('industry') }}")
     ctx = context(LEADS[1])
     with pytest.raises(SecurityError):
-        renderer.render("s.html", "s.txt", "x", ctx, step_key=KEY)
+        renderer.render_step("s.html", "s.txt", "x", ctx, KEY)
     assert ctx["lead"].fields["industry"] == "Healthcare"
 
 
 def test_a_changed_template_gets_new_plans(write, tmp_path):
     renderer = write("Old {{ lead.first_name }}")
-    assert "Old Zoë" in renderer.render("s.html", "s.txt", "x", context(LEADS[1]), step_key=KEY)[1]
+    assert "Old Zoë" in renderer.render_step("s.html", "s.txt", "x", context(LEADS[1]), KEY)[1]
     import os
     import time
     (tmp_path / "s.html").write_text('{% extends "base.html" %}{% block content %}New {{ lead.company }}{% endblock %}')
     later = time.time() + 5
     os.utime(tmp_path / "s.html", (later, later))
     renderer._cache[("s.html", "s.txt")].checked_at = 0
-    assert "New Acme &amp; Sons &lt;EU&gt;" in renderer.render("s.html", "s.txt", "x", context(LEADS[1]), step_key=KEY)[1]
+    assert "New Acme &amp; Sons &lt;EU&gt;" in renderer.render_step("s.html", "s.txt", "x", context(LEADS[1]), KEY)[1]
+
+
+@pytest.mark.parametrize("html", sorted(p.name for p in (SHIPPED / "northwind-security").glob("*.html"))[:5])
+def test_filled_bodies_come_quoted_printable_and_parse_back_to_the_full_render(html):
+    renderer = Renderer(SHIPPED)
+    name = f"northwind-security/{html}"
+    for delivery, lead in enumerate(LEADS, start=1):
+        ctx = context(lead, delivery)
+        subject, full_html, full_text = renderer.render(name, name.replace(".html", ".txt"), "S", ctx)
+        step = renderer.render_step(name, name.replace(".html", ".txt"), "S", ctx, KEY)
+        assert step.html_qp is not None and step.text_qp is not None
+        message = build_message(OutgoingEmail(
+            from_addr="n@northwind.example", from_name="N", to_addr=lead["email"], to_name="", subject=subject,
+            html=step.html, text=step.text, message_id=f"<d{delivery}.x@northwind.example>",
+            date=datetime(2026, 12, 3, tzinfo=UTC), text_qp=step.text_qp, html_qp=step.html_qp))
+        assert all(len(line) <= 998 for line in message.split(b"\r\n"))
+        parsed = email.message_from_bytes(message, policy=email.policy.default)
+        assert not parsed.defects
+        text_part, html_part = parsed.iter_parts()
+        assert html_part["Content-Transfer-Encoding"] == "quoted-printable"
+        assert html_part.get_payload(decode=True).decode() == canonical_text(full_html)
+        assert text_part.get_payload(decode=True).decode() == canonical_text(full_text)
+        assert not [part.defects for part in (text_part, html_part) if part.defects]
+
+
+def test_quoted_printable_pieces_join_into_a_valid_body():
+    """Pieces encoded apart (each ending in a soft or hard break) decode to their concatenation,
+    lines stay within 76 characters, and no line ends in white space."""
+    rng = random.Random(7)
+    alphabet = ["a", " ", "\t", "=", "é", "\n", ".", "x" * 30, "€", "  \n", "x" * 74, "b" * 75, "\U0001f600"]
+    for _ in range(3000):
+        parts = ["".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(rng.randint(1, 5))]
+        body = b"".join(_qp(part) for part in parts if part)
+        assert binascii.a2b_qp(body) == canonical_text("".join(parts)).encode("utf-8")
+        for line in body.split(b"\r\n"):
+            assert len(line) <= 76 and b"\n" not in line and b"\r" not in line
+            assert not line.endswith((b" ", b"\t"))
