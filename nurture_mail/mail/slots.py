@@ -274,7 +274,7 @@ class SlotPlan:
                     value = slot.value(context)
                     if key is not None:
                         memo[key] = value
-                texts[index] = escape(value) if self.autoescape else str(value)  # Markup is a str
+                texts[index] = str(escape(value)) if self.autoescape else str(value)
         except _Fallback:
             return Filled(full(), None)
         out = layout.frame[:]
