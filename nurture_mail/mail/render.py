@@ -218,7 +218,8 @@ class Renderer:
         subject_plan, html_plan, text_plan = plans
         memo: dict[Hashable, Any] = {}  # what the three plans share: evaluated once
         if "{" in subject:
-            rendered = _filled(subject_plan, context, memo, lambda: render_template(self.subject(subject), context))
+            rendered = _filled(subject_plan, context, memo, lambda: render_template(self.subject(subject), context),
+                               body=False)
             rendered_subject = " ".join(rendered.text.split())
         else:
             rendered_subject = " ".join(subject.split())
@@ -237,11 +238,11 @@ class StepEmail(NamedTuple):
 
 
 def _filled(plan: SlotPlan | None, context: dict[str, Any], memo: dict[Hashable, Any],
-            full: Callable[[], str]) -> Filled:
+            full: Callable[[], str], body: bool = True) -> Filled:
     """The plan's text for this email, or the full render where the step has no plan."""
     if plan is None:
         return Filled(full(), None)
-    return plan.fill(context, full, memo)
+    return plan.fill(context, full, memo, body)
 
 
 #: Each template's globals (a ``ChainMap`` of its own over its environment's) as one plain dict.

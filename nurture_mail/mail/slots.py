@@ -253,12 +253,13 @@ class SlotPlan:
     def shape(self, context: dict[str, Any], memo: dict[Hashable, Any]) -> tuple[bool, ...]:
         return tuple(bool(self._value(test, context, memo)) != test.negate for test in self.tests)
 
-    def fill(self, context: dict[str, Any], full: Callable[[], str], memo: dict[Hashable, Any]) -> Filled:
-        """This email's text and, where it can be made, its body quoted-printable.
+    def fill(self, context: dict[str, Any], full: Callable[[], str], memo: dict[Hashable, Any],
+             body: bool = True) -> Filled:
+        """This email's text and, for a ``body``, where it can be made, the text quoted-printable.
 
         ``full`` renders it with Jinja: used where the plan cannot make it, and once per shape
-        to check the plan (a plan that disagrees is not used again). ``memo``: values already
-        evaluated for this email by the step's other plans.
+        to check the plan (a plan that disagrees is not used again). ``memo``: what the step's
+        other plans already evaluated or encoded for this email.
         """
         if self.broken:
             return Filled(full(), None)
@@ -287,7 +288,7 @@ class SlotPlan:
                 log.warning("slot plan of a template disagrees with its full render; rendering it in full")
                 return Filled(expected, None)
             self.checked.add(shape)
-        return Filled(filled, layout.quoted_printable(texts))
+        return Filled(filled, layout.quoted_printable(texts, memo) if body else None)
 
     @staticmethod
     def _value(slot: _Slot, context: dict[str, Any], memo: dict[Hashable, Any]) -> Any:
@@ -368,14 +369,18 @@ class _Layout:
         if not any("\r" in p for p in pieces):
             self.encoded = [code for piece in pieces for code in (_qp(piece) if piece else b"", b"")][:-1]
 
-    def quoted_printable(self, texts: dict[int, str]) -> bytes | None:
+    def quoted_printable(self, texts: dict[int, str], memo: dict[Hashable, Any]) -> bytes | None:
         if self.encoded is None:
             return None
         encoded: dict[int, bytes] = {}
         for index, text in texts.items():
-            if "\r" in text:
-                return None
-            encoded[index] = _qp(text) if text else b""
+            key = ("qp", text)  # the HTML and the text body mostly share their links' texts
+            code = memo.get(key)
+            if code is None:
+                if "\r" in text:
+                    return None
+                code = memo[key] = _qp(text) if text else b""
+            encoded[index] = code
         out = self.encoded[:]
         out[1::2] = [encoded[index] for index in self.slots]
         return b"".join(out)
