@@ -72,12 +72,14 @@ class _Slot:
         self.negate = False
         #: Equal keys, equal values for one email: the subject, HTML and text plans of a step
         #: evaluate an expression they share once (None: not shared).
-        self.key: Hashable | None = (type(environment), name, steps,
-                                     tuple((f, p, a, tuple(sorted(k.items()))) for f, p, a, k in filters))
+        self.key: int | None = None
+        expression = (type(environment), name, steps, tuple((f, p, a, tuple(sorted(k.items()))) for f, p, a, k in filters))
         try:
-            hash(self.key)
-        except TypeError:
-            self.key = None
+            # A small int per expression: the memo is looked up a dozen times an email, and a
+            # tuple's hash is computed again at each lookup.
+            self.key = _EXPRESSIONS.setdefault(expression, len(_EXPRESSIONS))
+        except TypeError:  # an unhashable constant argument: evaluated by each plan
+            pass
 
     def value(self, context: dict[str, Any]) -> Any:
         environment = self.environment
@@ -100,6 +102,10 @@ class _Slot:
 
 class _Missing:
     pass
+
+
+#: Every slot expression met, numbered (see ``_Slot.key``).
+_EXPRESSIONS: dict[Hashable, int] = {}
 
 
 class _Fallback(Exception):
