@@ -153,17 +153,8 @@ def build_message(email: OutgoingEmail) -> bytes:
     ]
     if email.reply_to is not None:
         headers.append(_address_header("Reply-To", "", email.reply_to))
-    seen: set[str] = set()
+    _check_extra_names(tuple(name for name, _ in email.extra_headers))
     for name, value in email.extra_headers:
-        key = name.lower()
-        if not _FTEXT_NAME.match(name) or len(name) > IDEAL_LINE - 2:
-            raise ValueError(f"extra header name {name!r}: expected at most 76 printable ASCII "
-                             "characters without ':' or spaces")
-        if key in _RESERVED or key.startswith(_RESERVED_PREFIXES):
-            raise ValueError(f"{name}: set by build_message or structured; not allowed as an extra header")
-        if key in seen:
-            raise ValueError(f"{name}: given twice in extra_headers")
-        seen.add(key)
         headers.append(_unstructured_header(name, value))
     boundary = "=_" + hashlib.blake2b(email.message_id.encode("ascii"), digest_size=12).hexdigest()
     headers.append(f'MIME-Version: 1.0{CRLF}Content-Type: multipart/alternative; boundary="{boundary}"{CRLF}{CRLF}')
@@ -219,7 +210,28 @@ def _base64_body(text: str) -> bytes:
     return b"\r\n".join(pieces)
 
 
+@functools.lru_cache(maxsize=256)  # every email of a batch has the same extra header names
+def _check_extra_names(names: tuple[str, ...]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        key = name.lower()
+        if not _FTEXT_NAME.match(name) or len(name) > IDEAL_LINE - 2:
+            raise ValueError(f"extra header name {name!r}: expected at most 76 printable ASCII "
+                             "characters without ':' or spaces")
+        if key in _RESERVED or key.startswith(_RESERVED_PREFIXES):
+            raise ValueError(f"{name}: set by build_message or structured; not allowed as an extra header")
+        if key in seen:
+            raise ValueError(f"{name}: given twice in extra_headers")
+        seen.add(key)
+
+
 def _check_header_values(email: OutgoingEmail) -> None:
+    # One search over every value (a space between them is no control character); only an
+    # email that has one is searched field by field, to name the header.
+    if not _CONTROL.search(" ".join((email.from_name, email.from_addr, email.to_name, email.to_addr, email.subject,
+                                     email.message_id, email.reply_to or "", email.return_path or "",
+                                     *(text for header in email.extra_headers for text in header)))):
+        return
     fields = (
         ("From", email.from_name), ("From", email.from_addr), ("To", email.to_name), ("To", email.to_addr),
         ("Subject", email.subject), ("Message-ID", email.message_id),
