@@ -466,27 +466,20 @@ atexit.register(close_kept)
 
 def _dot_stuffed(data: bytes) -> bytes:
     """The content as DATA sends it: leading dots doubled, CRLF at the end, then the final dot."""
-    # Most messages have no line that starts with a dot (bodies are base64, which has no dot):
-    # looking at the few dots there are (memchr) is a hundred times cheaper than the scan of
-    # every byte that bytes.replace makes (a multiline regex would cost twenty times more still).
-    dot = data.find(b".")
-    for _ in range(_DOTS_CHECKED):
-        if dot < 0:
-            stuffed = data
-            break
-        if dot == 0 or data[dot - 1] == 0x0A:
-            stuffed = (b"." + data if dot == 0 else data).replace(b"\n.", b"\n..")
-            break
-        dot = data.find(b".", dot + 1)
-    else:
+    # Most messages have no line that starts with a dot: finding that out with a regex (which
+    # jumps from line break to line break with memchr) costs a third of bytes.replace's scan
+    # of every byte; the replace (not a multiline regex: a twentieth of its cost) only when needed.
+    if data[:1] == b"." or _LINE_DOT.search(data) is not None:
         stuffed = (b"." + data if data[:1] == b"." else data).replace(b"\n.", b"\n..")
+    else:
+        stuffed = data
     if not stuffed.endswith(b"\r\n"):
         stuffed += b"\r\n"
     return stuffed + b".\r\n"
 
 
-#: Dots looked at one by one before :func:`_dot_stuffed` gives the whole message to bytes.replace.
-_DOTS_CHECKED = 32
+#: A line that starts with a dot (see :func:`_dot_stuffed`).
+_LINE_DOT = re.compile(rb"\n\.")
 #: What the replies to a pipelined group answer, in order.
 _GROUP_STAGES = ("mail", "rcpt", "data")
 #: smtplib's longest reply line, its line break included (``smtplib._MAXLINE``).
