@@ -219,11 +219,8 @@ class _KeyedSigner:
 
             self._digest = digest
 
-    def sign(self, value: bytes) -> bytes:
-        return value + self.sep + _b64(self._digest(value))
-
     def sign_str(self, value: bytes) -> str:
-        """:meth:`sign`, as text (a token is ASCII)."""
+        """``signer.sign(value)``, as text (a token is ASCII)."""
         return (value + self.sep + _b64(self._digest(value))).decode("ascii")
 
     def sign_json(self, payload: bytes) -> str:
