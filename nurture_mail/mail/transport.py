@@ -264,8 +264,10 @@ class SMTPTransport:
                 except (OSError, smtplib.SMTPException):
                     stage = at[0]
                     raise
-                if code == 250:
+                if code == 250 and stage == "data":
                     return
+                if stage == _DATA_NOT_354:
+                    stage, reply = "data", _not_354(code, reply)
             else:
                 code, reply = smtp.mail(envelope_from, options)
                 if code == 250:
@@ -276,9 +278,10 @@ class SMTPTransport:
                         try:
                             code, reply = smtp.data(data)
                         except smtplib.SMTPDataError as refused:  # DATA answered with something not 354
-                            code, reply = refused.smtp_code, refused.smtp_error
-                        if code == 250:
-                            return
+                            code, reply = refused.smtp_code, _not_354(refused.smtp_code, refused.smtp_error)
+                        else:
+                            if code == 250:
+                                return
         except (OSError, smtplib.SMTPException) as exc:
             # smtplib turns every socket error, timeouts included, into SMTPServerDisconnected.
             cause = exc.__context__ if isinstance(exc, smtplib.SMTPServerDisconnected) else exc
@@ -326,8 +329,8 @@ class SMTPTransport:
             failed = ("mail", mail_code, mail_reply)
         elif rcpt_code not in (250, 251):
             failed = ("rcpt", rcpt_code, rcpt_reply)
-        elif data_code != 354:
-            return "data", data_code, data_reply
+        elif data_code != 354:  # no content went: whatever the code, this message was not taken
+            return _DATA_NOT_354, data_code, data_reply
         else:
             smtp.send(_dot_stuffed(data))
             code, reply = smtp.getreply()
@@ -620,6 +623,16 @@ def _check_address(what: str, address: str) -> None:
         raise ValueError(f"{what}: line break in address (command injection?): {address!r}")
     if not address.isascii():
         raise ValueError(f"{what}: non-ASCII address needs SMTPUTF8, which this transport does not use: {address!r}")
+
+
+#: ``_pipelined``'s stage for a DATA answered with anything but 354 (even a 250: no content went).
+_DATA_NOT_354 = "data-not-354"
+
+
+def _not_354(code: int, reply: bytes | str) -> str | bytes:
+    """The reply to a DATA not answered 354; one that is no refusal (a 250) says so, since it
+    would otherwise read as if the message had been taken."""
+    return reply if code >= 400 else f"DATA not answered 354, no content sent: {_text(reply)}"
 
 
 def _text(reply: bytes | str) -> str:

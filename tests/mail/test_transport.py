@@ -444,6 +444,8 @@ def test_mail_rcpt_and_data_go_in_one_group_and_the_content_after_354() -> None:
     (b"553 5.1.8 bad sender\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n", "mail", 553, PermanentFailure),
     (b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n451 4.3.0 not now\r\n", "data", 451, TemporaryFailure),
     (b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n554 5.3.4 too big\r\n", "data", 554, PermanentFailure),
+    # DATA answered 250, not 354: no content went, so the message was not taken, whatever the code.
+    (b"250 2.1.0 ok\r\n250 2.1.5 ok\r\n250 2.0.0 ok\r\n", "data", 250, TemporaryFailure),
     (b"452-4.3.1 out of\r\n452 4.3.1 storage\r\n503 5.5.1 need MAIL\r\n503 5.5.1 need MAIL\r\n", "mail", 452,
      TemporaryFailure),
     (b"250 2.1.0 ok\r\n550-5.1.1 no such\r\n550-5.1.1 user\r\n550 5.1.1 here\r\n554 5.5.1 no recipients\r\n",
@@ -456,6 +458,7 @@ def test_a_refusal_in_the_group_sends_no_content_and_resets(replies, stage, code
         transport.send(SENDER, "lead@customer.example", b"Subject: x\r\n\r\nsecret body\r\n")
     server.close()
     assert (refused.value.stage, refused.value.code) == (stage, code)
+    assert ("not answered 354" in refused.value.reply) == (code == 250)
     assert server.grouped
     assert [c.upper() for c in server.lines[4:]] == [b"RSET", b"QUIT"]
 
