@@ -39,7 +39,7 @@ from sqlalchemy.orm import Session
 from ..engine.plan import SendWindow
 from ..engine.schedule import next_in_window, zone
 from ..extensions import Services
-from ..leads.bulk import SQLITE_MAX_PARAMETERS, Bulk
+from ..leads.bulk import SQLITE_MAX_PARAMETERS, Bulk, memoized
 from ..mail.compose import Composer
 from ..mail.dkim import DkimSigner
 from ..mail.outbox import signed_message
@@ -255,14 +255,7 @@ def _converted(columns: list[list[Any]], table_columns: list[Any], processors: l
         elif isinstance(column.type, JSON):
             out.append([processor(v) for v in values])
         else:
-            memo: dict[Any, Any] = {}
-            converted = []
-            for value in values:
-                try:
-                    converted.append(memo[value])
-                except KeyError:
-                    converted.append(memo.setdefault(value, processor(value)))
-            out.append(converted)
+            out.append(memoized(processor, values, {}))
     return out
 
 
