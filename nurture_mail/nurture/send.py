@@ -259,30 +259,47 @@ def _converted(columns: list[list[Any]], table_columns: list[Any], processors: l
     return out
 
 
+_LINK_COLUMNS = [Link.__table__.c[name] for name in ("step_id", "id", "name", "url", "topic", "hand_raiser")]
+_STEP_COLUMNS = [("s", Step.__table__.c[name]) for name in
+                 ("id", "key", "subject", "preheader", "html_template", "text_template", "teaches")] + \
+                [("c", Campaign.__table__.c[name]) for name in ("id", "slug", "name", "cadence_seconds",
+                                                                "window_start_minute", "window_end_minute",
+                                                                "weekdays_only")]
+
+
 def _steps(session: Session, step_ids: set[int]) -> dict[int, StepRow]:
+    """The batch's few steps with their links and campaigns: two queries at the driver level."""
     if not step_ids:
         return {}
+    bulk = Bulk(session)
+    quote = bulk.quote
+    wanted = sorted(step_ids)
+    marks = ", ".join([bulk.mark] * len(wanted))
     links: dict[int, list[LinkRow]] = {i: [] for i in step_ids}
-    for link in session.execute(
-        select(Link.step_id, Link.id, Link.name, Link.url, Link.topic, Link.hand_raiser)
-        .where(Link.step_id.in_(step_ids)).order_by(Link.step_id, Link.position)
-    ):
+    for link in _selected(bulk, f"SELECT {', '.join(quote(c.name) for c in _LINK_COLUMNS)} FROM "
+                                f"{quote(Link.__table__.name)} WHERE step_id IN ({marks}) ORDER BY step_id, position",
+                          wanted, _LINK_COLUMNS):
         links[link[0]].append(LinkRow(link[1], link[2], link[3], link[4], link[5]))
     campaigns: dict[int, CampaignRow] = {}
     result: dict[int, StepRow] = {}
-    # Columns, not entities: an ORM entity row costs a row processor built per statement.
-    for r in session.execute(
-        select(Step.id, Step.key, Step.subject, Step.preheader, Step.html_template, Step.text_template, Step.teaches,
-               Campaign.id, Campaign.slug, Campaign.name, Campaign.cadence_seconds, Campaign.window_start_minute,
-               Campaign.window_end_minute, Campaign.weekdays_only)
-        .join(Campaign, Campaign.id == Step.campaign_id).where(Step.id.in_(step_ids))
-    ):
+    for r in _selected(bulk, f"SELECT {', '.join(f'{alias}.{quote(c.name)}' for alias, c in _STEP_COLUMNS)} FROM "
+                             f"{quote(Step.__table__.name)} AS s JOIN {quote(Campaign.__table__.name)} AS c "
+                             f"ON c.id = s.campaign_id WHERE s.id IN ({marks})",
+                       wanted, [c for _, c in _STEP_COLUMNS]):
         campaign = campaigns.get(r[7])
         if campaign is None:
             campaign = campaigns[r[7]] = CampaignRow(r[7], r[8], r[9], r[10], SendWindow(
                 start=dt_time(r[11] // 60, r[11] % 60), end=dt_time(r[12] // 60, r[12] % 60), weekdays_only=r[13]))
         result[r[0]] = StepRow(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6] or ()), tuple(links[r[0]]), campaign)
     return result
+
+
+def _selected(bulk: Bulk, sql: str, params: list[Any], columns: list[Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (selecting ``columns``), as SQLAlchemy's result would give them."""
+    raw, description = bulk.query(sql, params)
+    if not raw:
+        return []
+    return list(zip(*_converted([list(c) for c in zip(*raw)], columns, bulk.result_processors(columns, description))))
 
 
 # -- sending ------------------------------------------------------------------------------------
