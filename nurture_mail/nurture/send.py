@@ -739,6 +739,9 @@ def _expose(bulk: Bulk, exposures: dict[tuple[int, str], tuple[int, datetime]]) 
     ``ON CONFLICT DO NOTHING RETURNING``: rows that already existed return nothing and get no evidence.
     """
     level = KnowledgeLevel.exposed
+    if bulk.postgresql:
+        _pg_expose(bulk, exposures)
+        return
     inserted = set(bulk.insert(_KNOWLEDGE, ["lead_id", "topic", "level", "updated_at"],
                                [(lead_id, topic, level, at) for (lead_id, topic), (_, at) in exposures.items()],
                                on_conflict_do_nothing=["lead_id", "topic"], returning=["lead_id", "topic"]))
@@ -746,6 +749,25 @@ def _expose(bulk: Bulk, exposures: dict[tuple[int, str], tuple[int, datetime]]) 
         bulk.insert(_EVIDENCE, ["lead_id", "topic", "level", "source", "delivery_id", "at"],
                     [(lead_id, topic, level, "delivery", delivery_id, at)
                      for (lead_id, topic), (delivery_id, at) in exposures.items() if (lead_id, topic) in inserted])
+
+
+def _pg_expose(bulk: Bulk, exposures: dict[tuple[int, str], tuple[int, datetime]]) -> None:
+    """PostgreSQL, one statement: the knowledge rows inserted in the order of ``exposures`` (those
+    that existed skipped), then an evidence row for each one inserted, in the same order."""
+    names = ["lead_id", "topic", "delivery_id", "at"]
+    values = bulk.column_values(_EVIDENCE, names, [(lead_id, topic, delivery_id, at)
+                                                   for (lead_id, topic), (delivery_id, at) in exposures.items()])
+    arrays, params = bulk.pg_arrays(_EVIDENCE, names, values)
+    level = bulk.value(_KNOWLEDGE, "level", KnowledgeLevel.exposed)
+    k, evidence = bulk.quote(_KNOWLEDGE.name), bulk.quote(_EVIDENCE.name)
+    bulk.execute(
+        f"WITH v AS MATERIALIZED (SELECT * FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS v({', '.join(names)}, n)), "
+        f"inserted AS (INSERT INTO {k} (lead_id, topic, level, updated_at) SELECT lead_id, topic, %s, at FROM v "
+        f"ORDER BY n ON CONFLICT (lead_id, topic) DO NOTHING RETURNING lead_id, topic) "
+        f"INSERT INTO {evidence} (lead_id, topic, level, source, delivery_id, at) "
+        f"SELECT v.lead_id, v.topic, %s, %s, v.delivery_id, v.at FROM v "
+        f"JOIN inserted ON inserted.lead_id = v.lead_id AND inserted.topic = v.topic ORDER BY v.n",
+        [*params, level, bulk.value(_EVIDENCE, "level", KnowledgeLevel.exposed), "delivery"])
 
 
 _KNOWLEDGE = Knowledge.__table__
