@@ -1,9 +1,11 @@
 """The ledger a sent batch writes (at the driver level: arrays on PostgreSQL, executemany on SQLite)."""
 from __future__ import annotations
 
+import threading
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
+import pytest
 from sqlalchemy import bindparam, case, select, update
 
 from nurture_mail.models import (
@@ -18,7 +20,7 @@ from nurture_mail.models import (
     LeadStatus,
     Step,
 )
-from nurture_mail.nurture.send import SendOutcome, _next_touch, claim, load_items, record_outcomes
+from nurture_mail.nurture.send import BatchReport, SendOutcome, _next_touch, claim, load_items, record_outcomes
 from nurture_mail.nurture.sql import insert_ignoring_conflicts
 
 
@@ -196,3 +198,45 @@ def test_two_deliveries_of_one_enrollment_in_a_batch_count_two_touches(platform)
                                                 for i in items], now)
     assert platform.enrollment(enrollment_id).touches_sent == 2
     assert {d.status for d in platform.deliveries()} == {DeliveryStatus.sent}
+
+
+@pytest.mark.parametrize("mixed", [False, True], ids=["all-sent", "mixed"])
+def test_two_settlers_of_one_batch_take_turns(platform, mixed):
+    """PostgreSQL: the first settler's row locks hold the second until it commits; the second then finds
+    nothing still ``sending`` and writes nothing (the statement that marks a sent batch locks and re-checks)."""
+    svc = platform.svc
+    if svc.db.engine.dialect.name != "postgresql":
+        pytest.skip("row locks: PostgreSQL (SQLite serializes writers)")
+    for email in ("ann@example.com", "ben@example.com"):
+        platform.add_lead(email)
+        platform.enroll(email)
+    svc.queue.empty()
+    assert platform.tick().queued == 2
+    now = platform.clock.now()
+    with svc.db.session() as session:
+        claimed = claim(session, [d.id for d in platform.deliveries()], now)
+    with svc.db.session() as session:
+        items = load_items(session, claimed)
+    outcomes = [SendOutcome(item, "cancelled" if mixed and n else "sent", sent_at=now, message_id=f"<{item.id}@t>",
+                            error="address is suppressed (all email)" if mixed and n else None)
+                for n, item in enumerate(items)]
+    first = svc.db.Session()
+    record_outcomes(first, svc, outcomes, now)  # not committed yet: the rows stay locked
+    seen: dict[str, BatchReport] = {}
+
+    def second() -> None:
+        with svc.db.session() as session:
+            seen["report"] = BatchReport()
+            record_outcomes(session, svc, outcomes, now, seen["report"])
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    thread.join(0.5)
+    assert thread.is_alive()  # waiting for the first settler's locks
+    first.commit()
+    first.close()
+    thread.join(10)
+    assert not thread.is_alive()
+    assert (seen["report"].sent, seen["report"].cancelled) == (0, 0)
+    touches = sorted(platform.enrollment(item.enrollment_id).touches_sent for item in items)
+    assert touches == ([0, 1] if mixed else [1, 1])
