@@ -102,13 +102,15 @@ class SenderView:
 
 def outgoing_email(config: Config, *, to_addr: str, to_name: str, subject: str, html: str, text: str,
                    message_id: str, date: datetime, return_path: str | None = None,
-                   extra_headers: tuple[tuple[str, str], ...] = ()) -> OutgoingEmail:
+                   extra_headers: tuple[tuple[str, str], ...] = (), text_qp: bytes | None = None,
+                   html_qp: bytes | None = None) -> OutgoingEmail:
     """An email from the configured sender (From, Reply-To): every email the platform sends, nurture
     or sales notification, gets its sender headers here."""
     return OutgoingEmail(
         from_addr=config.sender_email, from_name=config.sender_name, to_addr=to_addr, to_name=to_name,
         subject=subject, html=html, text=text, message_id=message_id, date=date,
         reply_to=config.reply_to or None, return_path=return_path, extra_headers=extra_headers,
+        text_qp=text_qp, html_qp=html_qp,
     )
 
 
@@ -156,13 +158,17 @@ class Composer:
     def compose(self, delivery: DeliveryLike, lead: LeadLike, step: StepLike, campaign: CampaignLike,
                 now: datetime) -> OutgoingEmail:
         context = self.context(delivery, lead, step, campaign)
-        subject, html, text = self.renderer.render(step.html_template, step.text_template, step.subject, context)
+        # What the context holds per step (renderer.STEP_CONSTANTS) is named by this key: each
+        # email only fills in its own values (mail/slots.py).
+        step_key = (campaign.slug, campaign.name, step.key, step.subject, step.preheader, self.sender)
+        rendered = self.renderer.render_step(step.html_template, step.text_template, step.subject, context, step_key)
         headers: tuple[tuple[str, str], ...] = (("X-Nurture-Campaign", campaign.slug),)
         if self.extra_headers is not None:
             headers += self.extra_headers(delivery)
         return outgoing_email(
             self.config, to_addr=lead.email, to_name=context["lead"].name,
-            subject=subject, html=html, text=text,
+            subject=rendered.subject, html=rendered.html, text=rendered.text,
+            text_qp=rendered.text_qp, html_qp=rendered.html_qp,
             message_id=message_id_for(delivery.id, self._secret, self.config.sender_domain), date=now,
             # VERP: a bounce sent back to this envelope sender names the delivery (bounces/verp.py).
             return_path=verp_address(delivery.id, self._secret, self.bounce_domain), extra_headers=headers,

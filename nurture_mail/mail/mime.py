@@ -21,8 +21,10 @@ What the output looks like, and why:
   space.
 - Bodies are UTF-8, base64 in 76-character lines, in the canonical form of text (RFC 2046
   §4.1.1): every line break CRLF. A decoded body equals the input with ``\\n`` and ``\\r``
-  line breaks written as ``\\r\\n``.
-- The boundary contains ``=_``, which base64 never produces, so no body can contain it; it is
+  line breaks written as ``\\r\\n``. A body given already quoted-printable (a nurture email
+  filled into its step's slot plans, ``slots.py``) is written as it is: encoding it whole
+  again would cost more than everything else here.
+- The boundary contains ``=_``, which neither base64 nor quoted-printable produces (an ``=`` there starts ``=XX`` or a soft line break), so no body can contain it; it is
   derived from the Message-ID, so the same email always gives the same bytes.
 """
 from __future__ import annotations
@@ -112,6 +114,11 @@ class OutgoingEmail:
     return_path: str | None = None
     #: E.g. List-Unsubscribe, List-Unsubscribe-Post, X-Campaign; values may be non-ASCII.
     extra_headers: tuple[tuple[str, str], ...] = ()
+    #: ``text`` and ``html`` already quoted-printable (UTF-8, CRLF lines of at most 76
+    #: characters, decoding to ``canonical_text`` of each), or None for either: written as they
+    #: are instead of base64. Slot plans make them from pieces encoded once per step.
+    text_qp: bytes | None = None
+    html_qp: bytes | None = None
 
 
 def message_id_for(delivery_id: int, secret: bytes, domain: str) -> str:
@@ -146,17 +153,8 @@ def build_message(email: OutgoingEmail) -> bytes:
     ]
     if email.reply_to is not None:
         headers.append(_address_header("Reply-To", "", email.reply_to))
-    seen: set[str] = set()
+    _check_extra_names(tuple(name for name, _ in email.extra_headers))
     for name, value in email.extra_headers:
-        key = name.lower()
-        if not _FTEXT_NAME.match(name) or len(name) > IDEAL_LINE - 2:
-            raise ValueError(f"extra header name {name!r}: expected at most 76 printable ASCII "
-                             "characters without ':' or spaces")
-        if key in _RESERVED or key.startswith(_RESERVED_PREFIXES):
-            raise ValueError(f"{name}: set by build_message or structured; not allowed as an extra header")
-        if key in seen:
-            raise ValueError(f"{name}: given twice in extra_headers")
-        seen.add(key)
         headers.append(_unstructured_header(name, value))
     boundary = "=_" + hashlib.blake2b(email.message_id.encode("ascii"), digest_size=12).hexdigest()
     headers.append(f'MIME-Version: 1.0{CRLF}Content-Type: multipart/alternative; boundary="{boundary}"{CRLF}{CRLF}')
@@ -164,13 +162,24 @@ def build_message(email: OutgoingEmail) -> bytes:
     return b"".join((
         "".join(headers).encode("ascii"),
         delimiter,
-        b'Content-Type: text/plain; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n',
-        _base64_body(email.text),
+        *_part(b"plain", email.text, email.text_qp),
         b"\r\n", delimiter,
-        b'Content-Type: text/html; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n',
-        _base64_body(email.html),
+        *_part(b"html", email.html, email.html_qp),
         f"{CRLF}--{boundary}--{CRLF}".encode("ascii"),
     ))
+
+
+def _part(subtype: bytes, text: str, quoted_printable: bytes | None) -> tuple[bytes, bytes]:
+    """A part's headers and body: quoted-printable as given, else base64 of the text."""
+    if quoted_printable is None:
+        return (b'Content-Type: text/' + subtype + b'; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n',
+                _base64_body(text))
+    # The CRLF written before the delimiter belongs to the delimiter (RFC 2046 §5.1.1): a last
+    # soft break is dropped, a last hard one is the text's own line break and stays.
+    if quoted_printable.endswith(b"=\r\n"):
+        quoted_printable = quoted_printable[:-3]
+    return (b'Content-Type: text/' + subtype
+            + b'; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n', quoted_printable)
 
 
 def written_display_name(name: str) -> str:
@@ -201,7 +210,28 @@ def _base64_body(text: str) -> bytes:
     return b"\r\n".join(pieces)
 
 
+@functools.lru_cache(maxsize=256)  # every email of a batch has the same extra header names
+def _check_extra_names(names: tuple[str, ...]) -> None:
+    seen: set[str] = set()
+    for name in names:
+        key = name.lower()
+        if not _FTEXT_NAME.match(name) or len(name) > IDEAL_LINE - 2:
+            raise ValueError(f"extra header name {name!r}: expected at most 76 printable ASCII "
+                             "characters without ':' or spaces")
+        if key in _RESERVED or key.startswith(_RESERVED_PREFIXES):
+            raise ValueError(f"{name}: set by build_message or structured; not allowed as an extra header")
+        if key in seen:
+            raise ValueError(f"{name}: given twice in extra_headers")
+        seen.add(key)
+
+
 def _check_header_values(email: OutgoingEmail) -> None:
+    # One search over every value (a space between them is no control character); only an
+    # email that has one is searched field by field, to name the header.
+    if not _CONTROL.search(" ".join((email.from_name, email.from_addr, email.to_name, email.to_addr, email.subject,
+                                     email.message_id, email.reply_to or "", email.return_path or "",
+                                     *(text for header in email.extra_headers for text in header)))):
+        return
     fields = (
         ("From", email.from_name), ("From", email.from_addr), ("To", email.to_name), ("To", email.to_addr),
         ("Subject", email.subject), ("Message-ID", email.message_id),

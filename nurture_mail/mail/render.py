@@ -8,7 +8,10 @@ premailer costs ~5 ms an email (DESIGN §9), so it runs once per template versio
    ``href="{{ url }}"`` into ``{{%20url%20}}``), CSS is inlined, the tags are put back;
 3. the result is compiled once in a sandboxed environment and cached until a file changes.
 
-Each email then costs one render of a compiled template.
+A nurture email (``render_step``) then costs only its own values: each
+template of the step is rendered once per step into a slot plan (``slots.py``) and each email
+fills the plan's slots. A template a plan cannot take, and every other email (previews, sales
+notices, reports), costs one render of the compiled template.
 """
 from __future__ import annotations
 
@@ -19,13 +22,15 @@ import re
 import threading
 import time
 import weakref
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Hashable
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from jinja2 import BaseLoader, ChainableUndefined, Environment, FileSystemLoader, Template, Undefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from .slots import Filled, SlotPlan
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +46,9 @@ INLINE_FORMAT = "1"
 #: checks (``plain_view``): the composer's frozen views of a lead and of the sender.
 _PLAIN_VIEWS: set[type] = set()
 _MISSING = object()
+#: Context names whose values are the same for every email of a step (``Composer.context``):
+#: a slot plan renders them into its text; every other name is a per-email slot.
+STEP_CONSTANTS = frozenset({"campaign", "step", "preheader", "sender"})
 
 
 def plain_view(cls: type) -> type:
@@ -100,6 +108,13 @@ class CompiledEmail:
     text: Template
     files: list[tuple[str, float]]
     checked_at: float = 0.0
+    #: The sources the two were compiled from, one file each (layout merged in): what slot
+    #: plans are made of. None: no plans, every email is rendered in full.
+    html_source: str | None = None
+    text_source: str | None = None
+    #: (step key, subject, context names) -> the step's plans (subject, HTML, text; None each
+    #: where a template cannot be planned). Dropped with this entry when a file changes.
+    plans: dict[Hashable, tuple[SlotPlan | None, SlotPlan | None, SlotPlan | None]] = field(default_factory=dict)
 
     def is_current(self) -> bool:
         """Its files unchanged (checked at most once a second: four ``stat`` calls an email added up)."""
@@ -151,11 +166,13 @@ class Renderer:
         inlined = inline_css(flat, self.cache_dir)
         self.inline_count += 1
         html = self.sandbox.from_string(inlined)
-        # Text bodies need no inlining: they use ordinary inheritance, compiled once here.
+        # Text bodies need no inlining: they use ordinary inheritance, compiled once here. The
+        # flattened text is what its slot plan is made of (checked against this template).
         text = self.text_sandbox.get_template(text_name)
+        flat_text = flattener.get_template(text_name).render()
         text_file = self.templates_dir / text_name
         files = loader.files + [(str(text_file), os.path.getmtime(text_file))]
-        return CompiledEmail(html, text, files)
+        return CompiledEmail(html, text, files, html_source=inlined, text_source=flat_text)
 
     def subject(self, source: str) -> Template:
         template = self._subjects.get(source)
@@ -174,6 +191,58 @@ class Renderer:
         else:  # no tag can start without a brace: the subject is its own rendering, no Jinja context
             rendered_subject = " ".join(subject.split())
         return rendered_subject, render_template(compiled.html, context), render_template(compiled.text, context)
+
+    def render_step(self, html_name: str, text_name: str, subject: str, context: dict[str, Any],
+                    step_key: Hashable) -> StepEmail:
+        """One nurture email, filled into its step's slot plans where it can be.
+
+        ``step_key`` names the values of :data:`STEP_CONSTANTS` in ``context``: equal keys must
+        mean equal values. The bodies come quoted-printable too where the plans made them.
+        """
+        compiled = self.compiled(html_name, text_name)
+        if compiled.html_source is None:
+            return StepEmail(*self.render(html_name, text_name, subject, context))
+        key = (step_key, subject, frozenset(context))
+        plans = compiled.plans.get(key)
+        if plans is None:
+            constants = {name: context[name] for name in STEP_CONSTANTS if name in context}
+            per_email = set(context) - STEP_CONSTANTS
+            with self._lock:
+                plans = compiled.plans[key] = (
+                    SlotPlan.build(self.subject(subject).environment, subject, constants, per_email, render_template)
+                    if "{" in subject else None,
+                    SlotPlan.build(self.sandbox, compiled.html_source, constants, per_email, render_template),
+                    SlotPlan.build(self.text_sandbox, compiled.text_source or "", constants, per_email,
+                                   render_template),
+                )
+        subject_plan, html_plan, text_plan = plans
+        memo: dict[Hashable, Any] = {}  # what the three plans share: evaluated once
+        if "{" in subject:
+            rendered = _filled(subject_plan, context, memo, lambda: render_template(self.subject(subject), context),
+                               body=False)
+            rendered_subject = " ".join(rendered.text.split())
+        else:
+            rendered_subject = " ".join(subject.split())
+        html = _filled(html_plan, context, memo, lambda: render_template(compiled.html, context))
+        text = _filled(text_plan, context, memo, lambda: render_template(compiled.text, context))
+        return StepEmail(rendered_subject, html.text, text.text, html.quoted_printable, text.quoted_printable)
+
+
+class StepEmail(NamedTuple):
+    subject: str
+    html: str
+    text: str
+    #: The bodies quoted-printable (``mime.OutgoingEmail.encoded_bodies``), where plans made them.
+    html_qp: bytes | None = None
+    text_qp: bytes | None = None
+
+
+def _filled(plan: SlotPlan | None, context: dict[str, Any], memo: dict[Hashable, Any],
+            full: Callable[[], str], body: bool = True) -> Filled:
+    """The plan's text for this email, or the full render where the step has no plan."""
+    if plan is None:
+        return Filled(full(), None)
+    return plan.fill(context, full, memo, body)
 
 
 #: Each template's globals (a ``ChainMap`` of its own over its environment's) as one plain dict.
