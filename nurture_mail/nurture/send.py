@@ -569,7 +569,7 @@ def record_outcomes(session: Session, svc: Services, outcomes: list[SendOutcome]
 
     The ``sent`` emails, nearly all of a batch, are written at the driver level (``leads/bulk.py``:
     values converted with SQLAlchemy's own type processors, each distinct one once): a handful
-    of statements per batch whatever its size. The rare other outcomes are one Core statement each.
+    of statements per batch whatever its size. The rare other outcomes are one or two ORM UPDATEs each.
     """
     report = report or BatchReport()
     bulk = Bulk(session)
