@@ -33,13 +33,13 @@ from datetime import time as dt_time
 from typing import Any
 
 from redis.exceptions import RedisError
-from sqlalchemy import Integer, bindparam, case, func, literal, select, update
-from sqlalchemy.dialects import postgresql
+from sqlalchemy import JSON, select, update
 from sqlalchemy.orm import Session
 
 from ..engine.plan import SendWindow
 from ..engine.schedule import next_in_window, zone
 from ..extensions import Services
+from ..leads.bulk import SQLITE_MAX_PARAMETERS, Bulk, memoized
 from ..mail.compose import Composer
 from ..mail.dkim import DkimSigner
 from ..mail.outbox import signed_message
@@ -73,7 +73,6 @@ from ..models import (
 from ..resilience import is_db_outage, retry_db
 from .inflight import taken
 from .journal import JournalUnavailable, JournalWriter, SentJournal
-from .sql import insert_ignoring_conflicts
 from .suppression import suppression_scopes
 
 log = logging.getLogger(__name__)
@@ -182,29 +181,59 @@ class BatchReport:
 
 
 def claim(session: Session, delivery_ids: list[int], now: datetime) -> list[int]:
-    """Atomically move still-queued deliveries to ``sending``; returns the ids this caller owns."""
-    result = session.execute(
-        update(Delivery)
-        .where(Delivery.id.in_(delivery_ids), Delivery.status == DeliveryStatus.queued)
-        .values(status=DeliveryStatus.sending, claimed_at=now, attempts=Delivery.attempts + 1)
-        .returning(Delivery.id)
-    )
-    return sorted(row[0] for row in result)
+    """Atomically move still-queued deliveries to ``sending``; returns the ids this caller owns.
+
+    One ``UPDATE … RETURNING`` at the driver level (``leads/bulk.py``): no ORM update machinery.
+    """
+    rows = Bulk(session).update_where_in(
+        _DELIVERY, "id", delivery_ids, {"status": DeliveryStatus.sending, "claimed_at": now},
+        only_if=("status", [DeliveryStatus.queued]), increment=["attempts"], returning=["id"])
+    return sorted(row[0] for row in rows)
+
+
+_DELIVERY = Delivery.__table__
+_ENROLLMENT = Enrollment.__table__
+_LEAD = Lead.__table__
+#: What ``load_items`` reads, in this order: (alias, column) of the delivery (d), enrollment (e) and lead (l).
+_ITEM_COLUMNS = [("d", _DELIVERY.c[name]) for name in
+                 ("id", "lead_id", "enrollment_id", "step_id", "scheduled_for", "attempts")] + \
+                [("e", _ENROLLMENT.c.state)] + \
+                [("l", _LEAD.c[name]) for name in ("id", "email", "first_name", "last_name", "title", "company",
+                                                   "timezone", "custom_fields", "status", "consent", "soft_bounces")]
 
 
 def load_items(session: Session, ids: list[int]) -> list[SendItem]:
-    """Deliveries with their lead, enrollment state, step, links and campaign: four queries."""
-    rows = session.execute(
-        select(Delivery.id, Delivery.lead_id, Delivery.enrollment_id, Delivery.step_id, Delivery.scheduled_for,
-               Delivery.attempts, Enrollment.state, Lead.id, Lead.email, Lead.first_name, Lead.last_name,
-               Lead.title, Lead.company, Lead.timezone, Lead.custom_fields, Lead.status, Lead.consent,
-               Lead.soft_bounces)
-        .join(Enrollment, Enrollment.id == Delivery.enrollment_id)
-        .join(Lead, Lead.id == Delivery.lead_id)
-        .where(Delivery.id.in_(ids))
-        .order_by(Delivery.id)
-    ).all()
-    steps = _steps(session, {r[3] for r in rows})
+    """Deliveries with their lead, enrollment state, step, links and campaign: four queries.
+
+    The first at the driver level, its values converted with SQLAlchemy's own result processors
+    (each distinct datetime, enum or flag once per batch; JSON once per row).
+    """
+    if not ids:
+        return []
+    bulk = Bulk(session)
+    quote = bulk.quote
+    head = (f"SELECT {', '.join(f'{alias}.{quote(c.name)}' for alias, c in _ITEM_COLUMNS)} FROM "
+            f"{{source}} JOIN {quote(_ENROLLMENT.name)} AS e ON e.id = d.enrollment_id "
+            f"JOIN {quote(_LEAD.name)} AS l ON l.id = d.lead_id {{where}}ORDER BY d.id")
+    raw: list[tuple[Any, ...]] = []
+    description: Any = None
+    if bulk.postgresql:
+        (array,), params = bulk.pg_arrays(_DELIVERY, ["id"], [list(ids)])
+        raw, description = bulk.query(head.format(
+            source=f"unnest({array}) AS wanted(k) JOIN {quote(_DELIVERY.name)} AS d ON d.id = wanted.k", where=""),
+            params)
+    else:
+        for start in range(0, len(ids), SQLITE_MAX_PARAMETERS):
+            part = list(ids[start:start + SQLITE_MAX_PARAMETERS])
+            rows, description = bulk.query(head.format(
+                source=f"{quote(_DELIVERY.name)} AS d", where=f"WHERE d.id IN ({', '.join('?' * len(part))}) "), part)
+            raw.extend(rows)
+        raw.sort(key=lambda r: r[0])
+    if not raw:
+        return []
+    table_columns = [c for _, c in _ITEM_COLUMNS]
+    columns = _converted([list(c) for c in zip(*raw)], table_columns, bulk.result_processors(table_columns, description))
+    steps = _steps(session, set(columns[3]))
     return [
         SendItem(
             id=r[0], lead_id=r[1], enrollment_id=r[2], scheduled_for=r[4], attempts=r[5], enrollment_state=r[6],
@@ -213,34 +242,64 @@ def load_items(session: Session, ids: list[int]) -> list[SendItem]:
                          soft_bounces=r[17]),
             step=steps[r[3]],
         )
-        for r in rows
+        for r in zip(*columns)
     ]
 
 
+def _converted(columns: list[list[Any]], table_columns: list[Any], processors: list[Any]) -> list[list[Any]]:
+    """Each column through its result processor: other values once each, JSON documents (mutable) once per row."""
+    out: list[list[Any]] = []
+    for values, column, processor in zip(columns, table_columns, processors, strict=True):
+        if processor is None:
+            out.append(values)
+        elif isinstance(column.type, JSON):
+            out.append([processor(v) for v in values])
+        else:
+            out.append(memoized(processor, values, {}))
+    return out
+
+
+_LINK_COLUMNS = [Link.__table__.c[name] for name in ("step_id", "id", "name", "url", "topic", "hand_raiser")]
+_STEP_COLUMNS = [("s", Step.__table__.c[name]) for name in
+                 ("id", "key", "subject", "preheader", "html_template", "text_template", "teaches")] + \
+                [("c", Campaign.__table__.c[name]) for name in ("id", "slug", "name", "cadence_seconds",
+                                                                "window_start_minute", "window_end_minute",
+                                                                "weekdays_only")]
+
+
 def _steps(session: Session, step_ids: set[int]) -> dict[int, StepRow]:
+    """The batch's few steps with their links and campaigns: two queries at the driver level."""
     if not step_ids:
         return {}
+    bulk = Bulk(session)
+    quote = bulk.quote
+    wanted = sorted(step_ids)
+    marks = ", ".join([bulk.mark] * len(wanted))
     links: dict[int, list[LinkRow]] = {i: [] for i in step_ids}
-    for link in session.execute(
-        select(Link.step_id, Link.id, Link.name, Link.url, Link.topic, Link.hand_raiser)
-        .where(Link.step_id.in_(step_ids)).order_by(Link.step_id, Link.position)
-    ):
+    for link in _selected(bulk, f"SELECT {', '.join(quote(c.name) for c in _LINK_COLUMNS)} FROM "
+                                f"{quote(Link.__table__.name)} WHERE step_id IN ({marks}) ORDER BY step_id, position",
+                          wanted, _LINK_COLUMNS):
         links[link[0]].append(LinkRow(link[1], link[2], link[3], link[4], link[5]))
     campaigns: dict[int, CampaignRow] = {}
     result: dict[int, StepRow] = {}
-    # Columns, not entities: an ORM entity row costs a row processor built per statement.
-    for r in session.execute(
-        select(Step.id, Step.key, Step.subject, Step.preheader, Step.html_template, Step.text_template, Step.teaches,
-               Campaign.id, Campaign.slug, Campaign.name, Campaign.cadence_seconds, Campaign.window_start_minute,
-               Campaign.window_end_minute, Campaign.weekdays_only)
-        .join(Campaign, Campaign.id == Step.campaign_id).where(Step.id.in_(step_ids))
-    ):
+    for r in _selected(bulk, f"SELECT {', '.join(f'{alias}.{quote(c.name)}' for alias, c in _STEP_COLUMNS)} FROM "
+                             f"{quote(Step.__table__.name)} AS s JOIN {quote(Campaign.__table__.name)} AS c "
+                             f"ON c.id = s.campaign_id WHERE s.id IN ({marks})",
+                       wanted, [c for _, c in _STEP_COLUMNS]):
         campaign = campaigns.get(r[7])
         if campaign is None:
             campaign = campaigns[r[7]] = CampaignRow(r[7], r[8], r[9], r[10], SendWindow(
                 start=dt_time(r[11] // 60, r[11] % 60), end=dt_time(r[12] // 60, r[12] % 60), weekdays_only=r[13]))
         result[r[0]] = StepRow(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6] or ()), tuple(links[r[0]]), campaign)
     return result
+
+
+def _selected(bulk: Bulk, sql: str, params: list[Any], columns: list[Any]) -> list[tuple[Any, ...]]:
+    """The rows of ``sql`` (selecting ``columns``), as SQLAlchemy's result would give them."""
+    raw, description = bulk.query(sql, params)
+    if not raw:
+        return []
+    return list(zip(*_converted([list(c) for c in zip(*raw)], columns, bulk.result_processors(columns, description))))
 
 
 # -- sending ------------------------------------------------------------------------------------
@@ -508,14 +567,19 @@ def record_outcomes(session: Session, svc: Services, outcomes: list[SendOutcome]
                     report: BatchReport | None = None) -> None:
     """Write what happened to each email: the ledger, the enrollment's next touch, knowledge.
 
-    Statements are executed once per kind of change with many parameter sets, so a batch of
-    250 costs a handful of round trips.
+    The ``sent`` emails, nearly all of a batch, are written at the driver level (``leads/bulk.py``:
+    values converted with SQLAlchemy's own type processors, each distinct one once): a handful
+    of statements per batch whatever its size. The rare other outcomes are one or two ORM UPDATEs each.
     """
     report = report or BatchReport()
-    outcomes = _still_sending(session, outcomes)
+    bulk = Bulk(session)
     sent = [o for o in outcomes if o.kind == "sent"]
+    if len(sent) < len(outcomes) or not bulk.postgresql:
+        # On PostgreSQL a batch of only ``sent`` outcomes is settled by the statement that marks them.
+        outcomes = _still_sending(bulk, outcomes)
+        sent = [o for o in outcomes if o.kind == "sent"]
     if sent:
-        _record_sent(session, svc, sent)
+        sent = _record_sent(session, bulk, svc, sent)
         report.sent += len(sent)
     for outcome in outcomes:
         if outcome.kind == "temporary":
@@ -551,82 +615,94 @@ def record_outcomes(session: Session, svc: Services, outcomes: list[SendOutcome]
             report.deferred += 1
 
 
-def _still_sending(session: Session, outcomes: list[SendOutcome]) -> list[SendOutcome]:
+def _still_sending(bulk: Bulk, outcomes: list[SendOutcome]) -> list[SendOutcome]:
     """Only deliveries still ``sending`` are settled: writing the same outcomes twice (a retried
     commit, a tick's recovery racing the worker) changes nothing the second time. The rows are
-    locked (PostgreSQL) so two settlers of one delivery take turns."""
+    locked (PostgreSQL), in id order, so two settlers of one delivery take turns."""
     if not outcomes:
         return outcomes
-    ids = [o.item.id for o in outcomes]
-    sending: set[int] = set()
-    for start in range(0, len(ids), 1000):
-        sending.update(session.scalars(
-            select(Delivery.id).where(Delivery.id.in_(ids[start:start + 1000]),
-                                      Delivery.status == DeliveryStatus.sending)
-            .order_by(Delivery.id).with_for_update()
-        ))
-    return [o for o in outcomes if o.item.id in sending]
+    ids = sorted({o.item.id for o in outcomes})
+    sending = bulk.value(_DELIVERY, "status", DeliveryStatus.sending)
+    head = f"SELECT id FROM {bulk.quote(_DELIVERY.name)} WHERE status = {bulk.mark} AND id "
+    if bulk.postgresql:
+        (array,), params = bulk.pg_arrays(_DELIVERY, ["id"], [ids])
+        rows = bulk.execute(f"{head}= ANY({array}) ORDER BY id FOR UPDATE", [sending, *params])
+    else:
+        rows = []
+        for start in range(0, len(ids), SQLITE_MAX_PARAMETERS - 1):
+            part = ids[start:start + SQLITE_MAX_PARAMETERS - 1]
+            rows.extend(bulk.execute(f"{head}IN ({', '.join('?' * len(part))})", [sending, *part]))
+    still = {row[0] for row in rows}
+    return [o for o in outcomes if o.item.id in still]
 
 
-_DELIVERY = Delivery.__table__
-_ENROLLMENT = Enrollment.__table__
-_LEAD = Lead.__table__
-#: Built once per process, not per batch (SQLAlchemy caches their compiled form by structure).
-_MARK_SENT = update(_DELIVERY).where(_DELIVERY.c.id == bindparam("d_id")).values(
-    status=DeliveryStatus.sent.value, sent_at=bindparam("d_sent_at"), message_id=bindparam("d_message_id"),
-    last_error=None)
-# One statement for both: an enrollment paused or exited meanwhile still counts the touch, but
-# keeps its next_send_at (no next touch).
-_TOUCHED = update(_ENROLLMENT).where(_ENROLLMENT.c.id == bindparam("e_id")).values(
-    touches_sent=_ENROLLMENT.c.touches_sent + 1, last_sent_at=bindparam("e_sent_at"),
-    next_send_at=case((_ENROLLMENT.c.state == EnrollmentState.active.value,
-                       bindparam("e_next", type_=_ENROLLMENT.c.next_send_at.type)),
-                      else_=_ENROLLMENT.c.next_send_at))
-_NURTURING = update(_LEAD).where(_LEAD.c.id.in_(bindparam("ids", expanding=True)),
-                                 _LEAD.c.status.in_([LeadStatus.new, LeadStatus.recycled])).values(
-    status=LeadStatus.nurturing)
+#: The sent batch's rows: one array (PostgreSQL) or executemany column each.
+_SENT_COLUMNS = ("id", "enrollment_id", "sent_at", "message_id")
 
 
-def _unnested(columns: dict[str, tuple[Any, list[Any]]]):
-    """``SELECT unnest(:a) AS a, unnest(:b) AS b, …``: a batch's rows as one array per column."""
-    return select(*(func.unnest(literal(values, postgresql.ARRAY(type_))).label(name)
-                    for name, (type_, values) in columns.items())).subquery("v")
-
-
-def _record_sent(session: Session, svc: Services, sent: list[SendOutcome]) -> None:
-    connection = session.connection()  # Core statements: no ORM bulk-update machinery per batch
+def _record_sent(session: Session, bulk: Bulk, svc: Services, sent: list[SendOutcome]) -> list[SendOutcome]:
+    """Mark the deliveries sent, count the touch on their enrollments (the next one scheduled if
+    still active), move new leads to nurturing, expose the topics taught; returns the outcomes
+    settled (on PostgreSQL only those still ``sending``; elsewhere ``_still_sending`` chose them)."""
     nexts = [_next_touch(svc, o) for o in sent]
-    enrollment_ids = [o.item.enrollment_id for o in sent]
-    if connection.dialect.name == "postgresql" and len(set(enrollment_ids)) == len(enrollment_ids):
-        # One statement each for the batch, one array parameter per column: an executemany runs
-        # (and converts) the UPDATE once per row. (Two deliveries of one enrollment in a batch
-        # would count the touch once here: the executemany below counts each.)
-        times = [o.sent_at for o in sent]
-        v = _unnested({"id": (Integer(), [o.item.id for o in sent]), "sent_at": (_DELIVERY.c.sent_at.type, times),
-                       "message_id": (_DELIVERY.c.message_id.type, [o.message_id for o in sent])})
-        connection.execute(update(_DELIVERY).where(_DELIVERY.c.id == v.c.id).values(
-            status=DeliveryStatus.sent.value, sent_at=v.c.sent_at, message_id=v.c.message_id, last_error=None))
-        e = _unnested({"id": (Integer(), enrollment_ids), "sent_at": (_ENROLLMENT.c.last_sent_at.type, times),
-                       "next": (_ENROLLMENT.c.next_send_at.type, nexts)})
-        connection.execute(update(_ENROLLMENT).where(_ENROLLMENT.c.id == e.c.id).values(
-            touches_sent=_ENROLLMENT.c.touches_sent + 1, last_sent_at=e.c.sent_at,
-            next_send_at=case((_ENROLLMENT.c.state == EnrollmentState.active.value, e.c.next),
-                              else_=_ENROLLMENT.c.next_send_at)))
+    delivery = bulk.column_values(_DELIVERY, _SENT_COLUMNS, [(o.item.id, o.item.enrollment_id, o.sent_at, o.message_id)
+                                                             for o in sent])
+    (next_values,) = bulk.column_values(_ENROLLMENT, ["next_send_at"], [(n,) for n in nexts])
+    sent_status = bulk.value(_DELIVERY, "status", DeliveryStatus.sent)
+    active = bulk.value(_ENROLLMENT, "state", EnrollmentState.active)
+    ids, enrollment_ids, times, message_ids = delivery
+    # An enrollment paused or exited meanwhile still counts the touch, but keeps its next_send_at.
+    e = bulk.quote(_ENROLLMENT.name)
+    touch = (f"UPDATE {e} SET touches_sent = touches_sent + 1, last_sent_at = {bulk.mark}, next_send_at = "
+             f"CASE WHEN state = {bulk.mark} THEN {bulk.mark} ELSE next_send_at END WHERE id = {bulk.mark}")
+    if bulk.postgresql:
+        # Two deliveries of one enrollment in a batch: the touch counted by an executemany, once per row
+        # (an UPDATE … FROM changes a row once whatever the number of rows it joins).
+        once = len(set(enrollment_ids)) == len(enrollment_ids)
+        arrays, params = bulk.pg_arrays(_DELIVERY, _SENT_COLUMNS, delivery)
+        (next_array,), next_params = bulk.pg_arrays(_ENROLLMENT, ["next_send_at"], [next_values])
+        sending = bulk.value(_DELIVERY, "status", DeliveryStatus.sending)
+        statement = _pg_mark_sent(bulk, ", ".join([*arrays, next_array]), touch=once)
+        settled = {row[0] for row in bulk.execute(statement, [*params, *next_params, sending,
+                                                              *([active] if once else []), sent_status])}
+        if not once:
+            bulk.execute(touch, [(t, active, n, i) for d, i, t, n in zip(ids, enrollment_ids, times, next_values)
+                                 if d in settled], many=True)
+        if len(settled) < len(sent):
+            sent = [o for o in sent if o.item.id in settled]
     else:  # SQLite runs an executemany in C
-        connection.execute(_MARK_SENT, [{"d_id": o.item.id, "d_sent_at": o.sent_at, "d_message_id": o.message_id}
-                                        for o in sent])
-        connection.execute(_TOUCHED, [{"e_id": o.item.enrollment_id, "e_sent_at": o.sent_at, "e_next": n}
-                                      for o, n in zip(sent, nexts)])
+        d = bulk.quote(_DELIVERY.name)
+        bulk.execute(f"UPDATE {d} SET status = ?, sent_at = ?, message_id = ?, last_error = NULL WHERE id = ?",
+                     [(sent_status, t, m, i) for i, t, m in zip(ids, times, message_ids)], many=True)
+        bulk.execute(touch, [(t, active, n, i) for i, t, n in zip(enrollment_ids, times, next_values)], many=True)
     _reset_soft_bounces(session, sent)
     fresh = {o.item.lead_id for o in sent if o.item.lead.status in (LeadStatus.new, LeadStatus.recycled)}
     if fresh:
-        connection.execute(_NURTURING, {"ids": sorted(fresh)})
+        bulk.update_where_in(_LEAD, "id", sorted(fresh), {"status": LeadStatus.nurturing},
+                             only_if=("status", [LeadStatus.new, LeadStatus.recycled]))
     exposures: dict[tuple[int, str], tuple[int, datetime]] = {}
     for o in sent:
         for topic in o.item.step.teaches:
             exposures.setdefault((o.item.lead_id, topic), (o.item.id, o.accepted_at))
     if exposures:
-        _expose(session, exposures)
+        _expose(bulk, exposures)
+    return sent
+
+
+def _pg_mark_sent(bulk: Bulk, arrays: str, touch: bool) -> str:
+    """PostgreSQL, one statement: lock the batch's deliveries still ``sending`` in id order (as
+    ``_still_sending``), mark those sent and (``touch``) count the touch on their enrollments;
+    returns their ids. Parameters: the arrays, ``sending``, [``active``,] ``sent``."""
+    d, e = bulk.quote(_DELIVERY.name), bulk.quote(_ENROLLMENT.name)
+    touched = (f"touched AS (UPDATE {e} SET touches_sent = {e}.touches_sent + 1, last_sent_at = v.sent_at, "
+               f"next_send_at = CASE WHEN {e}.state = %s THEN v.next_send_at ELSE {e}.next_send_at END "
+               f"FROM settled JOIN v ON v.id = settled.id WHERE {e}.id = v.enrollment_id), ") if touch else ""
+    return (f"WITH v AS MATERIALIZED (SELECT * FROM unnest({arrays}) AS v({', '.join(_SENT_COLUMNS)}, next_send_at)), "
+            f"settled AS MATERIALIZED (SELECT {d}.id FROM {d} JOIN v ON {d}.id = v.id WHERE {d}.status = %s "
+            f"ORDER BY {d}.id FOR UPDATE OF {d}), {touched}"
+            f"marked AS (UPDATE {d} SET status = %s, sent_at = v.sent_at, message_id = v.message_id, last_error = NULL "
+            f"FROM settled JOIN v ON v.id = settled.id WHERE {d}.id = settled.id RETURNING {d}.id) "
+            f"SELECT id FROM marked")
 
 
 def _reset_soft_bounces(session: Session, sent: list[SendOutcome]) -> None:
@@ -657,31 +733,45 @@ def _next_touch(svc: Services, outcome: SendOutcome) -> datetime:
                           zone(outcome.item.lead.timezone, svc.config.default_timezone), campaign.window)
 
 
-_EXPOSE: dict[str, Any] = {}
+def _expose(bulk: Bulk, exposures: dict[tuple[int, str], tuple[int, datetime]]) -> None:
+    """Unknown topics of delivered steps become ``exposed``, with the delivery as evidence.
 
-
-def _expose(session: Session, exposures: dict[tuple[int, str], tuple[int, datetime]]) -> None:
-    """Unknown topics of delivered steps become ``exposed``, with the delivery as evidence."""
-    dialect = session.get_bind().dialect.name
-    statement = _EXPOSE.get(dialect)
-    if statement is None:
-        knowledge = Knowledge.__table__
-        statement = _EXPOSE[dialect] = insert_ignoring_conflicts(session, knowledge, ["lead_id", "topic"]).returning(
-            knowledge.c.lead_id, knowledge.c.topic, knowledge.c.updated_at)
-    rows = [dict(lead_id=lead_id, topic=topic, level=KnowledgeLevel.exposed, updated_at=at)
-            for (lead_id, topic), (_, at) in exposures.items()]
-    connection = session.connection()
-    # executemany with RETURNING ("insertmanyvalues"): rows that already existed return nothing.
-    inserted = connection.execute(statement, rows).all()
+    ``ON CONFLICT DO NOTHING RETURNING``: rows that already existed return nothing and get no evidence.
+    """
+    level = KnowledgeLevel.exposed
+    if bulk.postgresql:
+        _pg_expose(bulk, exposures)
+        return
+    inserted = set(bulk.insert(_KNOWLEDGE, ["lead_id", "topic", "level", "updated_at"],
+                               [(lead_id, topic, level, at) for (lead_id, topic), (_, at) in exposures.items()],
+                               on_conflict_do_nothing=["lead_id", "topic"], returning=["lead_id", "topic"]))
     if inserted:
-        connection.execute(_EVIDENCE, [
-            dict(lead_id=lead_id, topic=topic, level=KnowledgeLevel.exposed.value, source="delivery",
-                 delivery_id=exposures[(lead_id, topic)][0], at=at)
-            for lead_id, topic, at in inserted
-        ])
+        bulk.insert(_EVIDENCE, ["lead_id", "topic", "level", "source", "delivery_id", "at"],
+                    [(lead_id, topic, level, "delivery", delivery_id, at)
+                     for (lead_id, topic), (delivery_id, at) in exposures.items() if (lead_id, topic) in inserted])
 
 
-_EVIDENCE = KnowledgeEvidence.__table__.insert()
+def _pg_expose(bulk: Bulk, exposures: dict[tuple[int, str], tuple[int, datetime]]) -> None:
+    """PostgreSQL, one statement: the knowledge rows inserted in the order of ``exposures`` (those
+    that existed skipped), then an evidence row for each one inserted, in the same order."""
+    names = ["lead_id", "topic", "delivery_id", "at"]
+    values = bulk.column_values(_EVIDENCE, names, [(lead_id, topic, delivery_id, at)
+                                                   for (lead_id, topic), (delivery_id, at) in exposures.items()])
+    arrays, params = bulk.pg_arrays(_EVIDENCE, names, values)
+    level = bulk.value(_KNOWLEDGE, "level", KnowledgeLevel.exposed)
+    k, evidence = bulk.quote(_KNOWLEDGE.name), bulk.quote(_EVIDENCE.name)
+    bulk.execute(
+        f"WITH v AS MATERIALIZED (SELECT * FROM unnest({', '.join(arrays)}) WITH ORDINALITY AS v({', '.join(names)}, n)), "
+        f"inserted AS (INSERT INTO {k} (lead_id, topic, level, updated_at) SELECT lead_id, topic, %s, at FROM v "
+        f"ORDER BY n ON CONFLICT (lead_id, topic) DO NOTHING RETURNING lead_id, topic) "
+        f"INSERT INTO {evidence} (lead_id, topic, level, source, delivery_id, at) "
+        f"SELECT v.lead_id, v.topic, %s, %s, v.delivery_id, v.at FROM v "
+        f"JOIN inserted ON inserted.lead_id = v.lead_id AND inserted.topic = v.topic ORDER BY v.n",
+        [*params, level, bulk.value(_EVIDENCE, "level", KnowledgeLevel.exposed), "delivery"])
+
+
+_KNOWLEDGE = Knowledge.__table__
+_EVIDENCE = KnowledgeEvidence.__table__
 
 
 def _set_delivery(session: Session, delivery_id: int, **values: Any) -> None:

@@ -125,3 +125,14 @@ def test_text_that_would_not_survive_the_joined_transport_is_stored_as_given(bed
     assert [stored[f"odd{n}@acme.example"] for n in range(len(awkward))] == awkward
     assert [firsts[f"odd{n}@acme.example"] for n in range(len(awkward))] == ["" if n % 2 else None
                                                                             for n in range(len(awkward))]
+
+
+def test_a_whole_second_is_stored_as_core_stores_it(bed):
+    """SQLite: the dialect's datetime text ("….000000"), not the driver's adaptation (which drops it)."""
+    whole = NOW.replace(microsecond=0)
+    with bed.svc.db.session() as session:
+        rows = [{**_lead(f"{p}@acme.example", 1), "created_at": whole, "updated_at": whole} for p in ("core", "fast")]
+        session.execute(insert(Lead.__table__), rows[:1])
+        Bulk(session).insert(Lead.__table__, LEAD_COLUMNS, [tuple(rows[1][c] for c in LEAD_COLUMNS)])
+        core, fast = (_raw(session, "lead", f"email = '{p}@acme.example'")[0][1:] for p in ("core", "fast"))
+    assert core == fast
