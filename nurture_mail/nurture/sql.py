@@ -91,16 +91,20 @@ def insert_columns_returning_ids(session: Session, table: Table, columns: dict[s
 
     On PostgreSQL one statement, whatever the count: ``INSERT … SELECT unnest(:ints1::int[]), …,
     :constant1, … RETURNING id``, each integer column one parameter in its text form and each
-    constant one scalar (not an array of a repeated value to convert). Elsewhere an executemany.
+    constant one scalar (not an array of a repeated value to convert). Elsewhere multi-row VALUES
+    at the driver level (``leads/bulk.py``).
     """
     count = len(next(iter(columns.values()))) if columns else 0
     if not count:
         return []
-    statement = insert_ignoring_conflicts(session, table, conflict_columns)
     if session.get_bind().dialect.name != "postgresql":
-        names = list(columns)
-        rows = [dict(zip(names, values), **constants) for values in zip(*columns.values())]
-        return list(session.scalars(statement.returning(table.c.id), rows))
+        # At the driver: each constant converted once (a tick's three timestamps were converted
+        # per row by SQLAlchemy's executemany), rows as VALUES lists (``leads/bulk.py``).
+        from ..leads.bulk import Bulk
+
+        rows = [(*values, *constants.values()) for values in zip(*columns.values())]
+        return [row[0] for row in Bulk(session).insert(table, [*columns, *constants], rows,
+                                                        on_conflict_do_nothing=conflict_columns, returning=["id"])]
     selected: list[Any] = [func.unnest(int_array(values)) for values in columns.values()]
     selected += [literal(value, table.c[name].type) for name, value in constants.items()]
     insert = postgresql.insert(table).from_select([*columns, *constants], select(*selected))
