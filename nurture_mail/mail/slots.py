@@ -314,19 +314,23 @@ class Filled(NamedTuple):
 
 _SOFT_BREAK = b"=\r\n"
 _QP_LINE = 76
+_DOT = ord(".")
 
 
 def _qp(text: str) -> bytes:
     """``text`` as quoted-printable lines that each end in a line break, soft where the text has
     none: such pieces join into one body that decodes to their concatenation, CRLF line breaks,
-    no line over 76 characters (RFC 2045 §6.7)."""
+    no line over 76 characters (RFC 2045 §6.7), and none starting with a dot (written ``=2E``),
+    so SMTP has no dot to double in a body made of them."""
     if text.isascii() and text.isprintable() and "=" not in text and text[-1:] != " ":
         # What most values are (a name, a tracked URL): each character stands for itself, so
         # the text is only cut into lines.
         data = text.encode("ascii")
-        if len(data) < _QP_LINE:
-            return data + _SOFT_BREAK
-        return _SOFT_BREAK.join([data[i:i + _QP_LINE - 1] for i in range(0, len(data), _QP_LINE - 1)]) + _SOFT_BREAK
+        step = _QP_LINE - 1
+        if not any(data[i] == _DOT for i in range(0, len(data), step)):
+            if len(data) <= step:
+                return data + _SOFT_BREAK
+            return _SOFT_BREAK.join([data[i:i + step] for i in range(0, len(data), step)]) + _SOFT_BREAK
     if text.endswith("\n"):
         encoded = binascii.b2a_qp(text.replace("\n", "\r\n").encode("utf-8"), istext=True)
     else:
@@ -334,18 +338,20 @@ def _qp(text: str) -> bytes:
         # sees) and encodes the white space before it; that break then becomes a soft one.
         encoded = binascii.b2a_qp((text + "\n").replace("\n", "\r\n").encode("utf-8"), istext=True)
         encoded = encoded[:-2] + _SOFT_BREAK
-    return encoded if len(encoded) <= _QP_LINE else _fold(encoded)
+    return _lines(encoded)
 
 
-def _fold(encoded: bytes) -> bytes:
-    """Lines over 76 characters cut with soft breaks, never inside an ``=XX`` escape: b2a_qp
+def _lines(encoded: bytes) -> bytes:
+    """Lines over 76 characters cut with soft breaks, never inside an ``=XX`` escape (b2a_qp
     writes 77 when it encodes white space at the end of a full line, and a soft break added
-    above can make one 77 too."""
+    above can make one 77 too), and a dot that starts a line written ``=2E``."""
     lines = encoded.split(b"\r\n")
-    if max(map(len, lines)) <= _QP_LINE:
+    if max(map(len, lines)) <= _QP_LINE and not any(line[:1] == b"." for line in lines):
         return encoded
     out = []
     for line in lines:
+        if line[:1] == b".":
+            line = b"=2E" + line[1:]
         while len(line) > _QP_LINE:
             cut = _QP_LINE - 1
             if line[cut - 1:cut] == b"=":
@@ -354,6 +360,8 @@ def _fold(encoded: bytes) -> bytes:
                 cut -= 2
             out.append(line[:cut] + b"=")
             line = line[cut:]
+            if line[:1] == b".":
+                line = b"=2E" + line[1:]
         out.append(line)
     return b"\r\n".join(out)
 
