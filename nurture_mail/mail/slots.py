@@ -314,7 +314,6 @@ class Filled(NamedTuple):
 
 _SOFT_BREAK = b"=\r\n"
 _QP_LINE = 76
-_DOT = ord(".")
 
 
 def _qp(text: str) -> bytes:
@@ -326,10 +325,11 @@ def _qp(text: str) -> bytes:
         # What most values are (a name, a tracked URL): each character stands for itself, so
         # the text is only cut into lines.
         data = text.encode("ascii")
-        step = _QP_LINE - 1
-        if not any(data[i] == _DOT for i in range(0, len(data), step)):
-            if len(data) <= step:
+        if len(data) < _QP_LINE:
+            if data[:1] != b".":
                 return data + _SOFT_BREAK
+        elif b"." not in data[::_QP_LINE - 1]:  # the first character of each line
+            step = _QP_LINE - 1
             return _SOFT_BREAK.join([data[i:i + step] for i in range(0, len(data), step)]) + _SOFT_BREAK
     if text.endswith("\n"):
         encoded = binascii.b2a_qp(text.replace("\n", "\r\n").encode("utf-8"), istext=True)
@@ -345,6 +345,8 @@ def _lines(encoded: bytes) -> bytes:
     """Lines over 76 characters cut with soft breaks, never inside an ``=XX`` escape (b2a_qp
     writes 77 when it encodes white space at the end of a full line, and a soft break added
     above can make one 77 too), and a dot that starts a line written ``=2E``."""
+    if len(encoded) <= _QP_LINE and encoded[:1] != b"." and b"\n." not in encoded:
+        return encoded  # a short value: nothing to cut or escape
     lines = encoded.split(b"\r\n")
     if max(map(len, lines)) <= _QP_LINE and not any(line[:1] == b"." for line in lines):
         return encoded
