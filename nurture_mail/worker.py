@@ -127,7 +127,6 @@ def preload(burst: bool = False) -> None:
     """Import what every worker needs, once, before the pool forks."""
     import rq.worker  # noqa: F401
     from jinja2 import sandbox  # noqa: F401
-
     from sqlalchemy.orm import configure_mappers
 
     from .jobs import send  # noqa: F401

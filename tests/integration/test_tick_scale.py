@@ -79,3 +79,41 @@ def test_a_bulk_load_refreshes_the_planner_statistics_on_postgresql(make_app, da
             "SELECT relname, last_analyze IS NOT NULL FROM pg_stat_user_tables"
             " WHERE schemaname = current_schema() AND relname IN ('lead', 'enrollment')")).all())
     assert analyzed == {"lead": True, "enrollment": True}
+
+
+@pytest.mark.parametrize("due, streams, expected", [
+    (1_000, 2, 500),     # a 1k tick: two batches of 500 side by side
+    (300, 2, 250),       # half is 150: rounded up to a whole send job
+    (3_999, 2, 2_000),   # one round of full batches
+    (4_000, 2, 250),     # the probe stops counting there: more may be due, the ramp starts small
+    (0, 2, 250),         # nothing counted (some may be due by now): the ramp
+    (1_000, 1, 1_000),   # SQLite's one stream takes it in one batch
+    (5, 1, 250),
+])
+def test_the_first_batch_splits_a_small_tick_evenly_between_the_streams(due, streams, expected):
+    from nurture_mail.nurture.tick import _first_batch
+
+    assert _first_batch(due, streams, per_job=250, largest=2_000) == expected
+
+
+@pytest.mark.parametrize("count", [1, 7, 23, 41])
+def test_a_small_tick_sized_by_its_probe_queues_each_due_enrollment_once(make_app, database_url, smtp_server,
+                                                                          clock, count):
+    """Batches sized from the probe's count (up to two rounds of 20, in send jobs of 5): every
+    enrollment due is queued once, whatever the count against the batch sizes."""
+    platform = Platform(make_app(database_url, smtp_port=smtp_server.port, tick_batch_size=20, send_batch_size=5),
+                        smtp_server, clock)
+    platform.sync()
+    for i in range(count):
+        platform.add_lead(f"lead{i}@acme.example", timezone="America/New_York")
+        platform.enroll(f"lead{i}@acme.example")
+    with platform.svc.db.session() as session:
+        session.execute(update(Enrollment).values(next_send_at=clock.now() - timedelta(minutes=1)))
+    report = platform.tick()
+    assert (report.due, report.queued) == (count, count)
+    assert report.enqueued_deliveries == count and len(report.jobs) == -(-count // 5)
+    with platform.svc.db.session() as session:
+        per_enrollment = list(session.scalars(select(func.count()).select_from(Delivery).group_by(Delivery.enrollment_id)))
+    assert per_enrollment == [1] * count
+    assert (platform.tick().due, platform.tick().queued) == (0, 0)
+
