@@ -282,7 +282,10 @@ class SlotPlan:
                     if key is not None:
                         memo[key] = value
                 texts[index] = str(escape(value)) if self.autoescape else str(value)
-        except _Fallback:
+        except Exception:
+            # _Fallback, or an error: the plan evaluates every test of the shape up front, also
+            # one nested in a branch Jinja would not enter; the full render raises what Jinja
+            # raises, and only that.
             return Filled(full(), None)
         out = layout.frame[:]
         out[1::2] = [texts[index] for index in layout.slots]

@@ -201,3 +201,14 @@ def test_quoted_printable_pieces_join_into_a_valid_body():
         for line in body.split(b"\r\n"):
             assert len(line) <= 76 and b"\n" not in line and b"\r" not in line
             assert not line.endswith((b" ", b"\t")) and not line.startswith(b".")
+
+
+def test_a_value_only_a_branch_not_taken_would_fail_on_is_left_to_jinja(write):
+    """The plan evaluates every test of a shape at once; one that fails (here a ``format`` with
+    too few arguments, nested under a condition that is false) gives the full render, which
+    never evaluates it, instead of an error."""
+    renderer = write("{% if lead.company %}{% if lead.first_name|format(1, 2) %}x{% endif %}{% endif %}"
+                     "Hi {{ lead.first_name }}")
+    ctx = context(dict(email="a@b.example", first_name="%s %s %s", company=""))
+    full, filled = both(renderer, "s.html", "s.txt", "x", ctx)
+    assert filled == full and "Hi %s %s %s" in filled[1]
