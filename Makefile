@@ -41,6 +41,7 @@ bench: $(STAMP)
 	$(PY) bench/rescore.py
 	$(PY) bench/click_redirect.py
 	$(PY) bench/mime_writer.py
+	$(PY) bench/render_mime.py
 	$(PY) bench/first_touch.py
 
 ## ruff, and mypy (mypy.ini: strict on engine/ and the domain services)
