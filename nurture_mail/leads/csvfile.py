@@ -160,15 +160,14 @@ class ParsedFile:
                 yield number, {ROW_ERROR: problem,
                                "email": cells[email_index].strip() if email_index < len(cells) else ""}
                 continue
-            if not cells or not any(cell.strip() for cell in cells):
+            if not "".join(cells).strip():  # blank: no cell holds anything but white space
                 continue
             width = len(cells)
             yield number, {target: cells[i].strip() for i, target in used if i < width}
 
     def count_rows(self) -> int:
         """The rows ``rows()`` will yield, counted without building them."""
-        return sum(1 for _number, cells, problem in self.records()
-                   if problem or (cells and any(cell.strip() for cell in cells)))
+        return sum(1 for _number, cells, problem in self.records() if problem or "".join(cells).strip())
 
 
 def _one_line(line: str, delimiter: str) -> list[str]:
