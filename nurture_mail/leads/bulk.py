@@ -355,14 +355,18 @@ def _joined(values: list[Any]) -> str | None:
     types = set(map(type, values))
     if not values or not types <= _JOINABLE or _NULL in values:
         return None
-    if datetime in types and any(type(v) is datetime and v.tzinfo is not None for v in values):
-        return None
     if types == {str}:
         text = _SEPARATOR.join(values)
+    elif types == {int}:
+        text = _SEPARATOR.join(map(str, values))
     elif types <= {str, type(None)}:
         text = _SEPARATOR.join([_NULL if v is None else v for v in values])
     else:
-        text = _SEPARATOR.join([_NULL if v is None else v if type(v) is str else str(v) for v in values])
+        # Each distinct value written once (a chunk's timestamps are mostly one instant).
+        written = {v: _NULL if v is None else v if type(v) is str else str(v) for v in set(values)}
+        if any(type(v) is datetime and v.tzinfo is not None for v in written):
+            return None
+        text = _SEPARATOR.join(map(written.__getitem__, values))
     if not text or text.count(_SEPARATOR) != len(values) - 1:
         return None  # an empty string alone (string_to_array gives no element), or a separator inside
     return text
