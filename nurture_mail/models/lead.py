@@ -5,7 +5,7 @@ import enum
 from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import BigInteger, Enum, Index, String, text
+from sqlalchemy import BigInteger, Enum, Index, String, func, literal_column
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .base import Base
@@ -53,7 +53,8 @@ class Lead(Base):
     #: matches prefixes of lower(email / first name / last name / company) (PostgreSQL indexes).
     __table_args__ = (
         Index("ix_lead_updated_at_id", "updated_at", "id"),
-        *(Index(f"ix_lead_lower_{column}", text(f"lower({column}) text_pattern_ops")).ddl_if(dialect="postgresql")
+        *(Index(f"ix_lead_lower_{column}", func.lower(literal_column(column)).label(f"lower_{column}"),
+                postgresql_ops={f"lower_{column}": "text_pattern_ops"}).ddl_if(dialect="postgresql")
           for column in ("email", "first_name", "last_name", "company")),
     )
 
