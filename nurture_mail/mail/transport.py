@@ -260,14 +260,13 @@ class SMTPTransport:
             if smtp.has_extn("pipelining"):
                 at = [stage]
                 try:
-                    stage, code, reply = self._pipelined(smtp, envelope_from, recipient, data, options, at)
+                    refused = self._pipelined(smtp, envelope_from, recipient, data, options, at)
                 except (OSError, smtplib.SMTPException):
                     stage = at[0]
                     raise
-                if code == 250 and stage == "data":
+                if refused is None:
                     return
-                if stage == _DATA_NOT_354:
-                    stage, reply = "data", _not_354(code, reply)
+                stage, code, reply = refused
             else:
                 code, reply = smtp.mail(envelope_from, options)
                 if code == 250:
@@ -297,11 +296,11 @@ class SMTPTransport:
 
     @staticmethod
     def _pipelined(smtp: smtplib.SMTP, envelope_from: str, recipient: str, data: bytes,
-                   options: list[str], at: list[str]) -> tuple[str, int, bytes]:
+                   options: list[str], at: list[str]) -> tuple[str, int, bytes | str] | None:
         """MAIL, RCPT and DATA in one write (RFC 2920), then the content once DATA got 354.
 
-        Returns (stage, code, reply) of the first refusal, or ("data", 250, reply) when the
-        message was accepted. The three replies are always all read, so the session stays in
+        Returns (stage, code, reply) of the first refusal, or None when the message was
+        accepted. The three replies are always all read, so the session stays in
         step whatever was refused. ``at[0]`` names the reply being waited for (for a timeout).
         """
         mail = f"MAIL FROM:{_quoted(envelope_from)}{''.join(' ' + o for o in options)}"
@@ -317,7 +316,7 @@ class SMTPTransport:
             if mail_code == 250 and rcpt_code in (250, 251) and data_code == 354:
                 smtp.send(_dot_stuffed(data))
                 ((code, reply),) = reader.replies(1)
-                return "data", code, reply
+                return None if code == 250 else ("data", code, reply)
         else:  # not ours (only if smtplib replaced it): one reply at a time
             mail_code, mail_reply = smtp.getreply()
             at[0] = "rcpt"
@@ -330,11 +329,11 @@ class SMTPTransport:
         elif rcpt_code not in (250, 251):
             failed = ("rcpt", rcpt_code, rcpt_reply)
         elif data_code != 354:  # no content went: whatever the code, this message was not taken
-            return _DATA_NOT_354, data_code, data_reply
+            return "data", data_code, _not_354(data_code, data_reply)
         else:
             smtp.send(_dot_stuffed(data))
             code, reply = smtp.getreply()
-            return "data", code, reply
+            return None if code == 250 else ("data", code, reply)
         if data_code == 354:
             # A server that let DATA through after refusing the envelope: end the (empty) content
             # at once; whatever it answers, this message was refused at MAIL or RCPT.
@@ -623,10 +622,6 @@ def _check_address(what: str, address: str) -> None:
         raise ValueError(f"{what}: line break in address (command injection?): {address!r}")
     if not address.isascii():
         raise ValueError(f"{what}: non-ASCII address needs SMTPUTF8, which this transport does not use: {address!r}")
-
-
-#: ``_pipelined``'s stage for a DATA answered with anything but 354 (even a 250: no content went).
-_DATA_NOT_354 = "data-not-354"
 
 
 def _not_354(code: int, reply: bytes | str) -> str | bytes:
