@@ -186,11 +186,9 @@ class Renderer:
     def render(self, html_name: str, text_name: str, subject: str, context: dict[str, Any]) -> tuple[str, str, str]:
         """Subject, HTML and text for one lead."""
         compiled = self.compiled(html_name, text_name)
-        if "{" in subject:
-            rendered_subject = " ".join(render_template(self.subject(subject), context).split())
-        else:  # no tag can start without a brace: the subject is its own rendering, no Jinja context
-            rendered_subject = " ".join(subject.split())
-        return rendered_subject, render_template(compiled.html, context), render_template(compiled.text, context)
+        # No tag can start without a brace: such a subject is its own rendering, no Jinja context.
+        rendered = render_template(self.subject(subject), context) if "{" in subject else subject
+        return " ".join(rendered.split()), render_template(compiled.html, context), render_template(compiled.text, context)
 
     def render_step(self, html_name: str, text_name: str, subject: str, context: dict[str, Any],
                     step_key: Hashable) -> StepEmail:
@@ -217,22 +215,19 @@ class Renderer:
                 )
         subject_plan, html_plan, text_plan = plans
         memo: dict[Hashable, Any] = {}  # what the three plans share: evaluated once
-        if "{" in subject:
-            rendered = _filled(subject_plan, context, memo, lambda: render_template(self.subject(subject), context),
-                               body=False)
-            rendered_subject = " ".join(rendered.text.split())
-        else:
-            rendered_subject = " ".join(subject.split())
+        rendered_subject = subject if "{" not in subject else _filled(
+            subject_plan, context, memo, lambda: render_template(self.subject(subject), context), body=False).text
         html = _filled(html_plan, context, memo, lambda: render_template(compiled.html, context))
         text = _filled(text_plan, context, memo, lambda: render_template(compiled.text, context))
-        return StepEmail(rendered_subject, html.text, text.text, html.quoted_printable, text.quoted_printable)
+        return StepEmail(" ".join(rendered_subject.split()), html.text, text.text, html.quoted_printable,
+                         text.quoted_printable)
 
 
 class StepEmail(NamedTuple):
     subject: str
     html: str
     text: str
-    #: The bodies quoted-printable (``mime.OutgoingEmail.encoded_bodies``), where plans made them.
+    #: The bodies quoted-printable (``mime.OutgoingEmail.html_qp``/``text_qp``), where plans made them.
     html_qp: bytes | None = None
     text_qp: bytes | None = None
 

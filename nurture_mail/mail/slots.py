@@ -274,13 +274,7 @@ class SlotPlan:
             layout = self._layout(shape)
             texts: dict[int, str] = {}
             for index in layout.used:
-                slot = self.slots[index]
-                key = slot.key
-                value = _Missing if key is None else memo.get(key, _Missing)
-                if value is _Missing:
-                    value = slot.value(context)
-                    if key is not None:
-                        memo[key] = value
+                value = self._value(self.slots[index], context, memo)
                 texts[index] = str(escape(value)) if self.autoescape else str(value)
         except Exception:
             # _Fallback, or an error: the plan evaluates every test of the shape up front, also
