@@ -40,6 +40,8 @@ from email import base64mime, quoprimime
 from email.utils import format_datetime
 from itertools import chain
 
+from ..keyedmac import keyed_mac
+
 __all__ = ["OutgoingEmail", "build_message", "canonical_text", "message_id_for", "written_display_name"]
 
 CRLF = "\r\n"
@@ -129,13 +131,7 @@ def message_id_for(delivery_id: int, secret: bytes, domain: str) -> str:
         raise ValueError("Message-ID: the secret must not be empty")
     if not _DOMAIN.match(domain):
         raise ValueError(f"Message-ID: not a usable domain: {domain!r}")
-    # HMAC-SHA256 with the secret keyed once per process (keying costs as much as the MAC):
-    # keyedmac.keyed_mac, imported at the first call and kept on this function.
-    try:
-        keyed_mac = message_id_for.__dict__["keyed_mac"]
-    except KeyError:
-        from ..keyedmac import keyed_mac
-        message_id_for.__dict__["keyed_mac"] = keyed_mac
+    # HMAC-SHA256 with the secret keyed once per process (keying costs as much as the MAC).
     mac = keyed_mac(secret).hexdigest(b"nurture_mail message-id %d" % delivery_id)[:16]
     return f"<d{delivery_id}.{mac}@{domain}>"
 
@@ -168,24 +164,27 @@ def build_message(email: OutgoingEmail) -> bytes:
     return b"".join((
         "".join(headers).encode("ascii"),
         delimiter,
-        *_part(b"plain", email.text, email.text_qp),
+        *_part("plain", email.text, email.text_qp),
         b"\r\n", delimiter,
-        *_part(b"html", email.html, email.html_qp),
+        *_part("html", email.html, email.html_qp),
         f"{CRLF}--{boundary}--{CRLF}".encode("ascii"),
     ))
 
 
-def _part(subtype: bytes, text: str, quoted_printable: bytes | None) -> tuple[bytes, bytes]:
+def _part(subtype: str, text: str, quoted_printable: bytes | None) -> tuple[bytes, bytes]:
     """A part's headers and body: quoted-printable as given, else base64 of the text."""
     if quoted_printable is None:
-        return (b'Content-Type: text/' + subtype + b'; charset="utf-8"\r\nContent-Transfer-Encoding: base64\r\n\r\n',
-                _base64_body(text))
+        return _PART_HEADERS[subtype, "base64"], _base64_body(text)
     # The CRLF written before the delimiter belongs to the delimiter (RFC 2046 §5.1.1): a last
     # soft break is dropped, a last hard one is the text's own line break and stays.
     if quoted_printable.endswith(b"=\r\n"):
         quoted_printable = quoted_printable[:-3]
-    return (b'Content-Type: text/' + subtype
-            + b'; charset="utf-8"\r\nContent-Transfer-Encoding: quoted-printable\r\n\r\n', quoted_printable)
+    return _PART_HEADERS[subtype, "quoted-printable"], quoted_printable
+
+
+_PART_HEADERS = {(subtype, encoding): (f'Content-Type: text/{subtype}; charset="utf-8"{CRLF}'
+                                       f"Content-Transfer-Encoding: {encoding}{CRLF}{CRLF}").encode("ascii")
+                 for subtype in ("plain", "html") for encoding in ("base64", "quoted-printable")}
 
 
 def written_display_name(name: str) -> str:
@@ -232,18 +231,16 @@ def _check_extra_names(names: tuple[str, ...]) -> None:
 
 
 def _check_header_values(email: OutgoingEmail) -> None:
-    # One search over every value (a space between them is no control character); only an
-    # email that has one is searched field by field, to name the header.
-    if not _CONTROL.search(" ".join((email.from_name, email.from_addr, email.to_name, email.to_addr, email.subject,
-                                     email.message_id, email.reply_to or "", email.return_path or "",
-                                     *(text for header in email.extra_headers for text in header)))):
-        return
     fields = (
         ("From", email.from_name), ("From", email.from_addr), ("To", email.to_name), ("To", email.to_addr),
         ("Subject", email.subject), ("Message-ID", email.message_id),
-        ("Reply-To", email.reply_to or ""), ("Return-Path", email.return_path or ""),
+        ("Reply-To", email.reply_to or ""), ("Return-Path", email.return_path or ""), *email.extra_headers,
     )
-    for name, value in fields + email.extra_headers:
+    # One search over every name and value (a space between them is no control character);
+    # only an email that has one is searched field by field, to name the header.
+    if not _CONTROL.search(" ".join([text for field in fields for text in field])):
+        return
+    for name, value in fields:
         found = _CONTROL.search(name) or _CONTROL.search(value)
         if found:
             name = _CONTROL.sub("", name).strip()
