@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from functools import lru_cache
 
+from email_validator import SPECIAL_USE_DOMAIN_NAMES, EmailNotValidError, validate_email
+
 __all__ = ["InvalidEmail", "address_key", "normalize_email"]
 
 
@@ -21,10 +23,6 @@ _DOT_ATOM = re.compile(r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/
 
 
 def _validated(text: str, check_deliverability: bool) -> str:
-    # Imported here: email-validator's tables cost 35 ms of every process start, and a worker
-    # that only sends (``address_key``) never needs them.
-    from email_validator import EmailNotValidError, validate_email
-
     try:
         result = validate_email(text, check_deliverability=check_deliverability)
     except EmailNotValidError as exc:
@@ -36,13 +34,7 @@ def _validated(text: str, check_deliverability: bool) -> str:
 #: digits or inner hyphens: what email-validator accepts unchanged (but lower-cased) when no
 #: label has a hyphen pair and the name is not special-use (both checked in ``_plain_domain``).
 _PLAIN_DOMAIN = re.compile(r"(?:[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?\.)+(?:[a-z0-9-]{0,62})?[a-z]")
-
-
-@lru_cache(maxsize=1)
-def _special_use() -> tuple[str, ...]:
-    from email_validator import SPECIAL_USE_DOMAIN_NAMES
-
-    return tuple(SPECIAL_USE_DOMAIN_NAMES)
+_SPECIAL_USE = tuple(SPECIAL_USE_DOMAIN_NAMES)
 
 
 def _plain_domain(domain: str) -> str | None:
@@ -56,7 +48,7 @@ def _plain_domain(domain: str) -> str | None:
     lowered = domain.lower()
     if not _PLAIN_DOMAIN.fullmatch(lowered) or lowered.rpartition(".")[2].startswith("-"):
         return None
-    for special in _special_use():
+    for special in _SPECIAL_USE:
         if lowered == special or lowered.endswith("." + special):
             return None
     return lowered
