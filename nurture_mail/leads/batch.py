@@ -25,10 +25,11 @@ from sqlalchemy.orm import Session
 from ..addresses import InvalidEmail
 from ..engine.plan import SendWindow
 from ..engine.schedule import next_in_window, zone
-from ..models import ALL_EMAIL, Campaign, Enrollment, EnrollmentState, Lead, LeadStatus, Suppression
+from ..models import ALL_EMAIL, Campaign, Enrollment, EnrollmentState, Lead, LeadStatus
 from ..nurture.enroll import enrollment_blocker
 from ..nurture.first_touch import schedule_first_touch
 from ..nurture.plans import plan_of
+from ..nurture.suppression import scopes_of_keys
 from .bulk import Bulk
 from .csvfile import ROW_ERROR
 from .fields import LeadValues, convert
@@ -137,18 +138,17 @@ def import_chunk(session: Session, rows: list[tuple[int, dict[str, str]]] | _Chu
     known = [email for (email,) in bulk.select_in(table, ["email"], "email", emails)]
     existing = {row["email"]: dict(row) for row in session.execute(
         select(*_LEAD_COLUMNS).where(Lead.email.in_(known))).mappings()} if known else {}
-    scopes: dict[str, set[str]] = {}
-    for email, scope in bulk.select_in(Suppression.__table__, ["email", "scope"], "email", emails):
-        scopes.setdefault(email, set()).add(scope)
+    scopes = scopes_of_keys(bulk, emails)  # the chunk's addresses are normalised already
     plan = _plan_changes(session, chunk.groups, existing, scopes, ctx)
     ids = {email: row["id"] for email, row in existing.items()}
     # The campaign's enrollments of the stored leads it may enroll, read before any write.
-    stored = {ids[e] for e in _candidates(chunk.groups, ids, plan, ctx) if e in ids}
+    candidates = _candidates(chunk.groups, ids, plan, ctx)
+    stored = {ids[e] for e in candidates if e in ids}
     enrollments = (stored, _current_enrollments(bulk, ctx, sorted(stored)))
     lead_ids: list[int] | None = None
     enrollment_ids: list[int] | None = None
     if before_writes is not None and bulk.postgresql:
-        most = len(_candidates(chunk.groups, ids, plan, ctx)) if ctx.campaign_id is not None else 0
+        most = len(candidates) if ctx.campaign_id is not None else 0
         lead_ids, enrollment_ids = bulk.next_ids([(table, len(plan.inserts)), (Enrollment.__table__, most)])
     if before_writes is not None:
         before_writes()

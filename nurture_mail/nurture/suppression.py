@@ -61,10 +61,14 @@ def suppress(session: Session, email: str, now: datetime, *, reason: str, source
 
 def suppression_scopes(session: Session, emails: Iterable[str]) -> dict[str, set[str]]:
     """{email: scopes} for those of ``emails`` that are suppressed anywhere: one query."""
-    wanted = {address_key(e) for e in emails}
+    return scopes_of_keys(Bulk(session), sorted({address_key(e) for e in emails}))
+
+
+def scopes_of_keys(bulk: Bulk, keys: list[str]) -> dict[str, set[str]]:
+    """``suppression_scopes`` of addresses already in their stored form (``address_key``)."""
     found: dict[str, set[str]] = {}
     # At the driver level: a send batch's 250 addresses are one array parameter on PostgreSQL.
-    for email, scope in Bulk(session).select_in(Suppression.__table__, ["email", "scope"], "email", sorted(wanted)):
+    for email, scope in bulk.select_in(Suppression.__table__, ["email", "scope"], "email", keys):
         found.setdefault(email, set()).add(scope)
     return found
 
