@@ -58,11 +58,7 @@ class KeyedMAC:
         return outer.digest()
 
     def hexdigest(self, message: bytes) -> str:
-        inner = self._inner.copy()
-        inner.update(message)
-        outer = self._outer.copy()
-        outer.update(inner.digest())
-        return outer.hexdigest()
+        return self.digest(message).hex()
 
 
 @functools.lru_cache(maxsize=32)

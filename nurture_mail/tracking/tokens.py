@@ -13,7 +13,6 @@ from __future__ import annotations
 import binascii
 import functools
 import hashlib
-import hmac
 import json
 import re
 from collections.abc import Callable, Sequence
@@ -131,7 +130,7 @@ class Tokens:
         if type(delivery_id) is int and type(link_id) is int and type(url) is str:
             # ``,<link id>,<url as JSON>]``, made once per link (the links repeat from email to email).
             return self._sign_click(b"[%d%s" % (delivery_id, _click_tail(link_id, url)))
-        if not _is_safe_link(url):
+        if not is_safe_target(url):
             raise ValueError(f"link {link_id}: not an absolute http(s) URL: {url[:100]!r}")
         return self._click.dumps([delivery_id, link_id, url])
 
@@ -205,33 +204,20 @@ class _KeyedSigner:
         if not isinstance(signer.algorithm, HMACAlgorithm):
             raise TypeError("only HMAC signers are supported")
         self.sep = signer.sep
-        key, digest_method = signer.derive_key(), signer.algorithm.digest_method
-        name = digest_method().name
-        if name in ("sha1", "sha256"):
-            self._digest: Callable[[bytes], bytes] = KeyedMAC(key, name).digest
-        else:
-            prototype = hmac.new(key, digestmod=digest_method)
-
-            def digest(value: bytes) -> bytes:
-                mac = prototype.copy()
-                mac.update(value)
-                return mac.digest()
-
-            self._digest = digest
+        # Our serializers sign with SHA-1 (unsubscribe) and SHA-256: what KeyedMAC keys.
+        self._digest: Callable[[bytes], bytes] = KeyedMAC(
+            signer.derive_key(), signer.algorithm.digest_method().name).digest
 
     def sign_str(self, value: bytes) -> str:
         """``signer.sign(value)``, as text (a token is ASCII)."""
         return (value + self.sep + _b64(self._digest(value))).decode("ascii")
 
     def sign_json(self, payload: bytes) -> str:
-        """The token of a payload written as compact JSON: ``sign_str(base64_encode(payload))``."""
-        value = _b2a(payload, newline=False).translate(_URLSAFE).rstrip(b"=")
-        return (value + self.sep + _b2a(self._digest(value), newline=False).translate(_URLSAFE).rstrip(b"=")
-                ).decode("ascii")
+        """The token of a payload written as compact JSON."""
+        return self.sign_str(_b64(payload))
 
 
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
-_b2a = binascii.b2a_base64
 
 
 def _b64(data: bytes) -> bytes:
@@ -270,26 +256,8 @@ def _incompressible(payload: bytes) -> bool:
 
 
 def _compact_json(payload: Any) -> bytes:
-    """``json.dumps(payload, separators=(",", ":"), ensure_ascii=False)``, encoded: the same bytes.
-
-    Every payload here is a short list of ids, ``None`` and a link's URL; joined by hand, with
-    each URL's JSON string cached (the links repeat from email to email), it costs a fifth of
-    the JSON encoder's call. Anything else goes to the encoder.
-    """
-    if type(payload) is list:
-        parts = []
-        for value in payload:
-            kind = type(value)
-            if kind is int:
-                parts.append(int.__repr__(value))  # what json writes for an int (not a bool)
-            elif value is None:
-                parts.append("null")
-            elif kind is str:
-                parts.append(_json_string(value))
-            else:
-                break
-        else:
-            return ("[" + ",".join(parts) + "]").encode()
+    """``payload`` as itsdangerous's compact JSON, encoded (the tokens' fallback path: the usual
+    payloads, plain ints, are formatted by hand in :class:`Tokens`)."""
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -299,18 +267,7 @@ def _click_tail(link_id: int, url: str) -> bytes:
     be a redirect. Only for an ``int`` link id (``True`` would share the cache entry of 1)."""
     if not is_safe_target(url):
         raise ValueError(f"link {link_id}: not an absolute http(s) URL: {url[:100]!r}")
-    return f",{link_id},{_json_string(url)}]".encode()
-
-
-@functools.lru_cache(maxsize=4096)
-def _json_string(value: str) -> str:
-    return json.dumps(value, ensure_ascii=False)
-
-
-@functools.lru_cache(maxsize=4096)
-def _is_safe_link(url: str) -> bool:
-    """:func:`is_safe_target` for the links of a batch, which repeat from email to email."""
-    return is_safe_target(url)
+    return f",{link_id},{json.dumps(url, ensure_ascii=False)}]".encode()
 
 
 def _is_id(value: object) -> bool:
