@@ -312,11 +312,6 @@ def worker_count(value: str | int | None) -> int:
     return count
 
 
-def run_worker_pool(count: int, burst: bool = False, name: str | None = None) -> None:
-    """``count`` worker processes forked from one warm process (``worker.py``)."""
-    from .worker import run_worker_pool as pool
-
-    pool(count, burst=burst, name=name)
 
 
 DEMO_CAMPAIGN = "northwind-security"

@@ -55,7 +55,7 @@ def worker_command(burst: bool, name: str | None, count: str | None) -> None:
     app = make_worker_app()
     configure_logging()
     if workers is not None:
-        run_worker_pool(workers, burst=burst, name=name, app=app)
+        run_worker_pool(workers, app, burst=burst, name=name)
         return
     gc.freeze()
     run_worker(app, burst=burst, name=name)
@@ -138,13 +138,12 @@ def preload(burst: bool = False) -> None:
         from .tracking import ingest  # noqa: F401
 
 
-def run_worker_pool(count: int, burst: bool = False, name: str | None = None, app: Flask | None = None) -> None:
+def run_worker_pool(count: int, app: Flask, burst: bool = False, name: str | None = None) -> None:
     """``count`` workers forked from this warm process, each forked again if it dies;
-    SIGTERM/Ctrl-C stop them all (each finishes or gives back its batch)."""
+    SIGTERM/Ctrl-C stop them all (each finishes or gives back its batch). ``app`` is made by
+    :func:`make_worker_app` once, before the pool: a database still to ``init`` stops the pool
+    with that one line, instead of forking workers that fail again and again."""
     preload(burst)
-    # The schema checked once here: a pool on a database still to ``init`` stops with that one
-    # line, instead of forking workers that fail again and again.
-    app = app or make_worker_app()
     _inline_templates(app)
     # Every worker runs in this app, its templates compiled: forked, it has nothing to build.
     # No connection is left open across fork (the engine makes new ones in each child; Redis

@@ -51,6 +51,12 @@ class SendWindow:
     end: time = time(17, 0)
     weekdays_only: bool = True
 
+    @classmethod
+    def from_minutes(cls, start_minute: int, end_minute: int, weekdays_only: bool) -> "SendWindow":
+        """The window as a campaign row stores it: minutes after local midnight."""
+        return cls(start=time(start_minute // 60, start_minute % 60), end=time(end_minute // 60, end_minute % 60),
+                   weekdays_only=weekdays_only)
+
 
 @dataclass(frozen=True)
 class CampaignPlan:

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from datetime import time
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
@@ -34,11 +33,7 @@ def plan_of(campaign: Campaign) -> CampaignPlan:
 
 def window_of(campaign: Campaign) -> SendWindow:
     """The campaign's send window (stored as minutes after local midnight)."""
-    return SendWindow(
-        start=time(campaign.window_start_minute // 60, campaign.window_start_minute % 60),
-        end=time(campaign.window_end_minute // 60, campaign.window_end_minute % 60),
-        weekdays_only=campaign.weekdays_only,
-    )
+    return SendWindow.from_minutes(campaign.window_start_minute, campaign.window_end_minute, campaign.weekdays_only)
 
 
 def load_campaign(session: Session, campaign_id: int) -> Campaign:

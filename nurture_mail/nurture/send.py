@@ -29,7 +29,6 @@ import logging
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from datetime import time as dt_time
 from typing import Any
 
 from redis.exceptions import RedisError
@@ -288,8 +287,8 @@ def _steps(session: Session, step_ids: set[int]) -> dict[int, StepRow]:
                        wanted, [c for _, c in _STEP_COLUMNS]):
         campaign = campaigns.get(r[7])
         if campaign is None:
-            campaign = campaigns[r[7]] = CampaignRow(r[7], r[8], r[9], r[10], SendWindow(
-                start=dt_time(r[11] // 60, r[11] % 60), end=dt_time(r[12] // 60, r[12] % 60), weekdays_only=r[13]))
+            campaign = campaigns[r[7]] = CampaignRow(r[7], r[8], r[9], r[10],
+                                                     SendWindow.from_minutes(r[11], r[12], r[13]))
         result[r[0]] = StepRow(r[0], r[1], r[2], r[3], r[4], r[5], tuple(r[6] or ()), tuple(links[r[0]]), campaign)
     return result
 

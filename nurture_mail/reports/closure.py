@@ -42,7 +42,8 @@ def _stage_rank(span: DateRange):
 
 
 def _size_band():
-    """``profile.size_of`` in SQL, so the handoffs group by band rather than by head count."""
+    """The head count's ``profile.SIZE_BANDS`` band, in SQL, so the handoffs group by band rather
+    than by head count (no head count, or none above zero: unknown)."""
     whens = [(Lead.employees.between(low, high) if high is not None else Lead.employees >= low, label)
              for low, high, label in SIZE_BANDS]
     return case(*whens, else_=literal(UNKNOWN))

@@ -105,7 +105,7 @@ def figures(session: Session, month: Month) -> MonthFigures:
     ) or 0
     handed = select(Handoff.lead_id).where(Handoff.created_at >= start, Handoff.created_at < end)
     # The month's engaged leads: the stored summary plus the newest events (see reports/summaries.py).
-    engaged, _ = engaged_leads(session, month.start)
+    engaged = engaged_leads(session, month.start)
     leads = engaged.subquery()
     developing = session.scalar(
         select(func.count(distinct(leads.c.lead_id))).where(leads.c.lead_id.not_in(handed))

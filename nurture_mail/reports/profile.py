@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 
-__all__ = ["industry_of", "role_of", "size_of"]
+__all__ = ["industry_of", "role_of"]
 
 #: NAICS 2-digit sectors (the first digits of a NAICS code).
 NAICS_SECTORS = {
@@ -41,15 +41,6 @@ def industry_of(naics: str | None, sic: str | None) -> str:
             if low <= major <= high:
                 return name
     return UNKNOWN
-
-
-def size_of(employees: int | None) -> str:
-    if not employees or employees < 1:
-        return UNKNOWN
-    for low, high, label in SIZE_BANDS:
-        if employees >= low and (high is None or employees <= high):
-            return label
-    return UNKNOWN  # pragma: no cover
 
 
 def role_of(title: str | None) -> str:

@@ -198,16 +198,16 @@ def _utc(day: date) -> datetime:
     return datetime(day.year, day.month, day.day, tzinfo=UTC)
 
 
-def engaged_leads(session: Session, start: date) -> tuple[Select | CompoundSelect, datetime | None]:
-    """A select of the lead ids that engaged in the month starting ``start`` (a lead may appear twice),
-    and when the summary was refreshed (None: never, the select reads the events alone)."""
+def engaged_leads(session: Session, start: date) -> Select | CompoundSelect:
+    """A select of the lead ids that engaged in the month starting ``start`` (a lead may appear
+    twice): the summary and the events since it was refreshed, or the events alone (never refreshed)."""
     begin, end = _utc(start), _utc(_next_month(start))
     mark = session.get(ReportWatermark, EVENTS)
     if mark is None:
-        return select(Event.lead_id).where(*_engagement(begin, end)), None
+        return select(Event.lead_id).where(*_engagement(begin, end))
     stored = select(EngagedLeadMonth.lead_id).where(EngagedLeadMonth.month == start)
     recent = select(Event.lead_id).where(Event.id > mark.scan_from, *_engagement(begin, end))
-    return union_all(stored, recent), mark.refreshed_at
+    return union_all(stored, recent)
 
 
 def refresh_engaged_months(session: Session, now: datetime, *, full: bool = False) -> int:
